@@ -1,0 +1,172 @@
+"""Push service: plugins emit named events; the UI receives them in coalesced batches.
+
+``emit`` never blocks and never waits for a window: it appends to a bounded buffer. A flusher
+thread delivers what accumulated at most ``rate`` times per second (default 30) to every sink
+(the pywebview window, each SSE client) as one batch ``[{"event": name, "payload": ...}, ...]``.
+Each sink has its own bounded buffer, so a slow or closed window cannot make ingest wait or grow
+memory: when a buffer is full the OLDEST pushes are dropped and counted (``stats()``). Only UI
+pushes are ever dropped; stored data never goes through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Sink:
+    """One receiver of batches, with its own bounded buffer and drop counter."""
+
+    def __init__(self, name: str, deliver: Callable[[list[dict]], None], max_pending: int,
+                 threaded: bool = False):
+        self.name = name
+        self._deliver = deliver
+        self._pending: deque[dict] = deque()
+        self._max = max_pending
+        self.dropped = 0
+        self.delivered = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._ready: threading.Event | None = None
+        if threaded:
+            # A deliver that may block (pywebview's run_js waits for the page) gets its own
+            # thread, so one stuck window cannot delay the other sinks.
+            self._ready = threading.Event()
+            threading.Thread(target=self._drain_loop, name=f"push-{name}", daemon=True).start()
+
+    def _drain_loop(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            self._drain_now()
+
+    def offer(self, items: list[dict]) -> None:
+        with self._lock:
+            self._pending.extend(items)
+            overflow = len(self._pending) - self._max
+            for _ in range(max(overflow, 0)):
+                self._pending.popleft()
+            self.dropped += max(overflow, 0)
+
+    def drain(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
+        else:
+            self._drain_now()
+
+    def _drain_now(self) -> None:
+        with self._lock:
+            items = list(self._pending)
+            self._pending.clear()
+        if not items:
+            return
+        try:
+            self._deliver(items)
+            self.delivered += len(items)
+        except Exception:
+            self.failures += 1
+            self.dropped += len(items)
+            log.warning("push sink %s failed; %d pushes dropped", self.name, len(items),
+                        exc_info=True)
+
+
+class PushService:
+    """Coalescing, rate-limited, bounded fan-out of named events to UI sinks."""
+
+    def __init__(self, rate: float = 30.0, max_pending: int = 20_000):
+        self._interval = 1.0 / rate
+        self._max_pending = max_pending
+        self._buffer: list[dict] = []
+        self._latest: dict[str, int] = {}  # name -> index in _buffer of its latest-only payload
+        self._lock = threading.Lock()
+        self._sinks: dict[int, Sink] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.emitted = 0
+        self.dropped = 0
+        self.flushes = 0
+
+    def emit(self, name: str, payload: Any, *, latest_only: bool = False) -> None:
+        """Queue a push for the UI. Never blocks.
+
+        ``latest_only`` keeps only the newest payload of this name until the next delivery
+        (snapshots such as the match state), in the place of the first one.
+        """
+        item = {"event": name, "payload": payload}
+        with self._lock:
+            self.emitted += 1
+            if latest_only and name in self._latest:
+                self._buffer[self._latest[name]] = item
+                return
+            if len(self._buffer) >= self._max_pending:
+                self.dropped += 1
+                return
+            if latest_only:
+                self._latest[name] = len(self._buffer)
+            self._buffer.append(item)
+        self._wake.set()
+
+    def add_sink(self, name: str, deliver: Callable[[list[dict]], None],
+                 max_pending: int = 5_000, threaded: bool = False) -> Sink:
+        """Register a receiver; ``deliver(batch)`` runs on the flusher thread (or its own)."""
+        sink = Sink(name, deliver, max_pending, threaded)
+        with self._lock:
+            self._sinks[id(sink)] = sink
+        return sink
+
+    def remove_sink(self, sink: Sink) -> None:
+        with self._lock:
+            self._sinks.pop(id(sink), None)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="push-flush", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(5)
+        self.flush()
+
+    def flush(self) -> None:
+        """Deliver what is buffered now (the flusher calls this; tests may too)."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            self._latest.clear()
+            sinks = list(self._sinks.values())
+        if batch:
+            self.flushes += 1
+            for sink in sinks:
+                sink.offer(batch)
+        for sink in sinks:
+            sink.drain()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+            # The rate limit: at most one delivery per interval, bursts coalesce meanwhile.
+            self._stop.wait(self._interval)
+
+    def stats(self) -> dict:
+        with self._lock:
+            sinks = list(self._sinks.values())
+        return {
+            "emitted": self.emitted,
+            "dropped": self.dropped + sum(s.dropped for s in sinks),
+            "flushes": self.flushes,
+            "sinks": [
+                {"name": s.name, "delivered": s.delivered, "dropped": s.dropped,
+                 "failures": s.failures}
+                for s in sinks
+            ],
+        }

@@ -1,0 +1,1 @@
+"""Built-in restrike plugins (registered explicitly by ``host.plugins``)."""

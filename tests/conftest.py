@@ -1,0 +1,62 @@
+"""Shared fixtures: real apps on real temporary data dirs, free ports, the shared fixtures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+# Third-party plugins are not loaded in tests unless a test asks (datasette does the same).
+os.environ["RESTRIKE_LOAD_PLUGINS"] = ""
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RESTRIKE_SHARED_DIR", REPO.parent / "shared"))
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that is free on 127.0.0.1 right now (TCP or UDP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.02, message: str = ""):
+    """Poll ``condition()`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    return SHARED
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build (not start) an App on a temporary data dir; stopped at the end of the test."""
+    from host.app import App
+    from host.settings import Settings
+
+    apps = []
+
+    def factory(builtins=None, extra_plugins=(), load_entrypoints=False, **settings):
+        settings.setdefault("data_dir", tmp_path / f"data{len(apps)}")
+        settings.setdefault("udp_bind", "127.0.0.1")
+        settings.setdefault("udp_port", free_port(socket.SOCK_DGRAM))
+        app = App(Settings(**settings), builtins=builtins, extra_plugins=extra_plugins,
+                  load_entrypoints=load_entrypoints)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.stop()

@@ -1,0 +1,122 @@
+"""The command registry and the window bridge, with real functions and real threads."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel, Field
+
+from host.bridge import ERROR_KEY, NAMED_KEY, invoke, make_js_api
+from host.commands import CommandRegistry, DuplicateCommand
+from host.errors import NotFound
+
+
+class Window(BaseModel):
+    start: int
+    end: int = 10
+
+
+def archive_old_events(days_old: Annotated[int, Field(ge=0)]) -> int:
+    """Pretend to archive: returns the number of days."""
+    return days_old
+
+
+def pair(first_value: str, second_value: int = 2) -> dict:
+    return {"first": first_value, "second": second_value}
+
+
+def windowed(window: Window) -> int:
+    return window.end - window.start
+
+
+def lookup(key: str) -> str:
+    raise NotFound(f"no item {key!r}", field="key")
+
+
+def crash() -> None:
+    raise RuntimeError("disk on fire at /secret/path/db.sqlite")
+
+
+@pytest.fixture
+def registry():
+    reg = CommandRegistry()
+    for fn in (archive_old_events, pair, windowed, lookup, crash):
+        reg.register(fn.__name__, fn, plugin="tests")
+    return reg
+
+
+def test_js_api_exposes_exactly_the_registered_names(registry):
+    api = make_js_api(registry)
+    public = sorted(n for n in dir(api) if not n.startswith("_"))
+    assert public == sorted(["archive_old_events", "pair", "windowed", "lookup", "crash"])
+
+
+def test_positional_snake_and_camel_calls(registry):
+    api = make_js_api(registry)
+    assert api.archive_old_events(30) == 30
+    assert api.archive_old_events({"days_old": 31}) == 31
+    assert api.archive_old_events({"daysOld": 32}) == 32
+    assert api.archive_old_events({NAMED_KEY: {"daysOld": 33}}) == 33
+    assert api.pair("a") == {"first": "a", "second": 2}
+    assert api.pair({"firstValue": "b", "secondValue": 5}) == {"first": "b", "second": 5}
+    # A single object that is not made of argument names is a positional model argument.
+    assert api.windowed({"start": 3, "end": 7}) == 4
+    assert registry.call("windowed", {"window": {"start": 1}}) == 9
+
+
+@pytest.mark.parametrize(
+    "args, field, words",
+    [
+        ([-1], "daysOld", "greater than or equal to 0"),
+        (["thirty"], "daysOld", "valid integer"),
+        ({"daysOld": None}, "daysOld", "valid integer"),
+        ([], "daysOld", "required"),
+        ({"weeks": 3}, "weeks", "not an argument"),
+    ],
+)
+def test_bad_arguments_reject_with_validation_error_naming_the_field(registry, args, field, words):
+    ok, error = invoke(registry, "archive_old_events", args)
+    assert not ok
+    assert error["type"] == "validation_error"
+    assert error["field"] == field
+    assert words in error["message"]
+
+
+def test_nested_model_errors_name_the_nested_field(registry):
+    ok, error = invoke(registry, "windowed", [{"start": "x"}])
+    assert not ok and error["field"] == "window.start"
+
+
+def test_errors_reach_the_page_as_envelopes_without_tracebacks(registry):
+    api = make_js_api(registry)
+    missing = api.lookup("k")[ERROR_KEY]
+    assert missing == {"type": "not_found", "message": "no item 'k'", "field": "key"}
+    internal = api.crash()[ERROR_KEY]
+    assert internal["type"] == "internal_error"
+    assert "Traceback" not in internal["message"] and "/secret" not in internal["message"]
+    ok, unknown = invoke(registry, "no_such_command", [])
+    assert not ok and unknown["type"] == "not_found"
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins(registry):
+    with pytest.raises(DuplicateCommand, match="plugin tests and plugin other"):
+        registry.register("pair", pair, plugin="other")
+
+
+def test_fifty_concurrent_calls_from_threads_get_their_own_results(registry):
+    api = make_js_api(registry)
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(50)
+
+    def call(i: int) -> None:
+        barrier.wait()
+        results[i] = api.pair({"firstValue": f"v{i}", "secondValue": i})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {i: {"first": f"v{i}", "second": i} for i in range(50)}
