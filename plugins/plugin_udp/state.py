@@ -1,0 +1,373 @@
+"""The live state of the match on one court, rebuilt from the PSS events as they arrive.
+
+``MatchState.apply`` is called on the dispatch thread for every event, in arrival order, and says
+whether anything a viewer can see changed (so the plugin pushes a snapshot only then).
+``snapshot()`` is plain JSON-ready data. ``pss_fight_loaded`` (``pre;FightLoaded``) starts a new
+match: everything is reset.
+
+Composite messages (scores, warnings, round winners) are full snapshots in the real sender, but
+each part is merged on its own, so a message carrying one side only (``wg2;3``) updates that side.
+
+When the match clock starts (``clk;..;start``) a break, injury time or time-out still shown is
+over: that heals a lost ``brk;0:00;stopEnd`` or ``ij1;..;hide``.
+
+Hit levels: ``hl1``/``hl2`` arrive just before the ``pt1``/``pt2`` they belong to. The state keeps
+each athlete's hit levels of the last ``HIT_WINDOW_NS`` (by ``received_ns``) and attaches them to
+the next points event of that athlete (``snapshot()["last_points"]``); once attached they are
+consumed, so a later punch does not inherit the levels of an earlier kick.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from host.timeutil import now_iso
+
+from .protocol import PssEvent
+
+HIT_WINDOW_NS = 5_000_000_000
+"""How far back (ns of ``received_ns``) a hit level still belongs to the next points event."""
+
+_HIT_BUFFER = 32  # hit levels kept per athlete; older ones are outside any sane window anyway
+
+_SIDE = {1: "blue", 2: "red"}
+_CHALLENGE_STATE = {None: "requested", 1: "accepted", 0: "rejected", -1: "cancelled"}
+_RUNNING_ACTIONS = {"start": True, "stop": False, "stopEnd": False}
+
+
+def _empty() -> dict:
+    """The state of a court before any match is loaded."""
+    return {
+        "loaded": False,
+        "ready": False,
+        "connected": None,
+        "match": {
+            "number": None, "phase": None, "category": None, "division": None,
+            "match_id": None, "rounds": None, "round_duration": None, "countdown": None,
+            "colors": {"blue_bg": None, "blue_fg": None, "red_bg": None, "red_fg": None},
+            "body_level": None, "head_level": None, "extra": [],
+        },
+        "athletes": {"blue": None, "red": None},
+        "round": None,
+        "clock": {"text": None, "seconds": None, "running": False, "action": None},
+        "current_scores": {"blue": 0, "red": 0},
+        "round_scores": {"blue": {}, "red": {}},
+        "warnings": {"blue": 0, "red": 0},
+        "hit_levels": {"blue": None, "red": None},
+        "last_points": {"blue": None, "red": None},
+        "injury": None,
+        "break": None,
+        "time_outs": {"blue": None, "red": None},
+        "challenges": [],
+        "round_winners": {},
+        "winner": {"side": None, "name": None, "classification": None},
+        "supremacy": None,
+        "referees": [],
+        "hardware_test": None,
+        "avt": None,
+    }
+
+
+class MatchState:
+    """The current match on one court. Not thread-safe: one dispatch thread applies events;
+    readers get copies through ``snapshot()``."""
+
+    def __init__(self) -> None:
+        self._s = _empty()
+        self._hits: dict[int, deque[tuple[int, int]]] = {1: deque(maxlen=_HIT_BUFFER),
+                                                         2: deque(maxlen=_HIT_BUFFER)}
+        self._updated_at: str | None = None
+        self._updated_ns: int | None = None
+
+    # ------------------------------------------------------------------------------------ API
+
+    def apply(self, event: PssEvent, received_ns: int, received_at: str | None = None) -> bool:
+        """Fold one event into the state; True when the visible state changed.
+
+        ``received_ns`` orders hit levels against points (only differences matter);
+        ``received_at`` (``now_iso()`` format) becomes ``updated_at``, now when not given.
+        """
+        handler = _APPLY.get(event.type)
+        if handler is None:
+            return False  # unknown/invalid/avt-like messages change nothing a viewer sees
+        changed = handler(self, event, received_ns)
+        if changed:
+            self._updated_at = received_at or now_iso()
+            self._updated_ns = received_ns
+        return changed
+
+    def reset(self) -> None:
+        """Forget the match (as ``pre;FightLoaded`` does)."""
+        self._s = _empty()
+        for hits in self._hits.values():
+            hits.clear()
+
+    def recent_hit_levels(self, athlete: int, now_ns: int) -> list[int]:
+        """Hit levels of athlete 1/2 received in the last ``HIT_WINDOW_NS`` before ``now_ns``."""
+        hits = self._hits.get(athlete)
+        if not hits:
+            return []
+        return [level for at, level in hits if 0 <= now_ns - at <= HIT_WINDOW_NS]
+
+    def snapshot(self) -> dict:
+        """A JSON-serialisable copy of the state.
+
+        Keys: ``loaded``, ``ready``, ``connected`` (hel/bye), ``match`` (number, phase, category,
+        division, match_id, rounds, round_duration, countdown, colors{blue_bg..red_fg},
+        body_level, head_level, extra), ``athletes`` {blue, red: {short, long, country} | None},
+        ``round``, ``clock`` {text, seconds, running, action}, ``current_scores`` {blue, red},
+        ``round_scores`` {blue, red: [round 1, round 2, ...]}, ``warnings`` {blue, red},
+        ``hit_levels`` {blue, red: last level}, ``last_points`` {blue, red: {point_type, points,
+        hit_levels, received_ns} | None}, ``injury`` {side, athlete, text, seconds, action,
+        visible} | None, ``break`` {text, seconds, action, running, active} | None,
+        ``time_outs`` {blue, red}, ``challenges`` [{side, athlete, state, won, round}],
+        ``round_winners`` [athlete per round, 0 none], ``winner`` {side, name, classification},
+        ``supremacy``, ``referees`` [{role, name, country}], ``hardware_test``, ``avt``,
+        ``updated_at`` (ISO, last visible change), ``updated_ns``.
+        """
+        s = self._s
+        rounds = s["match"]["rounds"] or 0
+        n_scores = max([rounds, *s["round_scores"]["blue"], *s["round_scores"]["red"]])
+        n_winners = max([rounds, *s["round_winners"]])
+        return {
+            "loaded": s["loaded"],
+            "ready": s["ready"],
+            "connected": s["connected"],
+            "match": {**s["match"], "colors": dict(s["match"]["colors"]),
+                      "extra": list(s["match"]["extra"])},
+            "athletes": {side: (dict(a) if a else None) for side, a in s["athletes"].items()},
+            "round": s["round"],
+            "clock": dict(s["clock"]),
+            "current_scores": dict(s["current_scores"]),
+            # list index 0 is round 1; a round without a score message counts 0
+            "round_scores": {side: [s["round_scores"][side].get(r, 0)
+                                    for r in range(1, n_scores + 1)]
+                             for side in ("blue", "red")},
+            "warnings": dict(s["warnings"]),
+            "hit_levels": dict(s["hit_levels"]),
+            "last_points": {side: (dict(p, hit_levels=list(p["hit_levels"])) if p else None)
+                            for side, p in s["last_points"].items()},
+            "injury": dict(s["injury"]) if s["injury"] else None,
+            "break": dict(s["break"]) if s["break"] else None,
+            "time_outs": {side: (dict(t) if t else None) for side, t in s["time_outs"].items()},
+            "challenges": [dict(c) for c in s["challenges"]],
+            "round_winners": [s["round_winners"].get(r, 0) for r in range(1, n_winners + 1)],
+            "winner": dict(s["winner"]),
+            "supremacy": s["supremacy"],
+            "referees": [dict(o) for o in s["referees"]],
+            "hardware_test": s["hardware_test"],
+            "avt": s["avt"],
+            "updated_at": self._updated_at,
+            "updated_ns": self._updated_ns,
+        }
+
+    # ------------------------------------------------------------------------------- handlers
+
+    def _put(self, section: dict, key: str, value) -> bool:
+        if section.get(key) == value and key in section:
+            return False
+        section[key] = value
+        return True
+
+    def _fight_loaded(self, e, ns) -> bool:
+        self.reset()
+        self._s["loaded"] = True
+        return True
+
+    def _fight_ready(self, e, ns) -> bool:
+        return self._put(self._s, "ready", True)
+
+    def _hello(self, e, ns) -> bool:
+        return self._put(self._s, "connected", True)
+
+    def _bye(self, e, ns) -> bool:
+        return self._put(self._s, "connected", False)
+
+    def _athletes(self, e, ns) -> bool:
+        changed = False
+        for side in ("blue", "red"):
+            a = getattr(e, side)
+            if a is not None:
+                changed |= self._put(self._s["athletes"], side,
+                                     {"short": a.short, "long": a.long, "country": a.country})
+        return changed
+
+    def _match_config(self, e, ns) -> bool:
+        m = self._s["match"]
+        new = {
+            "number": e.number, "phase": e.phase, "category": e.category,
+            "division": e.division, "match_id": e.match_id, "rounds": e.rounds,
+            "round_duration": e.round_duration, "countdown": e.countdown,
+            "colors": {"blue_bg": e.blue_bg, "blue_fg": e.blue_fg,
+                       "red_bg": e.red_bg, "red_fg": e.red_fg},
+            "body_level": e.body_level, "head_level": e.head_level, "extra": list(e.extra),
+        }
+        if new == m:
+            return False
+        self._s["match"] = new
+        return True
+
+    def _points(self, e, ns) -> bool:
+        side = _SIDE[e.athlete]
+        levels = self.recent_hit_levels(e.athlete, ns)
+        self._hits[e.athlete].clear()
+        self._s["last_points"][side] = {"point_type": e.point_type, "points": e.point_type,
+                                        "hit_levels": levels, "received_ns": ns}
+        return True  # a new score is an event to show even when the numbers look the same
+
+    def _hit_level(self, e, ns) -> bool:
+        self._hits[e.athlete].append((ns, e.level))
+        self._s["hit_levels"][_SIDE[e.athlete]] = e.level
+        return True
+
+    def _warnings(self, e, ns) -> bool:
+        w = self._s["warnings"]
+        changed = False
+        if e.blue is not None:
+            changed |= self._put(w, "blue", e.blue)
+        if e.red is not None:
+            changed |= self._put(w, "red", e.red)
+        return changed
+
+    def _current_scores(self, e, ns) -> bool:
+        c = self._s["current_scores"]
+        changed = False
+        if e.blue is not None:
+            changed |= self._put(c, "blue", e.blue)
+        if e.red is not None:
+            changed |= self._put(c, "red", e.red)
+        return changed
+
+    def _scores(self, e, ns) -> bool:
+        changed = False
+        for side in ("blue", "red"):
+            per_round = self._s["round_scores"][side]
+            for rnd, value in getattr(e, side).items():
+                changed |= self._put(per_round, rnd, value)
+        return changed
+
+    def _winner_rounds(self, e, ns) -> bool:
+        changed = False
+        for rnd, athlete in e.winners.items():
+            changed |= self._put(self._s["round_winners"], rnd, athlete)
+        return changed
+
+    def _clock(self, e, ns) -> bool:
+        old = self._s["clock"]
+        running = _RUNNING_ACTIONS.get(e.action, old["running"])  # a tick or corr keeps it
+        new = {"text": e.clock, "seconds": e.seconds, "running": running, "action": e.action}
+        changed = new != old
+        self._s["clock"] = new
+        if e.action == "start":
+            changed |= self._fighting_resumed()
+        return changed
+
+    def _fighting_resumed(self) -> bool:
+        """The match clock starts: any break, injury time or time-out is over, even when the
+        message that ended it (``stopEnd``, ``hide``) was lost on the way."""
+        s = self._s
+        changed = False
+        if s["break"] and s["break"]["active"]:
+            s["break"] = dict(s["break"], active=False, running=False)
+            changed = True
+        if s["injury"] and s["injury"]["visible"]:
+            s["injury"] = dict(s["injury"], visible=False)
+            changed = True
+        for side, time_out in s["time_outs"].items():
+            if time_out is not None:
+                s["time_outs"][side] = None
+                changed = True
+        return changed
+
+    def _round(self, e, ns) -> bool:
+        return self._put(self._s, "round", e.round)
+
+    def _break(self, e, ns) -> bool:
+        # brk ticks mean the break runs; stop pauses it; stopEnd ends it
+        new = {"text": e.clock, "seconds": e.seconds, "action": e.action,
+               "running": e.action not in ("stop", "stopEnd"), "active": e.action != "stopEnd"}
+        return self._put(self._s, "break", new)
+
+    def _injury(self, e, ns) -> bool:
+        old = self._s["injury"] or {}
+        visible = {"show": True, "hide": False, "reset": False}.get(
+            e.action, old.get("visible", True))
+        new = {"side": _side_name(e.athlete), "athlete": e.athlete, "text": e.clock,
+               "seconds": e.seconds, "action": e.action, "visible": visible}
+        return self._put(self._s, "injury", new)
+
+    def _time_out(self, e, ns) -> bool:
+        if e.action in ("hide", "reset", "stop", "stopEnd"):
+            return self._put(self._s["time_outs"], _SIDE[e.athlete], None)
+        new = {"text": e.clock, "seconds": e.seconds, "action": e.action}
+        return self._put(self._s["time_outs"], _SIDE[e.athlete], new)
+
+    def _challenge(self, e, ns) -> bool:
+        challenges = self._s["challenges"]
+        side = _side_name(e.athlete)
+        entry = {"side": side, "athlete": e.athlete, "state": _CHALLENGE_STATE[e.accepted],
+                 "won": None if e.won is None else bool(e.won), "round": self._s["round"]}
+        # The answer to a pending request of the same side completes it instead of adding one.
+        for c in reversed(challenges):
+            if c["athlete"] == e.athlete:
+                if c["state"] == "requested" and entry["state"] != "requested":
+                    c.update(entry)
+                    return True
+                if c == entry:
+                    return False
+                break
+        challenges.append(entry)
+        return True
+
+    def _winner_side(self, e, ns) -> bool:
+        return self._put(self._s["winner"], "side", e.side)
+
+    def _winner(self, e, ns) -> bool:
+        w = self._s["winner"]
+        changed = self._put(w, "name", e.name)
+        return self._put(w, "classification", e.classification) or changed
+
+    def _supremacy(self, e, ns) -> bool:
+        return self._put(self._s, "supremacy", e.value)
+
+    def _referees(self, e, ns) -> bool:
+        officials = [{"role": o.role, "name": o.name, "country": o.country} for o in e.officials]
+        return self._put(self._s, "referees", officials)
+
+    def _hardware_test(self, e, ns) -> bool:
+        return self._put(self._s, "hardware_test", e.value)
+
+    def _avt(self, e, ns) -> bool:
+        return self._put(self._s, "avt", e.value)
+
+
+def _side_name(athlete: int | None) -> str | None:
+    return {1: "blue", 2: "red", 0: "referee"}.get(athlete)
+
+
+_APPLY = {
+    "fight_loaded": MatchState._fight_loaded,
+    "fight_ready": MatchState._fight_ready,
+    "hello": MatchState._hello,
+    "bye": MatchState._bye,
+    "athletes": MatchState._athletes,
+    "match_config": MatchState._match_config,
+    "points": MatchState._points,
+    "hit_level": MatchState._hit_level,
+    "warnings": MatchState._warnings,
+    "current_scores": MatchState._current_scores,
+    "scores": MatchState._scores,
+    "winner_rounds": MatchState._winner_rounds,
+    "clock": MatchState._clock,
+    "round": MatchState._round,
+    "break": MatchState._break,
+    "injury": MatchState._injury,
+    "time_out": MatchState._time_out,
+    "challenge": MatchState._challenge,
+    "winner_side": MatchState._winner_side,
+    "winner": MatchState._winner,
+    "supremacy": MatchState._supremacy,
+    "referees": MatchState._referees,
+    "hardware_test": MatchState._hardware_test,
+    "avt": MatchState._avt,
+}
