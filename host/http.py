@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.responses import StreamingResponse
@@ -138,23 +139,43 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
         Route("/api/events", events, methods=["GET"]),
         Route("/{path:path}", static, methods=["GET", "HEAD"]),
     ]
-    http_app = Starlette(routes=routes)
+    security_headers = [
+        (b"content-security-policy", CSP.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
 
-    @http_app.middleware("http")
-    async def guard(request: Request, call_next):
-        if foreign(request):
-            response: Response = PlainTextResponse("cross-origin request refused", 403)
-        elif not authorised(request):
-            response = JSONResponse({"error": {"type": "unauthorized", "field": "token",
-                                               "message": "a valid token is required"}}, 401)
-        else:
-            response = await call_next(request)
-            if "token" in request.query_params:
-                response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    class Guard:
+        """Refuse foreign or unauthenticated requests before any route runs; add headers."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            request = Request(scope)
+            rejection: Response | None = None
+            if foreign(request):
+                rejection = PlainTextResponse("cross-origin request refused", 403)
+            elif not authorised(request):
+                rejection = JSONResponse({"error": {"type": "unauthorized", "field": "token",
+                                                    "message": "a valid token is required"}}, 401)
+            set_cookie = "token" in request.query_params and rejection is None
+
+            async def send_with_headers(message):
+                if message["type"] == "http.response.start":
+                    headers = list(message.get("headers", [])) + security_headers
+                    if set_cookie:
+                        headers.append((b"set-cookie", f"{COOKIE}={token}; HttpOnly; "
+                                        "SameSite=Strict; Path=/".encode()))
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            target = rejection if rejection is not None else self.inner
+            await target(scope, receive, send_with_headers)
+
+    http_app = Starlette(routes=routes, middleware=[Middleware(Guard)])
 
     http_app.state.sse_hub = hub
     return http_app
@@ -176,6 +197,12 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
         original(sig, frame)
 
     server.handle_exit = handle_exit
+    # uvicorn re-raises the signal it caught once it has stopped, which would kill the process
+    # before the plugins shut down; with these handlers in place that re-raise is harmless.
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: log.info("shutting down"))
     if on_ready is not None:
         threading.Thread(target=_when_started, args=(server, on_ready), daemon=True).start()
     server.run()
