@@ -1,0 +1,87 @@
+"""Bring a database file to the current schema: run the missing migrations, seed event types.
+
+Each migration runs in its own transaction together with its ``schema_version`` row, so a
+failure leaves the file at the previous version (SQLite DDL is transactional). Start-up calls
+``apply_migrations`` on the writer's connection before the writer thread, the reader pool or any
+command exists. A file whose version is newer than this code knows is refused rather than
+written to by an older release.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from host.timeutil import now_iso
+
+from .schema import EVENT_TYPES, MIGRATIONS, Migration
+from .writer import transaction
+
+log = logging.getLogger(__name__)
+
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer restrike (its schema version is unknown here)."""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The highest applied migration (0 for a new file)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not exists:
+        return 0
+    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+
+
+def apply_migrations(
+    conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> int:
+    """Apply every migration newer than the file's version; return the resulting version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): transactions are explicit.
+    """
+    with transaction(conn):
+        conn.execute(_VERSION_TABLE)
+    version = current_version(conn)
+    latest = max((m.version for m in migrations), default=0)
+    if version > latest:
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this release knows ({latest})"
+        )
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version <= version:
+            continue
+        with transaction(conn):
+            _run(conn, migration)
+        log.info("database migrated to version %d: %s", migration.version, migration.description)
+        version = migration.version
+    with transaction(conn):
+        seed_event_types(conn)
+    return version
+
+
+def seed_event_types(conn: sqlite3.Connection) -> None:
+    """Insert the wire codes of ``schema.EVENT_TYPES`` that the table does not have yet."""
+    conn.executemany(
+        "INSERT INTO pss_event_types (code, name, category, description, is_known) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING",
+        [(code, name, category, text, int(category != "unknown"))
+         for code, name, category, text in EVENT_TYPES],
+    )
+
+
+def _run(conn: sqlite3.Connection, migration: Migration) -> None:
+    for statement in migration.statements:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+        (migration.version, migration.description, now_iso()),
+    )
+

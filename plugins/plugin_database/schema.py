@@ -1,0 +1,316 @@
+"""The database schema, as versioned migrations, and the seed of ``pss_event_types``.
+
+The statements here are plain SQL that SQLite and PostgreSQL both understand, with three SQLite
+spellings kept on purpose: ``INTEGER PRIMARY KEY AUTOINCREMENT`` (ids of events are never reused,
+so an archived event keeps an id no new event can take), ``WITHOUT ROWID`` on the details tables
+(one b-tree insert per detail instead of two) and partial indexes. Every pragma lives
+in ``writer.connect_writer`` (the writing connection) and ``pool.connect_reader`` (the readers).
+
+Conventions:
+- every time is TEXT in ``host.timeutil`` format (``2026-11-28T12:00:00.123456Z``), so text order
+  is time order; dates of tournaments are ``YYYY-MM-DD``;
+- JSON columns (``parsed_data``, ``validation_errors``, ``match_config``, ``counters``) are TEXT;
+  ``parsed_data`` is the parser's model without ``raw`` (it is ``raw_data``) and without its None
+  fields, plus ``description``, ``match_round`` and ``match_clock`` (the match's round and clock
+  when the event arrived), so ``EVENT_ADAPTER.validate_python({**parsed, "raw": raw_data})``
+  rebuilds the event; ``NULL`` only for an event stored bare after a processing error;
+- ``athlete``/``athlete_position`` follow the wire: 1 blue, 2 red, 0 referee;
+- the archive tables ``pss_events_v2_archive`` and ``pss_event_details_archive`` have exactly the
+  columns of ``pss_events_v2`` and ``pss_event_details`` (same names, same order) and no foreign
+  keys, so archival is ``INSERT INTO x_archive SELECT * FROM x WHERE ...``;
+- ``pss_scores.event_id`` and ``pss_warnings.event_id`` have no foreign key on purpose: the event
+  they name may live in the main table or, after archival, in the archive table (same id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: applied in one transaction, recorded in ``schema_version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_EVENT_COLUMNS = """
+    session_id TEXT{session_fk},
+    match_id INTEGER{match_fk},
+    round_id INTEGER,
+    event_type_id INTEGER NOT NULL{type_fk},
+    timestamp TEXT NOT NULL,
+    raw_data TEXT NOT NULL,
+    parsed_data TEXT,
+    event_sequence INTEGER NOT NULL,
+    processing_time_ms REAL,
+    is_valid INTEGER NOT NULL,
+    error_message TEXT,
+    created_at TEXT NOT NULL,
+    tournament_id INTEGER{tournament_fk},
+    tournament_day_id INTEGER{day_fk},
+    recognition_status TEXT NOT NULL,
+    protocol_version TEXT,
+    parser_confidence REAL,
+    validation_errors TEXT
+"""
+
+_DETAIL_COLUMNS = """
+    event_id INTEGER NOT NULL{event_fk},
+    detail_key TEXT NOT NULL,
+    detail_value TEXT,
+    detail_type TEXT NOT NULL CHECK (detail_type IN ('int', 'float', 'str', 'bool', 'json')),
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (event_id, detail_key)
+"""
+
+_MAIN_EVENT_FKS = dict(
+    session_fk=" REFERENCES udp_server_sessions(session_id)",
+    match_fk=" REFERENCES pss_matches(id) ON DELETE SET NULL",
+    type_fk=" REFERENCES pss_event_types(id)",
+    tournament_fk=" REFERENCES tournaments(id) ON DELETE SET NULL",
+    day_fk=" REFERENCES tournament_days(id) ON DELETE SET NULL",
+)
+_NO_EVENT_FKS = {key: "" for key in _MAIN_EVENT_FKS}
+
+_V1 = (
+    """CREATE TABLE pss_event_types (
+        id INTEGER PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        category TEXT NOT NULL,
+        description TEXT NOT NULL,
+        is_known INTEGER NOT NULL DEFAULT 1
+    )""",
+    """CREATE TABLE tournaments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        duration_days INTEGER NOT NULL CHECK (duration_days >= 1),
+        city TEXT,
+        country TEXT,
+        country_code TEXT,
+        start_date TEXT,
+        end_date TEXT,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'active', 'completed')),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE tournament_days (
+        id INTEGER PRIMARY KEY,
+        tournament_id INTEGER NOT NULL REFERENCES tournaments(id) ON DELETE CASCADE,
+        day_number INTEGER NOT NULL CHECK (day_number >= 1),
+        date TEXT,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'active', 'completed')),
+        start_time TEXT,
+        end_time TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (tournament_id, day_number)
+    )""",
+    "CREATE INDEX idx_tournament_days_status ON tournament_days (status)",
+    """CREATE TABLE udp_server_sessions (
+        session_id TEXT PRIMARY KEY,
+        bind_address TEXT,
+        port INTEGER,
+        started_at TEXT NOT NULL,
+        stopped_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        is_simulated INTEGER NOT NULL DEFAULT 0,
+        packets_received INTEGER NOT NULL DEFAULT 0,
+        bytes_received INTEGER NOT NULL DEFAULT 0,
+        events_stored INTEGER NOT NULL DEFAULT 0,
+        invalid_events INTEGER NOT NULL DEFAULT 0,
+        unknown_events INTEGER NOT NULL DEFAULT 0,
+        first_event_at TEXT,
+        last_event_at TEXT,
+        counters TEXT,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_udp_server_sessions_started ON udp_server_sessions (started_at)",
+    """CREATE TABLE udp_client_connections (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES udp_server_sessions(session_id) ON DELETE CASCADE,
+        source_ip TEXT NOT NULL,
+        source_port INTEGER NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        packets INTEGER NOT NULL DEFAULT 0,
+        events INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (session_id, source_ip, source_port)
+    )""",
+    """CREATE TABLE pss_matches (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT REFERENCES udp_server_sessions(session_id) ON DELETE SET NULL,
+        source_ip TEXT,
+        source_port INTEGER,
+        tournament_id INTEGER REFERENCES tournaments(id) ON DELETE SET NULL,
+        tournament_day_id INTEGER REFERENCES tournament_days(id) ON DELETE SET NULL,
+        match_number TEXT,
+        phase TEXT,
+        category TEXT,
+        division TEXT,
+        internal_match_id TEXT,
+        rounds_total INTEGER,
+        round_duration_s INTEGER,
+        countdown_type TEXT,
+        blue_bg TEXT,
+        blue_fg TEXT,
+        red_bg TEXT,
+        red_fg TEXT,
+        match_config TEXT,
+        status TEXT NOT NULL DEFAULT 'loaded'
+            CHECK (status IN ('loaded', 'ready', 'running', 'finished')),
+        current_round INTEGER,
+        clock TEXT,
+        blue_score INTEGER NOT NULL DEFAULT 0,
+        red_score INTEGER NOT NULL DEFAULT 0,
+        blue_warnings INTEGER NOT NULL DEFAULT 0,
+        red_warnings INTEGER NOT NULL DEFAULT 0,
+        winner TEXT CHECK (winner IN ('blue', 'red')),
+        winner_name TEXT,
+        win_classification TEXT,
+        loaded_at TEXT NOT NULL,
+        ended_at TEXT,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_pss_matches_session ON pss_matches (session_id, id)",
+    "CREATE INDEX idx_pss_matches_tournament ON pss_matches (tournament_id, id)",
+    "CREATE INDEX idx_pss_matches_day ON pss_matches (tournament_day_id, id)",
+    """CREATE TABLE pss_athletes (
+        id INTEGER PRIMARY KEY,
+        short_name TEXT NOT NULL,
+        long_name TEXT NOT NULL DEFAULT '',
+        country_code TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (short_name, long_name, country_code)
+    )""",
+    """CREATE TABLE pss_match_athletes (
+        match_id INTEGER NOT NULL REFERENCES pss_matches(id) ON DELETE CASCADE,
+        athlete_position INTEGER NOT NULL CHECK (athlete_position IN (1, 2)),
+        athlete_id INTEGER NOT NULL REFERENCES pss_athletes(id),
+        PRIMARY KEY (match_id, athlete_position)
+    )""",
+    "CREATE INDEX idx_pss_match_athletes_athlete ON pss_match_athletes (athlete_id)",
+    """CREATE TABLE pss_rounds (
+        id INTEGER PRIMARY KEY,
+        match_id INTEGER NOT NULL REFERENCES pss_matches(id) ON DELETE CASCADE,
+        round_number INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        blue_score INTEGER,
+        red_score INTEGER,
+        winner INTEGER CHECK (winner IN (0, 1, 2)),
+        UNIQUE (match_id, round_number)
+    )""",
+    """CREATE TABLE pss_scores (
+        id INTEGER PRIMARY KEY,
+        match_id INTEGER NOT NULL REFERENCES pss_matches(id) ON DELETE CASCADE,
+        round_id INTEGER REFERENCES pss_rounds(id) ON DELETE SET NULL,
+        event_id INTEGER NOT NULL,
+        athlete INTEGER NOT NULL CHECK (athlete IN (1, 2)),
+        point_type INTEGER NOT NULL,
+        points INTEGER NOT NULL,
+        clock TEXT,
+        scored_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_pss_scores_match ON pss_scores (match_id, id)",
+    "CREATE INDEX idx_pss_scores_round ON pss_scores (round_id)",
+    """CREATE TABLE pss_warnings (
+        id INTEGER PRIMARY KEY,
+        match_id INTEGER NOT NULL REFERENCES pss_matches(id) ON DELETE CASCADE,
+        round_id INTEGER REFERENCES pss_rounds(id) ON DELETE SET NULL,
+        event_id INTEGER NOT NULL,
+        athlete INTEGER NOT NULL CHECK (athlete IN (1, 2)),
+        warnings INTEGER NOT NULL,
+        clock TEXT,
+        issued_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_pss_warnings_match ON pss_warnings (match_id, id)",
+    "CREATE INDEX idx_pss_warnings_round ON pss_warnings (round_id)",
+    "CREATE TABLE pss_events_v2 (\n    id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    + _EVENT_COLUMNS.format(**_MAIN_EVENT_FKS) + ")",
+    # (column, id): a filter plus the id order the queries page by, straight from the index.
+    "CREATE INDEX idx_pss_events_v2_match ON pss_events_v2 (match_id, id)",
+    "CREATE INDEX idx_pss_events_v2_session ON pss_events_v2 (session_id, id)",
+    "CREATE INDEX idx_pss_events_v2_type ON pss_events_v2 (event_type_id, id)",
+    "CREATE INDEX idx_pss_events_v2_tournament ON pss_events_v2 (tournament_id, id)",
+    "CREATE INDEX idx_pss_events_v2_day ON pss_events_v2 (tournament_day_id, id)",
+    "CREATE INDEX idx_pss_events_v2_timestamp ON pss_events_v2 (timestamp)",
+    # Archival selects by created_at (archive.py).
+    "CREATE INDEX idx_pss_events_v2_created ON pss_events_v2 (created_at)",
+    # Invalid events are rare: a partial index keeps "show me the invalid ones" cheap for free.
+    "CREATE INDEX idx_pss_events_v2_invalid ON pss_events_v2 (id) WHERE is_valid = 0",
+    # WITHOUT ROWID: the rows live in their primary key's b-tree, one insert per detail instead
+    # of two (table + index); ~5 details per event make this the writer's biggest cost.
+    "CREATE TABLE pss_event_details ("
+    + _DETAIL_COLUMNS.format(event_fk=" REFERENCES pss_events_v2(id) ON DELETE CASCADE")
+    + ") WITHOUT ROWID",
+    "CREATE TABLE pss_events_v2_archive (\n    id INTEGER PRIMARY KEY,"
+    + _EVENT_COLUMNS.format(**_NO_EVENT_FKS) + ")",
+    "CREATE INDEX idx_pss_events_v2_archive_match ON pss_events_v2_archive (match_id, id)",
+    "CREATE INDEX idx_pss_events_v2_archive_timestamp ON pss_events_v2_archive (timestamp)",
+    "CREATE INDEX idx_pss_events_v2_archive_created ON pss_events_v2_archive (created_at)",
+    "CREATE TABLE pss_event_details_archive (" + _DETAIL_COLUMNS.format(event_fk="")
+    + ") WITHOUT ROWID",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
+)
+"""Every schema step, in order. Add a step; never edit one that has shipped."""
+
+
+# The real wire codes (shared/protocol.md), their parser event type and a short description.
+# ``unknown`` holds every message whose code is not listed (its text is kept in raw_data).
+EVENT_TYPES: tuple[tuple[str, str, str, str], ...] = (
+    ("pt1", "Points blue", "points", "Points scored by athlete 1 (blue); the value is the point type"),
+    ("pt2", "Points red", "points", "Points scored by athlete 2 (red); the value is the point type"),
+    ("hl1", "Hit level blue", "hit_level", "Sensor hit level of a hit on athlete 1 (1..100)"),
+    ("hl2", "Hit level red", "hit_level", "Sensor hit level of a hit on athlete 2 (1..100)"),
+    ("wg1", "Warnings", "warnings", "Gam-jeom counts of both athletes (wg1;a;wg2;b)"),
+    ("wg2", "Warnings red", "warnings", "Gam-jeom count of athlete 2 sent alone"),
+    ("ij0", "Injury time", "injury", "Injury time, athlete not identified"),
+    ("ij1", "Injury time blue", "injury", "Injury time of athlete 1"),
+    ("ij2", "Injury time red", "injury", "Injury time of athlete 2"),
+    ("ch0", "Challenge referee", "challenge", "Video replay request by the referee"),
+    ("ch1", "Challenge blue", "challenge", "Video replay request by athlete 1"),
+    ("ch2", "Challenge red", "challenge", "Video replay request by athlete 2"),
+    ("brk", "Break", "break", "Break between rounds, clock and optional action"),
+    ("wrd", "Round winners", "winner_rounds", "Winner of each round (wrd;rd1;x;rd2;y;rd3;z)"),
+    ("wmh", "Winner", "winner", "Winner name and optional classification"),
+    ("win", "Winner side", "winner_side", "Winning side, BLUE or RED"),
+    ("at1", "Athletes", "athletes", "Athletes of the loaded match (at1;...;at2;...)"),
+    ("at2", "Athlete red", "athletes", "Athlete 2 sent alone"),
+    ("mch", "Match configuration", "match_config", "Number, phase, category, colours, rounds"),
+    ("s11", "Round scores", "scores", "Per-round scores (s11;a;s21;b;...)"),
+    ("s21", "Round scores", "scores", "Per-round scores starting with s21"),
+    ("s12", "Round scores", "scores", "Per-round scores starting with s12"),
+    ("s22", "Round scores", "scores", "Per-round scores starting with s22"),
+    ("s13", "Round scores", "scores", "Per-round scores starting with s13"),
+    ("s23", "Round scores", "scores", "Per-round scores starting with s23"),
+    ("sc1", "Current scores", "current_scores", "Scores of the round being fought (sc1;a;sc2;b)"),
+    ("sc2", "Current score red", "current_scores", "Current score of athlete 2 sent alone"),
+    ("avt", "AVT", "avt", "Value sent at match load"),
+    ("clk", "Clock", "clock", "Match clock m:ss, optional action start/stop/corr/stopEnd"),
+    ("rnd", "Round", "round", "Current round (4 is golden point)"),
+    ("pre", "Fight loaded", "fight_loaded", "A match was loaded"),
+    ("rdy", "Fight ready", "fight_ready", "The loaded match is ready"),
+    ("sup", "Supremacy", "supremacy", "Supremacy / superiority decision value"),
+    ("to1", "Time-out blue", "time_out", "PARA time-out of athlete 1"),
+    ("to2", "Time-out red", "time_out", "PARA time-out of athlete 2"),
+    ("ref", "Referees", "referees", "Referee and judges"),
+    ("hwt", "Hardware test", "hardware_test", "Hardware test open/closed/test hits"),
+    ("hel", "Hello", "hello", "The sender connected"),
+    ("bye", "Bye", "bye", "The sender is closing"),
+    ("inlb", "Scoreboard brightness", "scoreboard_setting", "LED scoreboard brightness"),
+    ("insl", "Scoreboard on/off", "scoreboard_setting", "LED scoreboard on/off"),
+    ("inth", "Scoreboard time", "scoreboard_setting", "LED scoreboard time in ms"),
+    ("unknown", "Unknown", "unknown", "A message whose code is not known; kept as received"),
+)
+UNKNOWN_CODE = "unknown"
+"""Code of the ``pss_event_types`` row of every message whose own code is not listed."""

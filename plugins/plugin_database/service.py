@@ -1,0 +1,116 @@
+"""The database plugin's per-app service: the file, its writer thread and its reader pool.
+
+``DatabaseService.open`` is the whole start-up in order: open the writing connection, apply the
+migrations, start the writer, open the pool, start the automatic archival if configured.
+Nothing reads or writes before the migrations ran.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .archive import AutoArchiver
+from .maintenance import Synchronous, connect_writer
+from .migrations import apply_migrations
+from .pool import ConnectionPool
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "restrike_vta.db"
+"""The database file's name inside the data dir."""
+
+T = TypeVar("T")
+
+
+class DatabaseConfig(BaseModel):
+    """The ``database`` section of the config file (every key optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    synchronous: Synchronous = "NORMAL"
+    """NORMAL, FULL or OFF: what a power cut can cost, see ``writer.py``."""
+    queue_max_events: int = Field(100_000, ge=1_000, le=10_000_000)
+    """Events the writer's queue holds before it drops (and counts) new batches."""
+    batch_max_events: int = Field(1_000, ge=1, le=100_000)
+    """Events per transaction at most."""
+    pool_min_size: int = Field(1, ge=0, le=100)
+    pool_max_size: int = Field(10, ge=1, le=100)
+    pool_timeout: float = Field(5.0, gt=0, le=300)
+    pool_max_idle: float = Field(300.0, gt=0)
+    pool_max_lifetime: float = Field(3600.0, gt=0)
+    write_timeout: float = Field(10.0, gt=0, le=600)
+    """How long a command waits for the writer to take its write before ``unavailable``."""
+    close_timeout: float = Field(10.0, gt=0, le=600)
+    """At shutdown, how long the writer keeps retrying a failing write before giving up."""
+    auto_archive_days: int | None = Field(None, ge=1)
+    """Archive events older than this many days automatically (None: never)."""
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseConfig:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(f"pool_min_size ({self.pool_min_size}) is larger than "
+                             f"pool_max_size ({self.pool_max_size})")
+        return self
+
+
+@dataclass
+class DatabaseService:
+    """What ``app.extensions["database"]`` holds: ``path``, ``config``, ``writer``, ``pool``,
+    ``schema_version`` and ``auto_archiver`` (None unless ``auto_archive_days`` is set)."""
+
+    path: Path
+    config: DatabaseConfig
+    writer: Writer
+    pool: ConnectionPool
+    schema_version: int
+    auto_archiver: AutoArchiver | None = None
+
+    @classmethod
+    def open(cls, path: Path, config: DatabaseConfig | None = None) -> DatabaseService:
+        """Open (or create) the database file, migrate it, start the writer and the pool."""
+        config = config or DatabaseConfig()
+        path = Path(path)
+        conn = connect_writer(str(path), config.synchronous)
+        try:
+            version = apply_migrations(conn)
+            writer = Writer(conn, queue_max_events=config.queue_max_events,
+                            batch_max_events=config.batch_max_events)
+        except BaseException:
+            conn.close()
+            raise
+        writer.start()
+        try:
+            pool = ConnectionPool(
+                str(path), min_size=config.pool_min_size,
+                max_size=config.pool_max_size, timeout=config.pool_timeout,
+                max_idle=config.pool_max_idle, max_lifetime=config.pool_max_lifetime,
+            )
+        except BaseException:
+            writer.close(config.close_timeout)
+            raise
+        service = cls(path, config, writer, pool, version)
+        if config.auto_archive_days is not None:
+            service.auto_archiver = AutoArchiver(writer.run, config.auto_archive_days)
+            service.auto_archiver.start()
+        log.info("database %s open (schema version %d, synchronous %s)", path, version,
+                 config.synchronous)
+        return service
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread (``Writer.run`` with the configured timeout)."""
+        return self.writer.run(fn, timeout=self.config.write_timeout)
+
+    def close(self) -> None:
+        """Close the pool, then the writer: it first commits everything queued (a write still
+        failing after ``close_timeout`` s is given up, counted in ``lost`` and logged)."""
+        if self.auto_archiver is not None:
+            self.auto_archiver.stop()
+        self.pool.close()
+        self.writer.close(self.config.close_timeout)

@@ -1,0 +1,1 @@
+"""Tests of the database plugin (real SQLite files in tmp_path)."""
