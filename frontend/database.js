@@ -1,0 +1,257 @@
+// Screen 4: the database — live pool statistics, archive statistics and the archive operations
+// (archive, restore, cleanup, optimize), database information, integrity check and export.
+//
+// Destructive operations ask first with the in-page dialog. While one runs, archive_progress
+// pushes ({operation, done, total, percent}) drive the progress bar. Errors that name a field
+// (error.field, camelCase) appear under that field; others in the toast area.
+
+import { $, setText, fillDl, runFor, confirmDialog, clearErrors, poller, fmtNumber, fmtBytes,
+  fmtDateTime, labelOf, toast, h } from './ui.js';
+
+let ctx;
+let poolPoll;
+let busy = false;
+
+const POOL_FIELDS = [
+  ['in_use', 'In use'], ['idle', 'Idle'], ['available_connections', 'Available'],
+  ['max_connections', 'Maximum'], ['requests', 'Requests'], ['requests_waiting', 'Waiting now'],
+  ['wait_count', 'Had to wait'], ['timeouts', 'Timeouts'], ['wait_ms_p99', 'Wait p99 (ms)'],
+  ['created', 'Opened'], ['recycled', 'Recycled'], ['health_failures', 'Health failures'],
+  ['last_cleanup', 'Last cleanup'],
+];
+
+async function refreshPool() {
+  let s;
+  try { s = await ctx.invoke('get_database_pool_stats'); } catch (err) { setText($('#pool-meter-text'), err.message); return; }
+  const pct = Number(s.pool_utilization) || 0;
+  $('#pool-meter').value = pct;
+  setText($('#pool-meter-text'), `${pct.toFixed(0)} % in use`);
+  fillDl($('#pool-stats'), POOL_FIELDS.filter(([k]) => k in s).map(([k, label]) => [
+    label, k === 'last_cleanup' ? fmtDateTime(s[k]) : fmtNumber(s[k]), k]));
+}
+
+async function refreshArchive() {
+  let s;
+  try { s = await ctx.invoke('get_archive_statistics'); } catch (err) { toast(`Archive statistics: ${err.message}`); return; }
+  fillDl($('#archive-stats'), [
+    ['Archived events', fmtNumber(s.archived_events), 'archived_events'],
+    ['Archived details', fmtNumber(s.archived_details), 'archived_details'],
+    ['Oldest', fmtDateTime(s.oldest_archived), 'oldest_archived'],
+    ['Newest', fmtDateTime(s.newest_archived), 'newest_archived'],
+    ['Size', `${fmtBytes(s.archive_size_bytes)}${s.archive_size_method === 'estimate' ? ' (estimate)' : ''}`, 'archive_size_bytes'],
+  ]);
+}
+
+const ROW_LABELS = {
+  pss_events_v2: 'Events', pss_events_v2_archive: 'Archived events', pss_matches: 'Matches',
+  udp_server_sessions: 'UDP sessions', tournaments: 'Tournaments',
+};
+
+function infoEntries(info) {
+  const rows = info?.row_counts ?? {};
+  return [
+    ['File', info.path ?? '–', 'path'],
+    ['Size', fmtBytes(info.size_bytes), 'size_bytes'],
+    ['Write-ahead log', fmtBytes(info.wal_size_bytes), 'wal_size_bytes'],
+    ['Free pages', `${fmtNumber(info.freelist_count)} of ${fmtNumber(info.page_count)}`, 'freelist_count'],
+    ['Journal / sync', `${info.journal_mode ?? '–'} / ${info.synchronous ?? '–'}`, 'journal_mode'],
+    ['SQLite / schema', `${info.sqlite_version ?? '–'} / v${info.schema_version ?? '–'}`, 'sqlite_version'],
+    ...Object.entries(ROW_LABELS).filter(([t]) => t in rows).map(([t, label]) => [label, fmtNumber(rows[t]), `rows.${t}`]),
+  ];
+}
+
+async function refreshInfo() {
+  try {
+    fillDl($('#db-info'), infoEntries(await ctx.invoke('database_get_info')));
+  } catch (err) {
+    toast(`Database information: ${err.message}`);
+  }
+}
+
+/** A typed number stays a number; anything else goes as typed so the command names the problem. */
+function intOrText(value) {
+  const t = String(value).trim();
+  return /^-?\d+$/.test(t) ? Number(t) : t;
+}
+
+// ------------------------------------------------------------------------------- operations
+
+const OPERATION_NAMES = {
+  archive: 'Archiving', archive_old_events: 'Archiving', restore: 'Restoring',
+  restore_from_archive: 'Restoring', cleanup: 'Deleting', cleanup_old_archive_data: 'Deleting',
+  optimize: 'Optimizing', optimize_archive_tables: 'Optimizing',
+};
+
+function progressStart(label) {
+  $('#op-progress').hidden = false;
+  setText($('#op-progress-label'), `${label}…`);
+  $('#op-progress-bar').removeAttribute('value');  // indeterminate until the first push
+  setText($('#op-progress-text'), '');
+  setText($('#op-result'), '');
+  $('#op-result').className = 'result';
+}
+
+function progressEnd() {
+  $('#op-progress').hidden = true;
+}
+
+function onProgress(p) {
+  if (!busy || !p) return;
+  const bar = $('#op-progress-bar');
+  bar.value = Math.max(0, Math.min(100, Number(p.percent) || 0));
+  const name = OPERATION_NAMES[p.operation] ?? labelOf(p.operation ?? 'working');
+  setText($('#op-progress-label'), `${name}…`);
+  setText($('#op-progress-text'), p.total ? `${fmtNumber(p.done)} of ${fmtNumber(p.total)} (${Number(p.percent).toFixed(0)} %)` : '');
+}
+
+function result(text, ok = true) {
+  const el = $('#op-result');
+  el.className = `result ${ok ? 'result-ok' : 'result-bad'}`;
+  setText(el, text);
+}
+
+async function operation(form, label, name, args, describe) {
+  if (busy) { toast('Another database operation is still running.', 'info'); return; }
+  busy = true;
+  progressStart(label);
+  const started = performance.now();
+  try {
+    const value = await runFor(form, name, args);
+    if (value !== undefined) {
+      result(describe(value, ((performance.now() - started) / 1000).toFixed(1)));
+      refreshArchive();
+      refreshInfo();
+    } else {
+      setText($('#op-result'), '');
+    }
+  } finally {
+    busy = false;
+    progressEnd();
+  }
+}
+
+function events(n) {
+  return `${fmtNumber(n)} event${n === 1 ? '' : 's'}`;
+}
+
+function setupOperations() {
+  $('#archive-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const days = intOrText($('#archive-days').value);
+    await operation(form, 'Archiving', 'archive_old_events', { daysOld: days },
+      (r) => (r.archived ? `Archived ${events(r.archived)} created before ${fmtDateTime(r.cutoff)}.`
+        : `Nothing to archive: no event was created before ${fmtDateTime(r.cutoff)}.`));
+  });
+  $('#restore-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    await operation(form, 'Restoring', 'restore_from_archive',
+      { startDate: $('#restore-start').value.trim(), endDate: $('#restore-end').value.trim() },
+      (r) => (r.restored ? `Restored ${events(r.restored)} created between ${fmtDateTime(r.start)} and ${fmtDateTime(r.end)}.`
+        : `Nothing to restore between ${fmtDateTime(r.start)} and ${fmtDateTime(r.end)}.`));
+  });
+  $('#cleanup-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    clearErrors(form);
+    const days = intOrText($('#cleanup-days').value);
+    const ok = await confirmDialog({
+      title: 'Delete archived events?',
+      message: `Archived events older than ${days} days are deleted for good. This cannot be undone.`,
+      confirmLabel: 'Delete for good',
+    });
+    if (!ok) return;
+    await operation(form, 'Deleting', 'cleanup_old_archive_data', { daysOld: days },
+      (r) => (r.deleted ? `Deleted ${events(r.deleted)} archived before ${fmtDateTime(r.cutoff)}.`
+        : `Nothing deleted: no archived event was created before ${fmtDateTime(r.cutoff)}.`));
+  });
+  $('#optimize-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const ok = await confirmDialog({
+      title: 'Optimize the archive tables?',
+      message: 'Incoming events wait while this runs (they are queued, not lost). On a large database it can take a while.',
+      confirmLabel: 'Optimize now', danger: false,
+    });
+    if (!ok) return;
+    await operation(form, 'Optimizing', 'optimize_archive_tables', [],
+      (_r, seconds) => `Archive tables optimized in ${seconds} s.`);
+  });
+  $('#archive-stats-refresh').addEventListener('click', refreshArchive);
+  $('#db-info-refresh').addEventListener('click', refreshInfo);
+  $('#db-integrity').addEventListener('click', async (ev) => {
+    const out = $('#db-integrity-result');
+    out.className = 'result';
+    setText(out, 'Checking…');
+    const button = ev.currentTarget;
+    button.disabled = true;
+    try {
+      const r = await ctx.invoke('database_run_integrity_check');
+      const problems = [...(r.problems || []), ...(r.foreign_key_problems || []).map((p) => `foreign key: ${p.table} row ${p.rowid} → ${p.parent}`)];
+      out.className = `result ${r.ok ? 'result-ok' : 'result-bad'}`;
+      setText(out, r.ok ? `Integrity check passed${r.duration_ms != null ? ` in ${Number(r.duration_ms).toFixed(0)} ms` : ''}: no problem found.`
+        : `Integrity check found ${problems.length} problem(s): ${problems.slice(0, 5).join('; ')}`);
+    } catch (err) {
+      out.className = 'result result-bad';
+      setText(out, err.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  $('#export-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget;
+    const filters = {};
+    const match = $('#export-match').value;
+    if (match) filters.matchId = Number(match);
+    const since = $('#export-start').value.trim();
+    const until = $('#export-end').value.trim();
+    if (since) filters.since = since;
+    if (until) filters.until = nextDayIfDate(until);  // "To" includes the day typed
+    const out = $('#export-result');
+    setText(out, 'Exporting…');
+    out.className = 'result';
+    const r = await runFor(form, 'export_events', {
+      filters, format: $('#export-format').value, path: $('#export-path').value.trim(),
+      overwrite: $('#export-overwrite').checked,
+    });
+    if (r === undefined) { setText(out, ''); return; }
+    out.className = 'result result-ok';
+    setText(out, `Exported ${events(r.rows)} to ${r.path}.`);
+  });
+}
+
+/** "2026-11-28" -> "2026-11-29" (the export's until is exclusive); other text unchanged. */
+function nextDayIfDate(text) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (!m) return text;
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  if (Number.isNaN(d.getTime())) return text;
+  d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString().slice(0, 10);
+}
+
+function fillMatches(rows) {
+  const select = $('#export-match');
+  const keep = select.value;
+  select.replaceChildren(h('option', { value: '', text: 'All matches' }),
+    ...rows.map((m) => h('option', { value: String(m.id ?? m.match_id), text: `#${m.match_number ?? m.id}${m.blue?.short_name ? ` ${m.blue.short_name} vs ${m.red?.short_name ?? '?'}` : ''}` })));
+  select.value = [...select.options].some((o) => o.value === keep) ? keep : '';
+}
+
+export function init(c) {
+  ctx = c;
+  poolPoll = poller(refreshPool, 1000);
+  ctx.listen('archive_progress', onProgress);
+  ctx.bus.on('matches', fillMatches);
+  setupOperations();
+}
+
+export function show() {
+  poolPoll.start();
+  refreshArchive();
+  refreshInfo();
+}
+
+export function hide() { poolPoll.stop(); }
