@@ -1,0 +1,115 @@
+"""Database helpers of the archive tests, and the subprocess the crash test kills.
+
+As a script: ``python archive_worker.py DB_PATH archive|restore [CHUNK]`` opens the file like the
+writer does, runs one archive operation over every event, prints ``STARTED <total>`` on its first
+progress report (the transaction has begun), ``PROGRESS <done> <total>`` after each chunk and
+``DONE <n>`` after the commit, flushing each line so the test can kill it at a known stage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from plugins.plugin_database import archive  # noqa: E402
+from plugins.plugin_database.maintenance import connect_writer  # noqa: E402
+from plugins.plugin_database.migrations import apply_migrations  # noqa: E402
+
+BASE_EPOCH = 1_790_000_000  # 2026-09-21T14:13:20Z: fixed, so tests do not depend on today
+DETAILS_PER_EVENT = 2
+
+
+def open_writer(path: str | Path) -> sqlite3.Connection:
+    """The app's writing connection (autocommit, WAL, foreign keys on)."""
+    return connect_writer(str(path))
+
+
+def create_database(path: str | Path) -> sqlite3.Connection:
+    """A new file at the current schema (the real migrations); returns the writer connection."""
+    conn = open_writer(path)
+    apply_migrations(conn)
+    return conn
+
+
+def event_type_id(conn: sqlite3.Connection, code: str = "pt1") -> int:
+    """The ``pss_event_types`` id of a wire code (seeded by the migrations)."""
+    return conn.execute("SELECT id FROM pss_event_types WHERE code = ?", (code,)).fetchone()[0]
+
+
+def fill_events(
+    conn: sqlite3.Connection,
+    n: int,
+    *,
+    start_epoch: int = BASE_EPOCH,
+    step_seconds: int = 1,
+    details: int = DETAILS_PER_EVENT,
+    raw_size: int = 40,
+) -> None:
+    """Insert ``n`` events one ``step_seconds`` apart from ``start_epoch`` (created_at), each with
+    ``details`` details stored next to their event as the writer stores them, in one SQL
+    statement per table (fast enough for 10^6 rows)."""
+    type_id = event_type_id(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    first_id = conn.execute("SELECT coalesce(max(id), 0) FROM pss_events_v2").fetchone()[0]
+    conn.execute(
+        """
+        WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?)
+        INSERT INTO pss_events_v2 (event_type_id, timestamp, raw_data, parsed_data,
+            event_sequence, processing_time_ms, is_valid, created_at, recognition_status,
+            protocol_version, parser_confidence)
+        SELECT ?, t, 'pt1;' || i || ';' || substr(hex(randomblob(?)), 1, ?),
+               json_object('type', 'points', 'i', i), i, (i % 97) / 10.0, (i % 50) != 0, t,
+               'recognized', '2.3', 1.0
+        FROM (SELECT i, printf('%s.%06dZ', strftime('%Y-%m-%dT%H:%M:%S', ? + i * ?, 'unixepoch'),
+                               (i * 7919) % 1000000) AS t FROM seq)
+        """,
+        (n, type_id, raw_size, raw_size, start_epoch, step_seconds),
+    )
+    if details:
+        conn.execute(
+            """
+            WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j + 1 < ?)
+            INSERT INTO pss_event_details (event_id, detail_key, detail_value, detail_type,
+                created_at)
+            SELECT e.id, 'key' || k.j, CAST(e.id * 10 + k.j AS TEXT), 'int', e.created_at
+            FROM pss_events_v2 AS e, k
+            WHERE e.id > ?
+            ORDER BY e.id, k.j
+            """,
+            (details, first_id),
+        )
+    conn.execute("COMMIT")
+
+
+def main(argv: list[str]) -> int:
+    path, op = argv[0], argv[1]
+    chunk = int(argv[2]) if len(argv) > 2 else archive.CHUNK_EVENTS
+    conn = open_writer(path)
+    started = False
+
+    def progress(_op: str, done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            print(f"STARTED {total}", flush=True)
+        print(f"PROGRESS {done} {total}", flush=True)
+
+    if op == "archive":
+        n = archive.archive_old_events(conn, 0, now="2999-01-01T00:00:00Z", progress=progress,
+                                       chunk=chunk)
+    elif op == "restore":
+        n = archive.restore_from_archive(conn, "1970-01-01", "2999-12-31", progress=progress,
+                                         chunk=chunk)
+    else:
+        raise SystemExit(f"unknown operation {op!r}")
+    print(f"DONE {n}", flush=True)
+    conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
