@@ -140,16 +140,17 @@ function setupOperations() {
     const form = ev.currentTarget;
     const days = intOrText($('#archive-days').value);
     await operation(form, 'Archiving', 'archive_old_events', { daysOld: days },
-      (r) => (r.archived ? `Archived ${events(r.archived)} created before ${fmtDateTime(r.cutoff)}.`
-        : `Nothing to archive: no event was created before ${fmtDateTime(r.cutoff)}.`));
+      (n) => (n ? `Archived ${events(n)} older than ${days} days.`
+        : `Nothing to archive: no event is older than ${days} days.`));
   });
   $('#restore-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const form = ev.currentTarget;
-    await operation(form, 'Restoring', 'restore_from_archive',
-      { startDate: $('#restore-start').value.trim(), endDate: $('#restore-end').value.trim() },
-      (r) => (r.restored ? `Restored ${events(r.restored)} created between ${fmtDateTime(r.start)} and ${fmtDateTime(r.end)}.`
-        : `Nothing to restore between ${fmtDateTime(r.start)} and ${fmtDateTime(r.end)}.`));
+    const startDate = $('#restore-start').value.trim();
+    const endDate = $('#restore-end').value.trim();
+    await operation(form, 'Restoring', 'restore_from_archive', { startDate, endDate },
+      (n) => (n ? `Restored ${events(n)} created from ${startDate} to ${endDate} (inclusive).`
+        : `Nothing to restore from ${startDate} to ${endDate}.`));
   });
   $('#cleanup-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -163,8 +164,8 @@ function setupOperations() {
     });
     if (!ok) return;
     await operation(form, 'Deleting', 'cleanup_old_archive_data', { daysOld: days },
-      (r) => (r.deleted ? `Deleted ${events(r.deleted)} archived before ${fmtDateTime(r.cutoff)}.`
-        : `Nothing deleted: no archived event was created before ${fmtDateTime(r.cutoff)}.`));
+      (n) => (n ? `Deleted ${events(n)} older than ${days} days from the archive.`
+        : `Nothing deleted: no archived event is older than ${days} days.`));
   });
   $('#optimize-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();

@@ -1,8 +1,8 @@
 """The database maintenance commands: read pool statistics and the five archive operations.
 
-``maintenance_commands(service, app)`` returns ``{name: function}``; the database plugin
-registers them. Reads go through ``service.pool``; everything that writes runs on the single
-writer thread through ``service.writer.run(fn)``. Long operations push ``archive_progress``
+``commands(get_service, app)`` returns ``{name: function}``; the database plugin registers
+them. Reads go through the service's pool; everything that writes runs on the single writer
+thread through ``writer.run(fn)``. Long operations push ``archive_progress``
 events (``{operation, done, total, percent}``) to the page between chunks.
 """
 
@@ -13,15 +13,14 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from host.timeutil import now_iso
 from plugins.plugin_database import archive
 
 DaysOld = Annotated[int, Field(ge=0, le=archive.MAX_DAYS, description="age in days, >= 0")]
 
 
-def maintenance_commands(service: Any, app: Any) -> dict[str, Callable[..., Any]]:
-    """The pool and archive commands bound to ``service`` (``.pool``, ``.writer``, ``.path``)
-    and ``app`` (``.push.emit``), by command name."""
+def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[..., Any]]:
+    """The pool and archive commands, by name. ``get_service()`` gives the running service
+    (``.pool``, ``.writer``); ``app.push.emit`` carries the progress to the page."""
 
     def progress(operation: str, done: int, total: int) -> None:
         percent = round(done * 100.0 / total, 1) if total else 100.0
@@ -36,60 +35,54 @@ def maintenance_commands(service: Any, app: Any) -> dict[str, Callable[..., Any]
         ``max_connections``, ``pool_utilization`` (0-100, in use / max), ``in_use``, ``idle``,
         ``created``, ``recycled``, ``health_failures``, ``wait_count``, ``timeouts``,
         ``wait_ms_p99``, ``requests``, ``last_cleanup`` (ISO time or null)."""
-        return service.pool.get_stats()
+        return get_service().pool.get_stats()
 
     def cleanup_database_pool() -> None:
         """Close idle read connections now (those idle longer than the pool's max idle time
         beyond its minimum size, and those past their max lifetime) instead of at the next
         60-second round."""
-        service.pool.cleanup()
+        get_service().pool.cleanup()
 
     def archive_old_events(days_old: DaysOld) -> dict:
         """Move events older than ``days_old`` days (by ``created_at``), with all their details,
-        to the archive tables, in one transaction. Returns ``{archived, cutoff}``: the number of
-        events moved and the time before which they were created. Pushes
-        ``archive_progress``."""
+        to the archive tables, in one transaction. Returns the number of events moved.
+        Pushes ``archive_progress``."""
         days = archive.validate_days_old(days_old)
-        now = now_iso()  # one "now" so the cutoff returned is the one applied
-        moved = service.writer.run(
-            lambda conn: archive.archive_old_events(conn, days, now=now, progress=progress)
+        return get_service().writer.run(
+            lambda conn: archive.archive_old_events(conn, days, progress=progress)
         )
-        return {"archived": moved, "cutoff": archive.cutoff_for(days, now)}
 
     def get_archive_statistics() -> dict:
         """Archive statistics: ``archived_events``, ``archived_details``, ``oldest_archived`` and
         ``newest_archived`` (ISO times or null), ``archive_size_bytes`` (pages the archive tables
         and their indexes occupy) and ``archive_size_method`` (``dbstat`` or ``estimate``)."""
-        with service.pool.connection() as conn:
+        with get_service().pool.connection() as conn:
             return archive.get_archive_statistics(conn)
 
     def restore_from_archive(start_date: str, end_date: str) -> dict:
         """Move archived events created between ``start_date`` and ``end_date`` (ISO dates or
         date-times, both inclusive; a date-only end covers that whole day) and their details back
-        to the main tables, in one transaction. Returns ``{restored, start, end}``. Pushes
+        to the main tables, in one transaction. Returns the number of events restored. Pushes
         ``archive_progress``. Restoring the same range again restores nothing."""
         start, end = archive.parse_date_range(start_date, end_date)
-        restored = service.writer.run(
+        return get_service().writer.run(
             lambda conn: archive.restore_from_archive(conn, start, end, progress=progress)
         )
-        return {"restored": restored, "start": start, "end": end}
 
     def cleanup_old_archive_data(days_old: DaysOld) -> dict:
         """Permanently delete archived events older than ``days_old`` days and their archived
-        details, in one transaction. Returns ``{deleted, cutoff}``. Pushes
+        details, in one transaction. Returns the number of archived events deleted. Pushes
         ``archive_progress``."""
         days = archive.validate_days_old(days_old)
-        now = now_iso()
-        deleted = service.writer.run(
-            lambda conn: archive.cleanup_old_archive_data(conn, days, now=now, progress=progress)
+        return get_service().writer.run(
+            lambda conn: archive.cleanup_old_archive_data(conn, days, progress=progress)
         )
-        return {"deleted": deleted, "cutoff": archive.cutoff_for(days, now)}
 
     def optimize_archive_tables() -> None:
         """ANALYZE and REINDEX the archive tables and give free pages back to the file system
         (VACUUM, or incremental vacuum when enabled). Can take a while on a large database;
         ingest waits behind it on the writer."""
-        service.writer.run(archive.optimize_archive_tables)
+        get_service().writer.run(archive.optimize_archive_tables)
 
     return {
         "get_database_pool_stats": get_database_pool_stats,

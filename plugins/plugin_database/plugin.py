@@ -15,8 +15,7 @@ import pydantic
 from host.errors import Unavailable
 from host.hookspecs import hookimpl
 
-from . import export, maintenance, queries, tournaments
-from .maintenance_commands import maintenance_commands
+from . import export, maintenance, maintenance_commands, queries, tournaments
 from .service import DB_FILE, DatabaseConfig, DatabaseService
 
 log = logging.getLogger(__name__)
@@ -43,19 +42,8 @@ def restrike_register_commands(register, app):
     for module in _COMMAND_MODULES:
         for name, fn in module.commands(get_service).items():
             register(name, fn)
-    for name, fn in maintenance_commands(_RunningService(app), app).items():
+    for name, fn in maintenance_commands.commands(get_service, app).items():
         register(name, fn)
-
-
-class _RunningService:
-    """Stands for the service before it exists: each attribute is looked up at call time
-    (commands are registered before start-up, for command modules that bind a service)."""
-
-    def __init__(self, app):
-        self._app = app
-
-    def __getattr__(self, name):
-        return getattr(service_of(self._app), name)
 
 
 @hookimpl

@@ -25,7 +25,7 @@ from plugins.plugin_database.archive import (
     optimize_archive_tables,
     restore_from_archive,
 )
-from plugins.plugin_database.maintenance_commands import maintenance_commands
+from plugins.plugin_database.maintenance_commands import commands as maintenance_commands
 from plugins.plugin_database.service import DatabaseService
 from tests.database import archive_worker as helpers
 from tests.database.conftest import call
@@ -530,7 +530,7 @@ class RecordingPush:
 @pytest.fixture
 def commands(service):
     app = SimpleNamespace(push=RecordingPush())
-    return maintenance_commands(service, app), app, service
+    return maintenance_commands(lambda: service, app), app, service
 
 
 def test_commands_are_the_fixed_set_with_docstrings(commands):
@@ -549,9 +549,7 @@ def test_archive_commands_end_to_end_with_progress_events(commands):
     old = to_iso(dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
     service.writer.run(lambda c: [add_event(c, old), add_event(c, old), add_event(c, recent)])
 
-    result = cmds["archive_old_events"](30)
-    assert result["archived"] == 2
-    assert old < result["cutoff"] < recent
+    assert cmds["archive_old_events"](30) == 2
     progress = [p for name, p in app.push.emitted if name == "archive_progress"]
     assert progress[0] == {"operation": "archive_old_events", "done": 0, "total": 2,
                            "percent": 0.0}
@@ -561,15 +559,12 @@ def test_archive_commands_end_to_end_with_progress_events(commands):
     stats = cmds["get_archive_statistics"]()
     assert stats["archived_events"] == 2 and stats["archived_details"] == 4
 
-    restored = cmds["restore_from_archive"](old[:10], old[:10])
-    assert restored == {"restored": 2, "start": old[:10] + "T00:00:00.000000Z",
-                        "end": old[:10] + "T23:59:59.999999Z"}
-    assert cmds["restore_from_archive"](old[:10], old[:10])["restored"] == 0
+    assert cmds["restore_from_archive"](old[:10], old[:10]) == 2
+    assert cmds["restore_from_archive"](old[:10], old[:10]) == 0
 
-    assert cmds["archive_old_events"](30)["archived"] == 2
-    cleaned = cmds["cleanup_old_archive_data"](35)
-    assert cleaned["deleted"] == 2
-    assert old < cleaned["cutoff"] < result["cutoff"]
+    assert cmds["archive_old_events"](30) == 2
+    assert cmds["cleanup_old_archive_data"](45) == 0  # they are 40 days old
+    assert cmds["cleanup_old_archive_data"](35) == 2
     assert cmds["get_archive_statistics"]()["archived_events"] == 0
     assert cmds["optimize_archive_tables"]() is None
 
@@ -617,6 +612,6 @@ def test_the_registered_commands_validate_through_the_host_registry(db_app):
     with pytest.raises(InvalidArgument) as info:
         call(db_app, "restore_from_archive", startDate="2026-03-01", endDate="2026-02-01")
     assert info.value.field == "startDate"
-    assert call(db_app, "archive_old_events", 30)["archived"] == 0
+    assert call(db_app, "archive_old_events", 30) == 0
     assert call(db_app, "get_archive_statistics")["archived_events"] == 0
     assert call(db_app, "get_database_pool_stats")["max_connections"] == 4
