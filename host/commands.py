@@ -75,7 +75,8 @@ def _plain_reason(error: dict) -> str:
     if error["type"] == "missing":
         return "is required"
     if error["type"] == "extra_forbidden":
-        return "is not an argument of this command"
+        nested = len(error["loc"]) > 1
+        return "is not a known field" if nested else "is not an argument of this command"
     return error["msg"][0].lower() + error["msg"][1:]
 
 
