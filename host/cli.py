@@ -98,11 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_headless(settings)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     threading.Thread(target=_signal_thread, args=(stop,), name="signals", daemon=True).start()
-    app = App(settings)
-    try:
-        app.start()
-    except Exception as exc:
-        log.error("%s", exc)
+    app = _start(settings)
+    if app is None:
         return 1
     try:
         from host.window import run_window
@@ -113,15 +110,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _start(settings: Settings) -> App | None:
+    """A started app, or None after logging why it could not start (plugins already stopped)."""
+    app = App(settings)
+    try:
+        return app.start()
+    except Exception as exc:
+        log.error("restrike could not start: %s", exc)
+        return None
+
+
 def _run_headless(settings: Settings) -> int:
     from host.http import new_token, serve
 
     token = settings.token or new_token()
-    app = App(settings)
-    try:
-        app.start()
-    except Exception as exc:
-        log.error("%s", exc)
+    app = _start(settings)
+    if app is None:
         return 1
     host = settings.http_bind
     url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{settings.http_port}/?token={token}"

@@ -17,6 +17,8 @@ Runs on the writer thread, inside the writer's batch transaction (it never commi
 
 Match and round rows are updated once per batch (``write_dirty``), not once per event. The state
 is plain data: the writer snapshots it before a batch and restores it when the batch rolls back.
+``place`` runs for every event, so the common case (a clock tick, a hit level: no SQL, a field
+or two set) is a dict lookup, a handler call and a tuple.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class MatchState:
     match_config: str | None = None
     status: str = "loaded"
     round_no: int | None = None
+    round_id: int | None = None  # id of round ``round_no`` (kept with it, read per event)
     clock: str | None = None
     scores: dict = field(default_factory=lambda: {1: 0, 2: 0})
     warnings: dict = field(default_factory=lambda: {1: 0, 2: 0})
@@ -104,19 +107,11 @@ class MatchState:
         return clone
 
 
-@dataclass(slots=True)
-class Placement:
-    """Where an event falls: its match, round and the match clock when it arrived, plus the
-    rows that need the event's id (score/warning history), as ``(sql, params-after-event_id)``."""
-
-    match_id: int | None = None
-    round_id: int | None = None
-    round_no: int | None = None
-    clock: str | None = None
-    linked: list | None = None
-
-
-_NOWHERE = Placement()
+# What ``place`` returns: (match_id, round_id, round_no, clock, linked) - where an event falls
+# (its match, round and the match clock when it arrived) plus the rows that need the event's id
+# (score/warning history) as ``(sql, params-after-event_id)`` pairs, or None.
+_NOWHERE = (None, None, None, None, None)
+_STARTS_A_MATCH = frozenset(("athletes", "match_config"))
 
 
 class MatchTracker:
@@ -132,20 +127,21 @@ class MatchTracker:
     def restore(self, snapshot: dict) -> None:
         self._current = snapshot
 
-    def place(self, cur, ev, event, context: tuple) -> Placement:
-        """Apply ``event`` (the parsed model of ``ev``) to its source's match; say where it goes."""
-        key = (ev.session_id, ev.source_ip, ev.source_port)
-        kind = event.type
+    def place(self, cur, key: tuple, at: str, event, kind: str, context: tuple) -> tuple:
+        """Apply ``event`` (a parsed model of type ``kind``, received at ``at`` from the source
+        ``key`` = (session_id, source_ip, source_port)) to that source's match.
+
+        Returns ``(match_id, round_id, round_no, clock, linked)``: where the event goes, and the
+        rows that need its id as ``(sql, params-after-event_id)`` pairs (or None).
+        """
         state = self._current.get(key)
-        if kind == "fight_loaded" or (state is None and kind in ("athletes", "match_config")):
-            state = self._new_match(cur, key, ev.received_at, context)
+        if kind == "fight_loaded" or (state is None and kind in _STARTS_A_MATCH):
+            state = self._new_match(cur, key, at, context)
         if state is None:
             return _NOWHERE
         handler = _HANDLERS.get(kind)
-        linked = handler(cur, state, event, ev.received_at) if handler else None
-        current = state.rounds.get(state.round_no)
-        return Placement(state.id, current.id if current else None, state.round_no, state.clock,
-                         linked)
+        linked = handler(cur, state, event, at) if handler else None
+        return state.id, state.round_id, state.round_no, state.clock, linked
 
     def write_dirty(self, cur, now: str) -> None:
         """Write the matches and rounds this batch changed (one UPDATE each)."""
@@ -199,7 +195,7 @@ def _on_round(cur, state, event, at):
     if previous is not None and previous.number != number and previous.ended_at is None:
         previous.ended_at = at
         previous.dirty = True
-    _open_round(cur, state, number, at)
+    state.round_id = _open_round(cur, state, number, at).id
     state.round_no = number
     state.dirty = True
 

@@ -50,12 +50,15 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import operator
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
 
 from host.errors import Unavailable
 from host.timeutil import now_iso, to_iso
@@ -71,12 +74,20 @@ _DROP_LOG_INTERVAL = 5.0
 _NO_CONTEXT = (None, None)
 
 _INSERT_EVENT = (
-    "INSERT INTO pss_events_v2 (session_id, match_id, round_id, event_type_id, timestamp, "
+    "INSERT INTO pss_events_v2 (id, session_id, match_id, round_id, event_type_id, timestamp, "
     "raw_data, parsed_data, event_sequence, processing_time_ms, is_valid, error_message, "
     "created_at, tournament_id, tournament_day_id, recognition_status, protocol_version, "
     "parser_confidence, validation_errors) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_NEXT_EVENT_ID = (
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'pss_events_v2'), 0), "
+    "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
+    "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0)) + 1"
+)
+# processing_time_ms is only meaningful on the receiver's monotonic clock: a value from
+# another clock (or over an hour) is stored as NULL, not as nonsense.
+_MAX_PROCESSING_NS = 3_600_000_000_000
 _INSERT_DETAIL = (
     "INSERT INTO pss_event_details (event_id, detail_key, detail_value, detail_type, created_at) "
     "VALUES (?, ?, ?, ?, ?)"
@@ -171,6 +182,8 @@ class Writer:
             "SELECT code, id FROM pss_event_types")}
         self._unknown_type = self._types[UNKNOWN_CODE]
         self._tracker = MatchTracker()
+        self._shapes = _Shapes(self._types, self._unknown_type)
+        self._suffixes = _Suffixes()
         self._context: tuple = _NO_CONTEXT
 
         self._cond = threading.Condition(threading.Lock())
@@ -527,90 +540,110 @@ class Writer:
                     first_seen.setdefault(ev.session_id, ev.received_at)
         for session_id, at in first_seen.items():
             cur.execute(_ENSURE_SESSION, (session_id, at, now))
+        # The writer is the only one inserting events, so it numbers them itself (read once per
+        # batch, inside BEGIN IMMEDIATE): above every id ever given (sqlite_sequence, which
+        # AUTOINCREMENT keeps up to date even for explicit ids) and every id in either table, so
+        # an archived event's id is never reused and it can always be restored.
+        next_id = cur.execute(_NEXT_EVENT_ID).fetchone()[0]
 
-        details: list = []
-        clients: dict = {}
-        sessions: dict = {}
+        rows = _Rows(now)
         lost = 0
         for item in items:
             if isinstance(item, _Session):
                 self._guarded(cur, safe, "session record", self._upsert_session, cur,
                               item.session, now)
             elif isinstance(item, _Events):
-                for ev in item.events:
-                    if safe:
-                        if not self._store_safely(cur, ev, item.context, now):
+                if safe:
+                    for ev in item.events:
+                        if self._store_safely(cur, ev, item.context, now, next_id, rows):
+                            rows.count(ev, next_id)
+                        else:
                             lost += 1
-                            continue
-                    else:
-                        self._store_event(cur, ev, item.context, now, details)
-                    _count(ev, clients, sessions)
-        if details:
-            cur.executemany(_INSERT_DETAIL, details)
+                        next_id += 1
+                else:
+                    next_id = self._prepare(cur, item.events, item.context, next_id, rows)
+        rows.insert(cur)
         self._guarded(cur, safe, "match state", self._tracker.write_dirty, cur, now)
-        for (session_id, ip, port), c in clients.items():
-            cur.execute(_COUNT_CLIENT, (session_id, ip, port, c[0], c[1], c[2], c[3], c[4]))
-        for session_id, s in sessions.items():
-            cur.execute(_COUNT_SESSION, (s[0], s[1], s[2], s[3], s[4], s[5], s[6], now,
-                                         session_id))
+        rows.write_counters(cur, now)
         return lost
 
-    def _store_event(self, cur, ev, context: tuple, now: str, details: list) -> None:
-        event = ev.event
-        data = event.model_dump(mode="json")
-        kind = data.get("type")
-        place = self._tracker.place(cur, ev, event, context)
-        type_id = self._types.get(data.get("code") or "", self._unknown_type)
-        error = None
-        if kind == "invalid":
-            error = data.get("error")
-            valid, status, confidence = 0, "invalid", 0.5
-        elif kind == "unknown":
-            valid, status, confidence = 1, "unknown", 0.0
-        else:
-            valid, status, confidence = 1, "recognized", 1.0
-        # raw is in raw_data already; None fields are the model's defaults: both left out.
-        parsed = {key: value for key, value in data.items()
-                  if value is not None and key != "raw"}
-        parsed["description"] = describe(event)
-        parsed["match_round"] = place.round_no
-        parsed["match_clock"] = place.clock
-        cur.execute(_INSERT_EVENT, (
-            ev.session_id, place.match_id, place.round_id, type_id, ev.received_at, ev.raw,
-            json.dumps(parsed, ensure_ascii=False, separators=(",", ":")), ev.seq,
-            _processing_ms(ev.received_ns), valid, error, now, context[0], context[1], status,
-            PROTOCOL_VERSION, confidence,
-            None if error is None else json.dumps([error], ensure_ascii=False),
-        ))
-        event_id = cur.lastrowid
-        if place.linked:
-            for sql, params in place.linked:
-                cur.execute(sql, (event_id, *params))
-        for key, value in data.items():
-            if value is not None and key not in _DETAIL_SKIP:
-                text, kind_of = _typed(value)
-                details.append((event_id, key, text, kind_of, now))
-        details.append((event_id, "source_ip", ev.source_ip, "str", now))
-        details.append((event_id, "source_port", str(ev.source_port), "int", now))
-        details.append((event_id, "index", str(ev.index), "int", now))
-        if ev.raw_b64:
-            details.append((event_id, "raw_b64", ev.raw_b64, "str", now))
+    def _prepare(self, cur, events: list, context: tuple, next_id: int, rows: _Rows) -> int:
+        """The hot loop: turn events into rows (numbered from ``next_id``) in ``rows``, apply
+        them to the match state; returns the next free id. Plain tuples, no SQL per event
+        except what the match state needs (a new match, a new round, athletes)."""
+        shape_of = self._shapes.get
+        place = self._tracker.place
+        suffix_of = self._suffixes.get
+        suffixes = self._suffixes
+        now = rows.now
+        events_out = rows.events
+        details_out = rows.details
+        linked_out = rows.linked
+        counters = rows.counters
+        tournament_id, day_id = context
+        monotonic_ns = time.monotonic_ns
+        for ev in events:
+            event = ev.event
+            shape = shape_of(event)
+            key = (ev.session_id, ev.source_ip, ev.source_port)
+            match_id, round_id, round_no, clock, linked = place(
+                cur, key, ev.received_at, event, shape.kind, context)
+            suffix = suffix_of((round_no, clock))
+            if suffix is None:
+                suffix = suffixes.put((round_no, clock))
+            event_id = next_id
+            next_id += 1
+            elapsed = monotonic_ns() - ev.received_ns
+            events_out.append((
+                event_id, ev.session_id, match_id, round_id, shape.type_id, ev.received_at,
+                ev.raw, shape.parsed_head + suffix, ev.seq,
+                round(elapsed / 1e6, 3) if 0 <= elapsed < _MAX_PROCESSING_NS else None,
+                shape.valid, shape.error, now, tournament_id, day_id, shape.status,
+                PROTOCOL_VERSION, shape.confidence, shape.validation_errors,
+            ))
+            for detail_key, text, detail_type in shape.details:
+                details_out.append((event_id, detail_key, text, detail_type, now))
+            details_out.append((event_id, "source_ip", ev.source_ip, "str", now))
+            details_out.append((event_id, "source_port", str(ev.source_port), "int", now))
+            details_out.append((event_id, "index", str(ev.index), "int", now))
+            if ev.raw_b64:
+                details_out.append((event_id, "raw_b64", ev.raw_b64, "str", now))
+            if linked:
+                for sql, params in linked:
+                    linked_out.append((sql, (event_id, *params)))
+            # per sender: first seen, last seen, datagrams, events, bytes, invalid, unknown
+            c = counters.get(key)
+            if c is None:
+                c = counters[key] = [ev.received_at, None, 0, 0, 0, 0, 0, 0]
+            c[1] = ev.received_at
+            c[7] = event_id
+            if ev.index == 0:
+                c[2] += 1
+            c[3] += 1
+            c[4] += len(ev.raw.encode("utf-8", "replace"))
+            if shape.status != "recognized":
+                if shape.kind == "invalid":
+                    c[5] += 1
+                elif shape.kind == "unknown":
+                    c[6] += 1
+        return next_id
 
-    def _store_safely(self, cur, ev, context: tuple, now: str) -> bool:
+    def _store_safely(self, cur, ev, context: tuple, now: str, event_id: int,
+                      rows: _Rows) -> bool:
         """One event in its own savepoint; on a non-I/O error store it bare. False if lost."""
         snapshot = self._tracker.snapshot()
         cur.execute("SAVEPOINT one_event")
         try:
-            details: list = []
-            self._store_event(cur, ev, context, now, details)
-            cur.executemany(_INSERT_DETAIL, details)
+            one = _Rows(now)
+            self._prepare(cur, [ev], context, event_id, one)
+            one.insert(cur)
         except sqlite3.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - stored bare below, with the reason
             cur.execute("ROLLBACK TO one_event")
             self._tracker.restore(snapshot)
             try:
-                self._store_bare(cur, ev, now, exc)
+                self._store_bare(cur, ev, now, exc, event_id)
             except sqlite3.OperationalError:
                 raise
             except Exception as again:  # noqa: BLE001 - counted as lost, logged
@@ -623,14 +656,14 @@ class Writer:
         cur.execute("RELEASE one_event")
         return True
 
-    def _store_bare(self, cur, ev, now: str, exc: Exception) -> None:
+    def _store_bare(self, cur, ev, now: str, exc: Exception, event_id: int) -> None:
         # No match, no tournament: nothing here may depend on another row that could be the
         # reason the normal path failed.
         error = f"stored without its parsed form: {type(exc).__name__}: {exc}"
         cur.execute(_INSERT_EVENT, (
-            ev.session_id, None, None, self._unknown_type, ev.received_at, str(ev.raw), None,
-            ev.seq, None, 0, error, now, None, None, "invalid", PROTOCOL_VERSION,
-            0.0, json.dumps([error], ensure_ascii=False),
+            event_id, ev.session_id, None, None, self._unknown_type, ev.received_at,
+            str(ev.raw), None, ev.seq, None, 0, error, now, None, None, "invalid",
+            PROTOCOL_VERSION, 0.0, json.dumps([error], ensure_ascii=False),
         ))
 
     def _upsert_session(self, cur, session: dict, now: str) -> None:
@@ -660,29 +693,177 @@ class Writer:
         cur.execute("RELEASE guarded")
 
 
-def _count(ev, clients: dict, sessions: dict) -> None:
-    """Per-batch counters of a stored event: per sender and per session."""
-    packet = 1 if ev.index == 0 else 0
-    size = len(ev.raw.encode("utf-8", "replace"))
-    key = (ev.session_id, ev.source_ip, ev.source_port)
-    c = clients.get(key)
-    if c is None:
-        clients[key] = [ev.received_at, ev.received_at, packet, 1, size]
-    else:
+# -- the rows of a batch ----------------------------------------------------------------------
+
+
+class _Rows:
+    """The rows one batch (or one event, in safe mode) inserts, gathered in arrival order and
+    written with one ``executemany`` per table, plus the per-sender counters."""
+
+    __slots__ = ("now", "events", "details", "linked", "counters")
+
+    def __init__(self, now: str) -> None:
+        self.now = now
+        self.events: list[tuple] = []
+        self.details: list[tuple] = []
+        self.linked: list[tuple] = []  # (sql, params): score/warning rows naming their event
+        self.counters: dict[tuple, list] = {}
+
+    def insert(self, cur) -> None:
+        """Insert the events, then the rows that refer to them; empties the lists."""
+        if self.events:
+            cur.executemany(_INSERT_EVENT, self.events)
+        if self.details:
+            cur.executemany(_INSERT_DETAIL, self.details)
+        for sql, params in self.linked:
+            cur.execute(sql, params)
+        self.events, self.details, self.linked = [], [], []
+
+    def count(self, ev, event_id: int) -> None:
+        """Merge the counters of an event prepared in a separate ``_Rows`` (safe mode)."""
+        # Safe mode prepares each event in its own _Rows; its counters land here.
+        key = (ev.session_id, ev.source_ip, ev.source_port)
+        kind = getattr(ev.event, "type", None)
+        c = self.counters.get(key)
+        if c is None:
+            c = self.counters[key] = [ev.received_at, None, 0, 0, 0, 0, 0, 0]
         c[1] = ev.received_at
-        c[2] += packet
+        c[7] = event_id
+        c[2] += ev.index == 0
         c[3] += 1
-        c[4] += size
-    kind = ev.event.type
-    s = sessions.get(ev.session_id)
-    if s is None:
-        s = sessions[ev.session_id] = [0, 0, 0, 0, 0, ev.received_at, ev.received_at]
-    s[0] += 1
-    s[1] += kind == "invalid"
-    s[2] += kind == "unknown"
-    s[3] += packet
-    s[4] += size
-    s[6] = ev.received_at
+        c[4] += len(str(ev.raw).encode("utf-8", "replace"))
+        c[5] += kind == "invalid"
+        c[6] += kind == "unknown"
+
+    def write_counters(self, cur, now: str) -> None:
+        """Add this batch's counts to ``udp_client_connections`` and ``udp_server_sessions``."""
+        # A session's totals are the sum of its senders'. The counters dict is in order of
+        # first arrival, so a session's first sender holds its first event; its last event is
+        # the one with the highest id (c[7]).
+        sessions: dict[str, list] = {}
+        for (session_id, ip, port), c in self.counters.items():
+            cur.execute(_COUNT_CLIENT, (session_id, ip, port, c[0], c[1], c[2], c[3], c[4]))
+            s = sessions.get(session_id)
+            if s is None:
+                sessions[session_id] = [c[3], c[5], c[6], c[2], c[4], c[0], c[1], c[7]]
+                continue
+            s[0] += c[3]
+            s[1] += c[5]
+            s[2] += c[6]
+            s[3] += c[2]
+            s[4] += c[4]
+            if c[7] > s[7]:
+                s[6], s[7] = c[1], c[7]
+        for session_id, s in sessions.items():
+            cur.execute(_COUNT_SESSION, (*s[:7], now, session_id))
+
+
+# -- what an event's model alone decides (cached) ---------------------------------------------
+
+
+class _Shape(NamedTuple):
+    """The part of an event's rows that depends only on its parsed model."""
+
+    kind: str  # the model's type (points, clock, invalid, unknown...)
+    type_id: int
+    valid: int
+    status: str  # recognition_status
+    confidence: float
+    error: str | None
+    validation_errors: str | None
+    parsed_head: str  # parsed_data without its closing "match_round"/"match_clock" part
+    details: tuple  # ((detail_key, detail_value, detail_type), ...) of the model's fields
+
+
+class _Shapes:
+    """``get(event)`` -> its ``_Shape``, computed once per distinct model value.
+
+    The feed repeats itself (a clock tick per second per court, the same score lines), so most
+    events are a dict hit instead of ``model_dump`` + ``json.dumps`` + ``describe``. The key is
+    the model class and the tuple of all its field values (``raw`` included), so two events
+    share a shape only when their models are equal; models with an unhashable field (a dict or
+    list) are computed each time. The cache is cleared when it reaches ``max_size`` entries.
+    """
+
+    def __init__(self, types: dict[str, int], unknown_type: int, max_size: int = 8192):
+        self._types = types
+        self._unknown_type = unknown_type
+        self._max_size = max_size
+        self._getters: dict[type, Callable | None] = {}
+        self._cache: dict[tuple, _Shape] = {}
+
+    def get(self, event) -> _Shape:
+        cls = type(event)
+        try:
+            getter = self._getters[cls]
+        except KeyError:
+            getter = self._getters[cls] = _field_getter(cls)
+        if getter is None:
+            return self._build(event)
+        key = (cls, getter(event))
+        try:
+            shape = self._cache.get(key)
+        except TypeError:  # a dict or list field: not hashable, so not cached
+            return self._build(event)
+        if shape is None:
+            shape = self._build(event)
+            if len(self._cache) >= self._max_size:
+                self._cache.clear()
+            self._cache[key] = shape
+        return shape
+
+    def _build(self, event) -> _Shape:
+        data = event.model_dump(mode="json")
+        kind = data.get("type")
+        type_id = self._types.get(data.get("code") or "", self._unknown_type)
+        error = None
+        if kind == "invalid":
+            error = data.get("error")
+            valid, status, confidence = 0, "invalid", 0.5
+        elif kind == "unknown":
+            valid, status, confidence = 1, "unknown", 0.0
+        else:
+            valid, status, confidence = 1, "recognized", 1.0
+        # raw is in raw_data already; None fields are the model's defaults: both left out.
+        parsed = {key: value for key, value in data.items()
+                  if value is not None and key != "raw"}
+        parsed["description"] = describe(event)
+        text = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+        details = tuple((key, *_typed(value)) for key, value in data.items()
+                        if value is not None and key not in _DETAIL_SKIP)
+        return _Shape(kind, type_id, valid, status, confidence, error,
+                      None if error is None else json.dumps([error], ensure_ascii=False),
+                      text[:-1], details)
+
+
+def _field_getter(cls: type) -> Callable | None:
+    """A function giving the tuple of a model's field values, or None when the class's dump
+    may depend on more than its fields (not a pydantic model, extra or computed fields)."""
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        return None
+    if cls.model_computed_fields or cls.model_config.get("extra") == "allow":
+        return None
+    names = tuple(cls.model_fields)
+    if not names:
+        return None
+    if len(names) == 1:
+        one = operator.attrgetter(names[0])
+        return lambda event: (one(event),)
+    return operator.attrgetter(*names)
+
+
+class _Suffixes(dict):
+    """``(round, clock)`` -> the end of ``parsed_data``: ``,"match_round":..,"match_clock":..}``
+    (a dict: ``get`` is the hit path, ``put`` computes and stores a miss)."""
+
+    def put(self, key: tuple) -> str:
+        round_no, clock = key
+        text = (',"match_round":' + json.dumps(round_no) + ',"match_clock":'
+                + json.dumps(clock, ensure_ascii=False) + "}")
+        if len(self) >= 4096:
+            self.clear()
+        self[key] = text
+        return text
 
 
 def _typed(value) -> tuple[str, str]:
@@ -696,15 +877,6 @@ def _typed(value) -> tuple[str, str]:
     if isinstance(value, str):
         return value, "str"
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")), "json"
-
-
-def _processing_ms(received_ns: int) -> float | None:
-    """Milliseconds from reception to storage. ``received_ns`` is the receiver's monotonic
-    clock (``time.monotonic_ns``); a value from another clock gives None, not nonsense."""
-    elapsed = time.monotonic_ns() - received_ns
-    if 0 <= elapsed < 3_600_000_000_000:
-        return round(elapsed / 1e6, 3)
-    return None
 
 
 def _time(value) -> str | None:

@@ -29,6 +29,7 @@ from plugins.plugin_database.maintenance_commands import commands as maintenance
 from plugins.plugin_database.service import DatabaseService
 from tests.database import archive_worker as helpers
 from tests.database.conftest import call
+from tests.conftest import wait_for
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 TABLES = ("pss_events_v2", "pss_event_details",
@@ -452,14 +453,6 @@ class FakeClock:
         return self.now
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.005)
-    return bool(predicate())
 
 
 @pytest.fixture

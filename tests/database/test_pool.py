@@ -10,6 +10,7 @@ import pytest
 
 from host.errors import Unavailable
 from plugins.plugin_database.pool import ConnectionPool, PoolClosed, PoolTimeout
+from tests.conftest import wait_for
 
 
 class FakeClock:
@@ -25,15 +26,6 @@ class FakeClock:
         self.now += seconds
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` s passed; returns its last value."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.005)
-    return bool(predicate())
 
 
 @pytest.fixture
