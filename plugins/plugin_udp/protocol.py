@@ -28,6 +28,8 @@ from typing import Annotated, Literal, Union, get_args
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "MAX_ROUNDS",
+    "MAX_ROUND_DURATION",
     "POINT_NAMES",
     "Athlete",
     "Official",
@@ -42,6 +44,13 @@ __all__ = [
 
 POINT_NAMES = {1: "punch", 2: "body", 3: "head", 4: "technical body", 5: "technical head"}
 SCOREBOARD_SETTINGS = {"inlb": "brightness", "insl": "on_off", "inth": "time_ms"}
+
+MAX_ROUNDS = 99
+"""Highest round number or round count accepted from the feed. A match has 3 rounds and the
+golden point round is 4; the bound is generous but keeps a feed value from sizing lists."""
+
+MAX_ROUND_DURATION = 3600
+"""Longest round duration (seconds) accepted in an ``mch`` message."""
 
 
 # --------------------------------------------------------------------------------------- models
@@ -174,8 +183,8 @@ class MatchConfig(_Event):
     red_fg: str | None = None
     match_id: str | None = None
     division: str | None = None
-    rounds: int | None = Field(default=None, ge=0)
-    round_duration: int | None = Field(default=None, ge=0)
+    rounds: int | None = Field(default=None, ge=0, le=MAX_ROUNDS)
+    round_duration: int | None = Field(default=None, ge=0, le=MAX_ROUND_DURATION)
     countdown: str | None = None
     body_level: str | None = None
     head_level: str | None = None
@@ -219,7 +228,7 @@ class Round(_Event):
     """``rnd;n``: the current round (4 is the golden point round)."""
 
     type: Literal["round"] = "round"
-    round: int = Field(ge=0)
+    round: int = Field(ge=0, le=MAX_ROUNDS)
 
 
 class FightLoaded(_Event):
@@ -533,7 +542,9 @@ def _athletes(code, tokens, raw):
 
 _MCH_TEXT = ("number", "phase", "category", "doc_rounds", "blue_bg", "blue_fg", "red_bg",
              "red_fg", "match_id", "division")
-_MCH_INT = ("rounds", "round_duration")
+# (field, upper bound): both size things downstream (round columns, clocks), so a garbage
+# value becomes an invalid event here instead of a million-entry list in the live state
+_MCH_INT = (("rounds", MAX_ROUNDS), ("round_duration", MAX_ROUND_DURATION))
 _MCH_TAIL = ("countdown", "body_level", "head_level")
 _MCH_COUNT = len(_MCH_TEXT) + len(_MCH_INT) + len(_MCH_TAIL)
 
@@ -544,10 +555,10 @@ def _match_config(code, tokens, raw):
     for i, name in enumerate(_MCH_TEXT):
         if i < len(values) and values[i] != "":
             fields[name] = values[i]
-    for j, name in enumerate(_MCH_INT, start=len(_MCH_TEXT)):
+    for j, (name, hi) in enumerate(_MCH_INT, start=len(_MCH_TEXT)):
         v = _opt(values, j)
         if v is not None:
-            fields[name] = _int(v, name.replace("_", " "), 0)
+            fields[name] = _int(v, name.replace("_", " "), 0, hi)
     for j, name in enumerate(_MCH_TAIL, start=len(_MCH_TEXT) + len(_MCH_INT)):
         if j < len(values) and values[j] != "":
             fields[name] = values[j]
@@ -591,7 +602,8 @@ def _clk(code, tokens, raw):
 
 
 def _round(code, tokens, raw):
-    return Round(code=code, raw=raw, round=_int(_need(tokens, 1, "round"), "round", 0, 99))
+    return Round(code=code, raw=raw,
+                 round=_int(_need(tokens, 1, "round"), "round", 0, MAX_ROUNDS))
 
 
 def _fight_loaded(code, tokens, raw):
