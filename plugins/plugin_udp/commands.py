@@ -22,6 +22,7 @@ Limit = Annotated[int, Field(ge=0, le=EVENT_RING)]
 
 def commands(app) -> dict:
     """The commands of ``app``'s UDP service, by name."""
+
     def svc() -> UdpService:
         return app.extensions["udp"]
 

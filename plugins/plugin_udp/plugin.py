@@ -8,6 +8,7 @@ from . import simulator
 from .commands import commands
 from .service import service_of
 
+
 @hookimpl
 def restrike_register_commands(register, app):
     service_of(app)  # reads and validates the settings: a bad config section fails here
