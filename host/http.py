@@ -127,10 +127,14 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
 
     async def static(request: Request) -> Response:
         rel = request.path_params.get("path") or "index.html"
-        target = (root / rel).resolve()
-        if target.is_dir():
-            target = target / "index.html"
-        if not target.is_relative_to(root) or not target.is_file():
+        try:
+            target = (root / rel).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            found = target.is_relative_to(root) and target.is_file()
+        except (OSError, ValueError):  # a NUL byte (%00), a name too long: no such file
+            found = False
+        if not found:
             return PlainTextResponse("not found", 404)
         return FileResponse(target, headers={"Cache-Control": "no-cache"})
 

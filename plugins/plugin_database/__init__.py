@@ -3,6 +3,7 @@
 Modules, one job each: ``schema`` (tables as migrations), ``migrations`` (apply them),
 ``maintenance`` (SQLite pragmas, VACUUM & co.), ``writer`` (the only writing thread),
 ``tracking`` (matches/rounds/scores from events), ``pool`` (read connections), ``queries``,
-``tournaments``, ``export`` (commands), ``archive`` (old events to the archive tables), ``service`` (what ``app.extensions["database"]`` holds),
-``plugin`` (the hook implementations).
+``tournaments``, ``export`` (commands), ``archive`` (old events to the archive tables),
+``recovery`` (a damaged file, an unopenable path, sessions a crash cut short, at start-up),
+``service`` (what ``app.extensions["database"]`` holds), ``plugin`` (the hook implementations).
 """

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from host.errors import Conflict, InvalidArgument
-from host.timeutil import parse_iso, to_iso
+from host.timeutil import TimeOutOfRange, parse_iso, to_iso, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,18 @@ def cutoff_for(days_old: int, now: _dt.datetime | str | None = None) -> str:
 
 def _parse_bound(value: Any, field: str, *, end_of_day: bool) -> str:
     if isinstance(value, _dt.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
+        try:
+            moment = to_utc(value)
+        except TimeOutOfRange:
+            raise InvalidArgument(
+                f"{field} must be between the years {_MIN_YEAR} and 9999, got {value!r}",
+                field=field) from None
     elif not isinstance(value, str) or not value.strip():
         raise InvalidArgument(f"{field} is required (an ISO date or date-time)", field=field)
     else:
         moment = _parse_text(value, field, end_of_day=end_of_day)
     # Stored times have four-digit years: outside them text order is not time order.
-    if not _MIN_YEAR <= moment.astimezone(_dt.UTC).year <= 9999:
+    if not _MIN_YEAR <= moment.year <= 9999:
         raise InvalidArgument(
             f"{field} must be between the years {_MIN_YEAR} and 9999, got {value!r}", field=field
         )
@@ -125,7 +130,7 @@ def _parse_text(value: str, field: str, *, end_of_day: bool) -> _dt.datetime:
                 return midnight + _dt.timedelta(days=1) - _dt.timedelta(microseconds=1)
             return midnight
         return parse_iso(text)
-    except OverflowError:
+    except (OverflowError, TimeOutOfRange):  # OverflowError: the end of 9999-12-31
         raise InvalidArgument(
             f"{field} must be between the years {_MIN_YEAR} and 9999, got {value!r}", field=field
         ) from None

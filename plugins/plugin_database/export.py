@@ -1,11 +1,11 @@
 """``export_events``: write the events a filter selects to a CSV or JSON Lines file.
 
-The path is one the user picked: it must be absolute, its directory must exist, an existing
-file is replaced only with ``overwrite=True``, and a symbolic link is never followed (the file
-is opened with ``O_NOFOLLOW``; an existing link is refused). The rows are those of
-``queries.iter_events`` (the UI's event shape), in id order, up to the newest event stored when
-the export starts; reads page through the pool, so ingest goes on meanwhile. A failed export
-removes the file it was writing.
+The path is one the user picked: it must be absolute (no ``..`` component, no NUL byte), its
+directory must exist, an existing file is replaced only with ``overwrite=True``, and a symbolic
+link is never followed (the file is opened with ``O_NOFOLLOW``; an existing link is refused).
+The rows are those of ``queries.iter_events`` (the UI's event shape), in id order, up to the
+newest event stored when the export starts; reads page through the pool, so ingest goes on
+meanwhile. A failed export removes the file it was writing.
 """
 
 from __future__ import annotations
@@ -35,18 +35,33 @@ _BINARY = getattr(os, "O_BINARY", 0)
 
 
 def check_target(path: str, overwrite: bool) -> Path:
-    """Validate the export path; ``InvalidArgument``/``Conflict`` naming ``path`` if unfit."""
+    """Validate the export path; ``InvalidArgument``/``Conflict`` naming ``path`` if unfit.
+
+    Refused: a relative path, a NUL byte, any ``..`` component (the user picks the file itself,
+    so a path that climbs out of a directory is crafted, not chosen), a missing directory, a name
+    the file system refuses (too long...), a symbolic link, anything but a regular file; an
+    existing file without ``overwrite`` is a ``Conflict``.
+    """
+    if "\x00" in path:
+        raise InvalidArgument("path must not contain a NUL byte", field="path")
     target = Path(path)
     if not target.is_absolute():
         raise InvalidArgument(f"path must be absolute, got {path!r}", field="path")
+    if ".." in target.parts:
+        raise InvalidArgument(f"path must not contain '..' components, got {path!r}",
+                              field="path")
     if target.name in ("", ".", ".."):
         raise InvalidArgument("path must name a file", field="path")
-    if not target.parent.is_dir():
-        raise InvalidArgument(f"directory {str(target.parent)!r} does not exist", field="path")
     try:
+        if not target.parent.is_dir():
+            raise InvalidArgument(f"directory {str(target.parent)!r} does not exist",
+                                  field="path")
         info = target.lstat()
     except FileNotFoundError:
         return target
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, a name the OS cannot encode
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InvalidArgument(f"path cannot be used: {reason}", field="path") from None
     if stat.S_ISLNK(info.st_mode):
         raise InvalidArgument("path is a symbolic link; it is not followed", field="path")
     if not stat.S_ISREG(info.st_mode):
@@ -95,8 +110,9 @@ def commands(get_service: Callable) -> dict[str, Callable]:
         """Write the events ``filters`` selects (cursor, limit and order ignored: all of them,
         oldest first) to the file ``path`` as ``csv`` or ``jsonl``; returns ``{path, rows}``.
 
-        ``path`` must be absolute in an existing directory; an existing file is a
-        ``conflict`` unless ``overwrite`` is true; a symbolic link is refused.
+        ``path`` must be absolute in an existing directory, without ``..`` components or NUL
+        bytes; an existing file is a ``conflict`` unless ``overwrite`` is true; a symbolic link
+        is refused.
         """
         target = check_target(path, overwrite)
         rows = export(get_service().pool, filters or EventFilters(), format, target, overwrite)

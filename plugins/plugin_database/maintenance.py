@@ -129,7 +129,9 @@ def commands(get_service: Callable) -> dict[str, Callable]:
 
     def database_get_info() -> dict:
         """The database file (path, sizes, pages, SQLite version, journal mode), its schema
-        version, ``synchronous``, row counts per table, writer and pool statistics."""
+        version, ``synchronous``, row counts per table, writer and pool statistics, and
+        ``recovered_from``: ``{moved_from, moved_to, reason, at}`` when this start found the
+        file damaged and moved it aside (a fresh file was started), else null."""
         service = get_service()
         path = str(service.path)
         with service.pool.connection() as conn:
@@ -138,7 +140,9 @@ def commands(get_service: Callable) -> dict[str, Callable]:
                       for table in COUNTED_TABLES}
         info.update(schema_version=service.schema_version,
                     synchronous=service.config.synchronous, row_counts=counts,
-                    writer=service.writer.stats(), pool=service.pool.get_stats())
+                    writer=service.writer.stats(), pool=service.pool.get_stats(),
+                    recovered_from=dict(service.recovered_from)
+                    if service.recovered_from else None)
         return info
 
     def database_run_integrity_check() -> dict:

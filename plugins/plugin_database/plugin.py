@@ -2,6 +2,8 @@
 
 Start-up opens ``<data_dir>/restrike_vta.db``, applies the migrations, starts the writer thread
 and the reader pool, and keeps them in ``app.extensions["database"]`` (a ``DatabaseService``).
+A damaged file is moved aside and a fresh one started; a path that cannot be opened stops the
+start with an error naming it (``recovery.py``).
 The ``database`` config section is validated by ``service.DatabaseConfig``.
 """
 
@@ -48,7 +50,10 @@ def restrike_register_commands(register, app):
 
 @hookimpl
 def restrike_startup(app):
-    """Open and migrate the database file, start the writer and the pool."""
+    """Open and migrate the database file, start the writer and the pool.
+
+    A damaged file is moved aside (``database_get_info().recovered_from``); an unopenable path
+    raises ``DatabaseOpenError`` naming it, which stops the start."""
     section = app.settings.config.get("database", {})
     try:
         config = DatabaseConfig.model_validate(section)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, field_validator,
@@ -24,7 +24,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, field_val
 from pydantic.alias_generators import to_camel
 
 from host.errors import NotFound
-from host.timeutil import to_iso
+from host.timeutil import to_iso, to_utc
 from plugins.plugin_udp.protocol import athlete_side
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -70,10 +70,9 @@ class EventFilters(BaseModel):
     @field_validator("since", "until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        # A time without zone is UTC (as everywhere in restrike), so the two compare.
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
+        # A time without zone is UTC (as everywhere in restrike), so the two compare; one that
+        # leaves the years 1..9999 in UTC is a ValueError naming the field, not an OverflowError.
+        return None if value is None else to_utc(value)
 
     @model_validator(mode="after")
     def _time_range(self) -> EventFilters:

@@ -1,13 +1,17 @@
 """The database plugin's per-app service: the file, its writer thread and its reader pool.
 
 ``DatabaseService.open`` is the whole start-up in order: open the writing connection, apply the
-migrations, start the writer, open the pool, start the automatic archival if configured.
-Nothing reads or writes before the migrations ran.
+migrations, close the sessions the last run left running, start the writer, open the pool, start
+the automatic archival if configured. Nothing reads or writes before the migrations ran.
+
+A damaged file (not a database, corrupt) is moved aside and a fresh one started, so ingest goes
+on; any other failure to open stops the start with an error naming the path (``recovery.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .archive import AutoArchiver
 from .maintenance import Synchronous, connect_writer
-from .migrations import apply_migrations
+from .migrations import SchemaTooNew, apply_migrations
 from .pool import ConnectionPool
+from .recovery import close_interrupted_sessions, damage_of, is_damaged, move_aside, open_error
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -63,7 +68,9 @@ class DatabaseConfig(BaseModel):
 @dataclass
 class DatabaseService:
     """What ``app.extensions["database"]`` holds: ``path``, ``config``, ``writer``, ``pool``,
-    ``schema_version`` and ``auto_archiver`` (None unless ``auto_archive_days`` is set)."""
+    ``schema_version``, ``auto_archiver`` (None unless ``auto_archive_days`` is set),
+    ``recovered_from`` (``{moved_from, moved_to, reason, at}`` when start-up moved a damaged
+    file aside, else None) and ``interrupted_sessions`` (sessions closed as interrupted)."""
 
     path: Path
     config: DatabaseConfig
@@ -71,15 +78,37 @@ class DatabaseService:
     pool: ConnectionPool
     schema_version: int
     auto_archiver: AutoArchiver | None = None
+    recovered_from: dict | None = None
+    interrupted_sessions: int = 0
 
     @classmethod
     def open(cls, path: Path, config: DatabaseConfig | None = None) -> DatabaseService:
-        """Open (or create) the database file, migrate it, start the writer and the pool."""
+        """Open (or create) the database file, migrate it, start the writer and the pool.
+
+        A damaged file is moved aside to ``<name>.corrupt-<UTC time>`` and a fresh one started
+        (logged as an ERROR naming both paths). ``DatabaseOpenError`` (naming the path) when
+        the file cannot be opened for any other reason; nothing is touched then.
+        """
         config = config or DatabaseConfig()
         path = Path(path)
-        conn = connect_writer(str(path), config.synchronous)
+        recovered = None
+        damage = damage_of(path)
+        if damage is not None:
+            recovered = _move_aside(path, damage)
         try:
-            version = apply_migrations(conn)
+            conn, version, interrupted = _open_file(path, config)
+        except sqlite3.DatabaseError as exc:
+            if recovered is not None or not is_damaged(exc):
+                raise open_error(path, exc) from exc
+            # damage past what the probe reads (a corrupt page the migrations touched)
+            recovered = _move_aside(path, exc)
+            try:
+                conn, version, interrupted = _open_file(path, config)
+            except sqlite3.Error as again:
+                raise open_error(path, again) from again
+        except (OSError, SchemaTooNew) as exc:
+            raise open_error(path, exc) from exc
+        try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             batch_max_events=config.batch_max_events)
         except BaseException:
@@ -95,7 +124,8 @@ class DatabaseService:
         except BaseException:
             writer.close(config.close_timeout)
             raise
-        service = cls(path, config, writer, pool, version)
+        service = cls(path, config, writer, pool, version, recovered_from=recovered,
+                      interrupted_sessions=interrupted)
         if config.auto_archive_days is not None:
             service.auto_archiver = AutoArchiver(writer.run, config.auto_archive_days)
             service.auto_archiver.start()
@@ -114,3 +144,28 @@ class DatabaseService:
             self.auto_archiver.stop()
         self.pool.close()
         self.writer.close(self.config.close_timeout)
+
+
+def _move_aside(path: Path, damage: BaseException) -> dict:
+    """Move the damaged file aside; ingest matters more than an unreadable old file, which is
+    kept whole for a rescue. Logged as an ERROR naming both paths."""
+    recovered = move_aside(path, str(damage))
+    log.error("the database file %s is damaged (%s): moved it to %s and started a fresh one",
+              path, damage, recovered["moved_to"])
+    return recovered
+
+
+def _open_file(path: Path, config: DatabaseConfig) -> tuple[sqlite3.Connection, int, int]:
+    """The writing connection on ``path``, migrated, with the last run's unfinished sessions
+    closed: ``(conn, schema version, sessions closed as interrupted)``. Closes it on failure."""
+    conn = connect_writer(str(path), config.synchronous)
+    try:
+        version = apply_migrations(conn)
+        interrupted = close_interrupted_sessions(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if interrupted:
+        log.warning("%d UDP session(s) of an earlier run did not stop (a crash?): marked "
+                    "interrupted", interrupted)
+    return conn, version, interrupted

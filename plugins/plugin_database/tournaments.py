@@ -97,9 +97,18 @@ def get_active(conn: sqlite3.Connection) -> dict | None:
 # -- writes (writer thread, one transaction each) ---------------------------------------------------
 
 
-def _dates(start: dt.date | None, count: int) -> list[str | None]:
+def _dates(start: dt.date | None, count: int, field: str = "startDate") -> list[str | None]:
+    """The ISO dates of ``count`` consecutive days from ``start`` (all None without a start).
+
+    ``InvalidArgument`` naming ``field`` when the last day would fall after 9999-12-31 (the
+    calendar ends there: the date arithmetic would overflow).
+    """
     if start is None:
         return [None] * count
+    if (dt.date.max - start).days < count - 1:
+        raise InvalidArgument(
+            f"{field}: a tournament of {count} days starting {start.isoformat()} would end after "
+            f"9999-12-31", field=field)
     return [(start + dt.timedelta(days=i)).isoformat() for i in range(count)]
 
 
@@ -152,7 +161,9 @@ def update(conn: sqlite3.Connection, tournament_id: int, changes: dict,
         start = merged["start_date"]
         if isinstance(start, str):
             start = dt.date.fromisoformat(start) if start else None
-        dates = _dates(start, count)
+        # the tournament ends too late either because of its new start or its new length
+        dates = _dates(start, count,
+                       "startDate" if changes.get("start_date") is not None else "durationDays")
         conn.executemany(
             "UPDATE tournament_days SET date = ?, updated_at = ? "
             "WHERE tournament_id = ? AND day_number = ?",

@@ -55,6 +55,9 @@ MAX_ROUND_DURATION = 3600
 
 # --------------------------------------------------------------------------------------- models
 
+# a round number as the key of per-round data (s1n, rdN): bounded, as it sizes the state's lists
+_RoundKey = Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
+
 
 class _Event(BaseModel):
     """Fields every event has. ``athlete``: 1 blue, 2 red, 0 referee/unidentified, None n/a."""
@@ -138,7 +141,7 @@ class WinnerRounds(_Event):
     """``wrd;rd1;x;rd2;y;..``: winner athlete (0 none) per round number present."""
 
     type: Literal["winner_rounds"] = "winner_rounds"
-    winners: dict[int, Literal[0, 1, 2]]
+    winners: dict[_RoundKey, Literal[0, 1, 2]]
 
 
 class Winner(_Event):
@@ -196,8 +199,8 @@ class Scores(_Event):
     """``s11;a;s21;b;..``: per-round scores, round number -> points, for the keys present."""
 
     type: Literal["scores"] = "scores"
-    blue: dict[int, int] = Field(default_factory=dict)
-    red: dict[int, int] = Field(default_factory=dict)
+    blue: dict[_RoundKey, int] = Field(default_factory=dict)
+    red: dict[_RoundKey, int] = Field(default_factory=dict)
 
 
 class CurrentScores(_Event):

@@ -15,6 +15,10 @@ Hit levels: ``hl1``/``hl2`` arrive just before the ``pt1``/``pt2`` they belong t
 each athlete's hit levels of the last ``HIT_WINDOW_NS`` (by ``received_ns``) and attaches them to
 the next points event of that athlete (``snapshot()["last_points"]``); once attached they are
 consumed, so a later punch does not inherit the levels of an earlier kick.
+
+Every list in the state has a bound that no feed value can move: per-round lists are at most
+``MAX_ROUNDS`` long (round numbers outside 1..``MAX_ROUNDS`` are ignored, even if an event
+built without validation carries one), and ``challenges`` keeps the newest ``MAX_CHALLENGES``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from collections import deque
 
 from host.timeutil import now_iso
 
-from .protocol import PssEvent
+from .protocol import MAX_ROUNDS, PssEvent
 
 HIT_WINDOW_NS = 5_000_000_000
 """How far back (ns of ``received_ns``) a hit level still belongs to the next points event."""
 
 _HIT_BUFFER = 32  # hit levels kept per athlete; older ones are outside any sane window anyway
+
+MAX_CHALLENGES = 64
+"""Challenges kept in the state of one match (a real match has a handful); older ones go."""
 
 _SIDE = {1: "blue", 2: "red"}
 _CHALLENGE_STATE = {None: "requested", 1: "accepted", 0: "rejected", -1: "cancelled"}
@@ -126,7 +133,9 @@ class MatchState:
         ``updated_at`` (ISO, last visible change), ``updated_ns``.
         """
         s = self._s
-        rounds = s["match"]["rounds"] or 0
+        # the configured rounds are validated by the parser; min() keeps the bound even for an
+        # event that skipped validation, as this runs under the live feed's lock
+        rounds = _round_count(s["match"]["rounds"])
         n_scores = max([rounds, *s["round_scores"]["blue"], *s["round_scores"]["red"]])
         n_winners = max([rounds, *s["round_winners"]])
         return {
@@ -243,13 +252,15 @@ class MatchState:
         for side in ("blue", "red"):
             per_round = self._s["round_scores"][side]
             for rnd, value in getattr(e, side).items():
-                changed |= self._put(per_round, rnd, value)
+                if _is_round(rnd):
+                    changed |= self._put(per_round, rnd, value)
         return changed
 
     def _winner_rounds(self, e, ns) -> bool:
         changed = False
         for rnd, athlete in e.winners.items():
-            changed |= self._put(self._s["round_winners"], rnd, athlete)
+            if _is_round(rnd):
+                changed |= self._put(self._s["round_winners"], rnd, athlete)
         return changed
 
     def _clock(self, e, ns) -> bool:
@@ -317,6 +328,8 @@ class MatchState:
                     return False
                 break
         challenges.append(entry)
+        if len(challenges) > MAX_CHALLENGES:
+            del challenges[:-MAX_CHALLENGES]
         return True
 
     def _winner_side(self, e, ns) -> bool:
@@ -339,6 +352,16 @@ class MatchState:
 
     def _avt(self, e, ns) -> bool:
         return self._put(self._s, "avt", e.value)
+
+
+def _is_round(rnd) -> bool:
+    """A round number that may key per-round data (it becomes a list index in snapshots)."""
+    return type(rnd) is int and 1 <= rnd <= MAX_ROUNDS
+
+
+def _round_count(rounds) -> int:
+    """The configured number of rounds as a list length: 0..MAX_ROUNDS."""
+    return min(rounds, MAX_ROUNDS) if type(rounds) is int and rounds > 0 else 0
 
 
 def _side_name(athlete: int | None) -> str | None:

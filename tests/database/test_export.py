@@ -86,10 +86,19 @@ def test_symlinks_are_never_followed(loaded, tmp_path):
     ("{tmp}", "csv", "path"),
     ("", "csv", "path"),
     ("{tmp}/events.xlsx", "xlsx", "format"),
-])
+    ("{tmp}/a\x00b.csv", "csv", "path"),
+    ("{tmp}/../events.csv", "csv", "path"),
+    ("{tmp}/sub/../events.csv", "csv", "path"),
+    ("{tmp}/" + "n" * 300 + ".csv", "csv", "path"),
+    ("{tmp}/" + "d" * 300 + "/events.csv", "csv", "path"),
+], ids=["relative", "missing-dir", "directory", "empty", "format", "nul-byte", "dotdot",
+        "sub-dotdot", "name-too-long", "directory-name-too-long"])
 def test_bad_targets_write_nothing(loaded, tmp_path, path, fmt, field):
-    before = sorted(p.name for p in tmp_path.iterdir())
+    (tmp_path / "sub").mkdir()
+    before = sorted(tmp_path.rglob("*"))
     with pytest.raises(InvalidArgument) as err:
         call(loaded, "export_events", None, fmt, path.format(tmp=tmp_path))
     assert err.value.field == field
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert "Errno" not in err.value.message and "\x00" not in err.value.message
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not (tmp_path.parent / "events.csv").exists()

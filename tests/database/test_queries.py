@@ -159,6 +159,26 @@ def test_times_without_zone_are_utc(loaded):
     assert len(page["events"]) == len(everything)
 
 
+@pytest.mark.parametrize("filters, field", [
+    ({"since": "0001-01-01T00:00:00+01:00"}, "filters.since"),
+    ({"until": "9999-12-31T23:59:59-01:00"}, "filters.until"),
+    ({"since": "0001-01-01T00:30:00+00:45", "until": "2026-01-01T00:00:00Z"}, "filters.since"),
+])
+def test_times_outside_the_calendar_in_utc_are_refused_naming_the_field(loaded, filters, field):
+    with pytest.raises(InvalidArgument, match="outside the years 1 to 9999") as err:
+        call(loaded, "get_events", filters)
+    assert err.value.field == field
+
+
+def test_times_at_the_ends_of_the_calendar_compare_as_times(loaded):
+    """A year before 1000 is written with four digits, so the text range in SQL is a time
+    range (a since of year 500 must not come after 2026 as text)."""
+    everything = call(loaded, "get_events", {"limit": 1000})["events"]
+    page = call(loaded, "get_events", {"since": "0500-01-01T00:00:00Z",
+                                       "until": "9999-12-31T23:59:59Z", "limit": 1000})
+    assert len(page["events"]) == len(everything)
+
+
 def test_until_before_since_is_refused(loaded):
     with pytest.raises(InvalidArgument, match="until must be after since"):
         call(loaded, "get_events", {"since": "2026-01-02T00:00:00Z",

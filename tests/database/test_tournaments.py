@@ -77,6 +77,8 @@ def test_day_lifecycle(db_app):
     ({"name": "ok", "durationDays": "two"}, "durationDays"),
     ({"name": "ok", "countryCode": "FRANCE"}, "countryCode"),
     ({"name": "ok", "startDate": "27/11/2026"}, "startDate"),
+    ({"name": "ok", "durationDays": 60, "startDate": "9999-12-31"}, "startDate"),
+    ({"name": "ok", "durationDays": 2, "startDate": "9999-12-31"}, "startDate"),
     ({"name": "ok", "unknownArg": 1}, "unknownArg"),
 ])
 def test_bad_arguments_change_nothing(db_app, args, field):
@@ -100,6 +102,19 @@ def test_bad_update_and_unknown_ids_change_nothing(db_app):
     assert err.value.field == "tournamentDayId"
     with pytest.raises(NotFound):
         call(db_app, "tournament_delete", tid + 1)
+    assert snapshot(db_app) == before
+
+
+def test_a_tournament_may_end_on_the_last_day_of_the_calendar_but_not_after(db_app):
+    last = call(db_app, "tournament_create", name="Last", durationDays=3, startDate="9999-12-29")
+    assert [d["date"] for d in last["days"]] == ["9999-12-29", "9999-12-30", "9999-12-31"]
+    before = snapshot(db_app)
+    with pytest.raises(InvalidArgument, match="after 9999-12-31") as err:
+        call(db_app, "tournament_update", tournamentId=last["id"], durationDays=4)
+    assert err.value.field == "durationDays"
+    with pytest.raises(InvalidArgument, match="after 9999-12-31") as err:
+        call(db_app, "tournament_update", tournamentId=last["id"], startDate="9999-12-30")
+    assert err.value.field == "startDate"
     assert snapshot(db_app) == before
 
 

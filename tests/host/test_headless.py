@@ -87,7 +87,7 @@ def test_security_headers_traversal_and_cross_origin(headless):
     assert page.status_code == 200
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for path in ("/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fhost/cli.py",
-                 "/api/../../README.md"):
+                 "/api/../../README.md", "/index.html%00.js", "/%00", "/" + "n" * 300 + ".js"):
         assert httpx.get(f"{base}{path}", headers=auth).status_code == 404, path
     foreign = httpx.post(f"{base}/api/invoke/list_plugins", json=[],
                          headers={**auth, "Origin": "http://evil.example"})

@@ -65,9 +65,13 @@ def _check_killed_session(conn: sqlite3.Connection, run: dict) -> None:
         "AND source_port = ?", (run["session_id"], run["source_port"])).fetchone()
     assert tuple(client) == (stored, len(rows)), where
     session = conn.execute(
-        "SELECT packets_received, events_stored FROM udp_server_sessions WHERE session_id = ?",
-        (run["session_id"],)).fetchone()
-    assert tuple(session) == (stored, len(rows)), where
+        "SELECT packets_received, events_stored, status, stopped_at FROM udp_server_sessions "
+        "WHERE session_id = ?", (run["session_id"],)).fetchone()
+    assert tuple(session)[:2] == (stored, len(rows)), where
+    # The restart closed the session the kill cut short, at its last stored event.
+    last = conn.execute("SELECT timestamp FROM pss_events_v2 WHERE session_id = ? "
+                        "ORDER BY id DESC LIMIT 1", (run["session_id"],)).fetchone()[0]
+    assert tuple(session)[2:] == ("interrupted", last), where
     run["stored_datagrams"], run["stored_events"] = stored, len(rows)
 
 

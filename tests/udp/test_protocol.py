@@ -243,7 +243,12 @@ INVALID = [
     ("win;GREEN", "win: side must be BLUE or RED, got 'GREEN'"),
     ("at1;;long;TUR", "at1: short name of at1 is missing"),
     ("mch;;Final", "mch: match number is missing"),
-    ("mch;1;F;C;;a;b;c;d;id;Senior;three;120", "mch: rounds must be an integer >= 0, got 'three'"),
+    ("mch;1;F;C;;a;b;c;d;id;Senior;three;120", "mch: rounds must be an integer 0..99, got 'three'"),
+    ("mch;1;F;C;;a;b;c;d;id;Senior;100;120", "mch: rounds must be 0..99, got '100'"),
+    ("mch;1;F;C;;a;b;c;d;id;Senior;100000000000000000000;120",
+     "mch: rounds must be 0..99, got '100000000000000000000'"),
+    ("mch;1;F;C;;a;b;c;d;id;Senior;3;3601", "mch: round duration must be 0..3600, got '3601'"),
+    ("mch;1;F;C;;a;b;c;d;id;Senior;3;-1", "mch: round duration must be 0..3600, got '-1'"),
     ("s11;-1", "s11: s11 score must be >= 0, got '-1'"),
     ("avt;", "avt: value is missing"),
     ("clk;", "clk: clock is missing"),
@@ -290,6 +295,28 @@ def test_unknown_mch_fields_stay_strings():
                               b"a;b;c;d")
     assert (event.rounds, event.round_duration, event.countdown) == (2, 90, "cntUp")
     assert (event.body_level, event.head_level, event.extra) == ("a", "b", ["c", "d"])
+
+
+def test_match_config_numbers_at_their_bounds_are_accepted():
+    (event,) = parse_datagram(b"mch;7;Final;W- 49 kg;;#00f;#fff;#f00;#fff;id;Cadet;99;3600")
+    assert (event.type, event.rounds, event.round_duration) == ("match_config", 99, 3600)
+    (event,) = parse_datagram(b"mch;7;Final;W- 49 kg;;#00f;#fff;#f00;#fff;id;Cadet;0;0")
+    assert (event.type, event.rounds, event.round_duration) == ("match_config", 0, 0)
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "match_config", "raw": "", "number": "1", "rounds": 100},
+    {"type": "match_config", "raw": "", "number": "1", "round_duration": 3601},
+    {"type": "round", "raw": "", "round": 100},
+    {"type": "scores", "raw": "", "blue": {"100": 1}},
+    {"type": "scores", "raw": "", "red": {"0": 1}},
+    {"type": "winner_rounds", "raw": "", "winners": {"1000000": 1}},
+], ids=["rounds", "round_duration", "round", "score-round", "score-round-0", "winner-round"])
+def test_the_models_bound_every_number_that_sizes_per_round_data(event):
+    """Events also come back from storage and from plugins: the bound is in the model, not
+    only in the parser."""
+    with pytest.raises(Exception, match="less than or equal|greater than or equal"):
+        EVENT_ADAPTER.validate_python(event)
 
 
 def test_datagram_of_64_kib_is_parsed_whole():

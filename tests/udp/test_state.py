@@ -5,8 +5,14 @@ from __future__ import annotations
 import copy
 import json
 
-from plugins.plugin_udp.protocol import parse_datagram
-from plugins.plugin_udp.state import HIT_WINDOW_NS, MatchState
+from plugins.plugin_udp.protocol import (
+    MAX_ROUNDS,
+    MatchConfig,
+    Scores,
+    WinnerRounds,
+    parse_datagram,
+)
+from plugins.plugin_udp.state import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
 
 SECOND = 1_000_000_000
 
@@ -116,6 +122,42 @@ def test_round_scores_follow_configured_rounds_and_golden_point():
     snap = feed.state.snapshot()
     assert snap["round_scores"] == {"blue": [0, 0, 0, 2], "red": [0, 0, 0, 0]}
     assert snap["round_winners"] == [0, 0, 0, 1]
+
+
+def test_an_absurd_round_count_from_the_feed_does_not_size_the_lists():
+    feed = Feed()
+    feed("mch;1;Final;M- 80 kg;;#00f;#fff;#f00;#fff;id;Senior;100000000000000000000;120")
+    feed("s11;1;s21;0")
+    snap = feed.state.snapshot()
+    assert snap["match"]["rounds"] is None  # the mch was invalid: it changed nothing
+    assert snap["round_scores"] == {"blue": [1], "red": [0]}
+
+
+def test_per_round_lists_stay_bounded_even_for_unvalidated_events():
+    """Events built without validation (model_construct, a plugin's own) cannot make a snapshot
+    build a list per claimed round: the state bounds them itself."""
+    state = MatchState()
+    state.apply(MatchConfig.model_construct(type="match_config", code="mch", raw="", number="1",
+                                            rounds=10**20, extra=[]), 1)
+    state.apply(Scores.model_construct(type="scores", code="s11", raw="", athlete=None,
+                                       blue={10**9: 5, 2: 3, -4: 1}, red={}), 2)
+    state.apply(WinnerRounds.model_construct(type="winner_rounds", code="wrd", raw="",
+                                             athlete=None, winners={10**12: 1, 0: 2}), 3)
+    snap = state.snapshot()
+    assert len(snap["round_scores"]["blue"]) == len(snap["round_scores"]["red"]) == MAX_ROUNDS
+    assert snap["round_scores"]["blue"][1] == 3 and sum(snap["round_scores"]["blue"]) == 3
+    assert snap["round_winners"] == [0] * MAX_ROUNDS
+
+
+def test_challenges_keep_only_the_newest():
+    feed = Feed()
+    for i in range(MAX_CHALLENGES + 10):
+        feed(f"rnd;{i % 4 + 1}")
+        feed("ch1;" if i % 2 else "ch2;")
+    challenges = feed.state.snapshot()["challenges"]
+    assert len(challenges) == MAX_CHALLENGES
+    assert challenges[-1] == {"side": "blue", "athlete": 1, "state": "requested", "won": None,
+                              "round": (MAX_CHALLENGES + 9) % 4 + 1}
 
 
 def test_fight_loaded_resets_everything():
