@@ -105,14 +105,17 @@ def _env(**extra) -> dict:
     return env
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+def _stop(proc: subprocess.Popen) -> int | None:
+    """SIGTERM the app; its exit code (None if it had to be killed)."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        return None
 
 
 def _wait_ui(page: Page) -> None:
@@ -163,7 +166,9 @@ def window_app(tmp_path_factory, pw):
         finally:
             browser.close()  # only disconnects
     finally:
-        _stop(proc)
+        code = _stop(proc)
+    # SIGTERM closes the window and shuts the plugins down cleanly (exit 0, not killed).
+    assert code == 0, f"window mode exited with {code} on SIGTERM:\n{log_path.read_text()}"
 
 
 @pytest.fixture(scope="session")
