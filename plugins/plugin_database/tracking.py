@@ -18,7 +18,7 @@ Runs on the writer thread, inside the writer's batch transaction (it never commi
 Match and round rows are updated once per batch (``write_dirty``), not once per event. The state
 is plain data: the writer snapshots it before a batch and restores it when the batch rolls back.
 ``place`` runs for every event, so the common case (a clock tick, a hit level: no SQL, a field
-or two set) is a dict lookup, a handler call and a tuple.
+or two set) is a dict lookup and at most one handler call.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ class MatchState:
     status: str = "loaded"
     round_no: int | None = None
     round_id: int | None = None  # id of round ``round_no`` (kept with it, read per event)
+    # Free for the caller to cache what it derives from (round_no, clock): set back to None
+    # whenever either changes.
+    placement_cache: object = None
     clock: str | None = None
     scores: dict = field(default_factory=lambda: {1: 0, 2: 0})
     warnings: dict = field(default_factory=lambda: {1: 0, 2: 0})
@@ -107,10 +110,6 @@ class MatchState:
         return clone
 
 
-# What ``place`` returns: (match_id, round_id, round_no, clock, linked) - where an event falls
-# (its match, round and the match clock when it arrived) plus the rows that need the event's id
-# (score/warning history) as ``(sql, params-after-event_id)`` pairs, or None.
-_NOWHERE = (None, None, None, None, None)
 _STARTS_A_MATCH = frozenset(("athletes", "match_config"))
 
 
@@ -127,21 +126,26 @@ class MatchTracker:
     def restore(self, snapshot: dict) -> None:
         self._current = snapshot
 
-    def place(self, cur, key: tuple, at: str, event, kind: str, context: tuple) -> tuple:
+    def place(self, cur, key: tuple, at: str, event, kind: str, context: tuple,
+              event_id: int, linked: list) -> MatchState | None:
         """Apply ``event`` (a parsed model of type ``kind``, received at ``at`` from the source
-        ``key`` = (session_id, source_ip, source_port)) to that source's match.
+        ``key`` = (session_id, source_ip, source_port), to be stored under ``event_id``) to that
+        source's match.
 
-        Returns ``(match_id, round_id, round_no, clock, linked)``: where the event goes, and the
-        rows that need its id as ``(sql, params-after-event_id)`` pairs (or None).
+        Returns the match state after the event (where it goes: ``id``, ``round_id``,
+        ``round_no``, ``clock``), or None when the source has no match yet. Rows that name the
+        event (score and warning history) are appended to ``linked`` as ``(sql, params)``, to
+        be run once the event row exists.
         """
         state = self._current.get(key)
         if kind == "fight_loaded" or (state is None and kind in _STARTS_A_MATCH):
             state = self._new_match(cur, key, at, context)
         if state is None:
-            return _NOWHERE
+            return None
         handler = _HANDLERS.get(kind)
-        linked = handler(cur, state, event, at) if handler else None
-        return state.id, state.round_id, state.round_no, state.clock, linked
+        if handler is not None:
+            handler(cur, state, event, at, event_id, linked)
+        return state
 
     def write_dirty(self, cur, now: str) -> None:
         """Write the matches and rounds this batch changed (one UPDATE each)."""
@@ -173,7 +177,7 @@ class MatchTracker:
         return state
 
 
-# -- event handlers: (cursor, match state, event, received_at) -> linked rows or None ----------
+# -- event handlers: (cursor, match state, event, received_at, event_id, linked rows list) ------
 
 
 def _open_round(cur, state: MatchState, number: int, at: str) -> RoundState:
@@ -189,7 +193,7 @@ def _open_round(cur, state: MatchState, number: int, at: str) -> RoundState:
     return rnd
 
 
-def _on_round(cur, state, event, at):
+def _on_round(cur, state, event, at, event_id, linked):
     number = event.round
     previous = state.rounds.get(state.round_no)
     if previous is not None and previous.number != number and previous.ended_at is None:
@@ -197,10 +201,11 @@ def _on_round(cur, state, event, at):
         previous.dirty = True
     state.round_id = _open_round(cur, state, number, at).id
     state.round_no = number
+    state.placement_cache = None
     state.dirty = True
 
 
-def _on_match_config(cur, state, event, at):
+def _on_match_config(cur, state, event, at, event_id, linked):
     for name, column in _MATCH_CONFIG_COLUMNS.items():
         value = getattr(event, name)
         if value is not None:
@@ -209,7 +214,7 @@ def _on_match_config(cur, state, event, at):
     state.dirty = True
 
 
-def _on_athletes(cur, state, event, at):
+def _on_athletes(cur, state, event, at, event_id, linked):
     for position, side in _SIDES:
         athlete = getattr(event, side)
         if athlete is None:
@@ -228,29 +233,32 @@ def _on_athletes(cur, state, event, at):
         )
 
 
-def _on_clock(cur, state, event, at):
-    state.clock = event.clock
+def _on_clock(cur, state, event, at, event_id, linked):
+    clock = event.clock
+    if clock != state.clock:
+        state.clock = clock
+        state.placement_cache = None
     if event.action == "start" and state.status in ("loaded", "ready"):
         state.status = "running"
     state.dirty = True
 
 
-def _on_ready(cur, state, event, at):
+def _on_ready(cur, state, event, at, event_id, linked):
     if state.status == "loaded":
         state.status = "ready"
         state.dirty = True
 
 
-def _on_points(cur, state, event, at):
+def _on_points(cur, state, event, at, event_id, linked):
     if event.athlete not in (1, 2):
-        return None
+        return
     current = state.rounds.get(state.round_no)
-    return [(_INSERT_SCORE, (state.id, current.id if current else None, event.athlete,
-                             event.point_type, event.point_type, state.clock, at))]
+    linked.append((_INSERT_SCORE, (event_id, state.id, current.id if current else None,
+                                   event.athlete, event.point_type, event.point_type,
+                                   state.clock, at)))
 
 
-def _on_warnings(cur, state, event, at):
-    linked = []
+def _on_warnings(cur, state, event, at, event_id, linked):
     current = state.rounds.get(state.round_no)
     for position, side in _SIDES:
         count = getattr(event, side)
@@ -258,12 +266,11 @@ def _on_warnings(cur, state, event, at):
             continue
         state.warnings[position] = count
         state.dirty = True
-        linked.append((_INSERT_WARNING, (state.id, current.id if current else None, position,
-                                         count, state.clock, at)))
-    return linked or None
+        linked.append((_INSERT_WARNING, (event_id, state.id, current.id if current else None,
+                                         position, count, state.clock, at)))
 
 
-def _on_current_scores(cur, state, event, at):
+def _on_current_scores(cur, state, event, at, event_id, linked):
     for position, side in _SIDES:
         value = getattr(event, side)
         if value is not None and value != state.scores[position]:
@@ -271,7 +278,7 @@ def _on_current_scores(cur, state, event, at):
             state.dirty = True
 
 
-def _on_round_scores(cur, state, event, at):
+def _on_round_scores(cur, state, event, at, event_id, linked):
     for position, side in _SIDES:
         for number, points in getattr(event, side).items():
             rnd = state.rounds.get(number)
@@ -284,7 +291,7 @@ def _on_round_scores(cur, state, event, at):
                 rnd.dirty = True
 
 
-def _on_round_winners(cur, state, event, at):
+def _on_round_winners(cur, state, event, at, event_id, linked):
     for number, winner in event.winners.items():
         rnd = state.rounds.get(number)
         if rnd is None:
@@ -309,12 +316,12 @@ def _finish(state: MatchState, at: str) -> None:
     state.dirty = True
 
 
-def _on_winner_side(cur, state, event, at):
+def _on_winner_side(cur, state, event, at, event_id, linked):
     state.winner = event.side.lower()
     _finish(state, at)
 
 
-def _on_winner(cur, state, event, at):
+def _on_winner(cur, state, event, at, event_id, linked):
     state.winner_name = event.name
     state.win_classification = event.classification
     _finish(state, at)

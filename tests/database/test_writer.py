@@ -4,6 +4,7 @@ a full queue, run(), and the match state it keeps."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -13,7 +14,9 @@ import pytest
 
 from host.errors import Unavailable
 from plugins.plugin_database.service import DB_FILE
+from plugins.plugin_database.writer import transaction
 from plugins.plugin_udp.ingested import IngestedEvent
+from plugins.plugin_udp.protocol import describe
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
@@ -318,3 +321,227 @@ def test_a_bad_config_section_stops_start_up_naming_it(make_app):
     with pytest.raises(StartupError, match="database.*synchronous"):
         app.start()
     assert "database" not in app.extensions
+
+
+# -- ids, the fast path's equivalence, foreign keys, migration 2 --------------------------------
+
+FAR_FUTURE = "2100-01-01T00:00:00Z"
+
+
+def event_ids(db) -> list[int]:
+    return [r[0] for r in read(db, "SELECT id FROM pss_events_v2 ORDER BY id")]
+
+
+def test_new_ids_never_take_an_archived_one_so_a_restore_never_conflicts(db, feed):
+    from plugins.plugin_database import archive
+
+    first = feed.events(match_datagrams())
+    store(db, first)
+    archived = event_ids(db)
+    assert db.writer.run(lambda c: archive.archive_old_events(c, 0, now=FAR_FUTURE)) == len(first)
+    assert event_ids(db) == []
+    # Even with the sequence gone (a rebuilt table), ids stay above the archived ones.
+    db.writer.run(lambda c: c.execute("DELETE FROM sqlite_sequence WHERE name = 'pss_events_v2'"))
+    second = feed.events(["pt1;3;", "clk;1:00;start\r\nsc1;0;sc2;0\r\n"])
+    store(db, second)
+    new = event_ids(db)
+    assert len(new) == len(second) and min(new) > max(archived)
+    restored = db.writer.run(
+        lambda c: archive.restore_from_archive(c, "2000-01-01", "2100-01-01"))
+    assert restored == len(first)
+    assert event_ids(db) == sorted(archived + new)
+    # every event still has its own details, and later events go above all of them
+    assert read(db, "SELECT COUNT(DISTINCT event_id) FROM pss_event_details") == [
+        (len(first) + len(second),)]
+    store(db, feed.events(["bye;"]))
+    assert event_ids(db)[-1] == max(archived + new) + 1
+
+
+def test_ids_interleave_with_rows_other_writers_insert(db, feed):
+    store(db, feed.events(["hel;"]))
+
+    def plain_insert(conn):  # what a run() function may do: let AUTOINCREMENT choose
+        with transaction(conn):
+            return conn.execute(
+                "INSERT INTO pss_events_v2 (session_id, event_type_id, timestamp, raw_data, "
+                "event_sequence, is_valid, created_at, recognition_status) "
+                "SELECT session_id, event_type_id, timestamp, 'x;', 0, 1, created_at, 'unknown' "
+                "FROM pss_events_v2 LIMIT 1").lastrowid
+
+    other = db.writer.run(plain_insert)
+    store(db, feed.events(["pt1;3;", "pt2;1;"]))
+    assert event_ids(db) == [other - 1, other, other + 1, other + 2]
+    assert db.writer.run(plain_insert) == other + 3  # sqlite_sequence followed the writer
+
+
+def reference_rows(ev, match_round, match_clock) -> tuple[str, set]:
+    """parsed_data and details of an event as the writer stored them before it was optimised:
+    model_dump, json.dumps, one detail per field (the fast path must give the same)."""
+    data = ev.event.model_dump(mode="json")
+    parsed = {k: v for k, v in data.items() if v is not None and k != "raw"}
+    parsed["description"] = describe(ev.event)
+    parsed["match_round"] = match_round
+    parsed["match_clock"] = match_clock
+
+    def typed(value):
+        if isinstance(value, bool):
+            return ("true" if value else "false"), "bool"
+        if isinstance(value, int):
+            return str(value), "int"
+        if isinstance(value, str):
+            return value, "str"
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")), "json"
+
+    details = {(k, *typed(v)) for k, v in data.items()
+               if v is not None and k not in ("type", "code", "raw")}
+    details |= {("source_ip", ev.source_ip, "str"), ("source_port", str(ev.source_port), "int"),
+                ("index", str(ev.index), "int")}
+    if ev.raw_b64:
+        details.add(("raw_b64", ev.raw_b64, "str"))
+    return json.dumps(parsed, ensure_ascii=False, separators=(",", ":")), details
+
+
+def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_path(db):
+    from plugins.plugin_udp.simulator import sender_datagrams
+
+    # A small shape cache, so this feed also goes through misses, hits and clears.
+    db.writer._shapes._max_size = 40  # noqa: SLF001
+    courts = [Feed("sim", (f"10.0.0.{c + 1}", 6000)) for c in range(3)]
+    events = []
+    for court, court_feed in enumerate(courts):
+        events += court_feed.events(sender_datagrams(3, court, 1))
+    odd = Feed("sim", ("10.0.0.9", 7000))
+    events += odd.events(ODD) + odd.datagram(base64.b64decode("cHQxO//+Mzs="))
+    events += odd.events(['zz;\x01\x1f"\\é€😀\u2028;tab\there;', "Udp Port 6000 connected;"])
+    store(db, events[:len(events) // 2])
+    store(db, events[len(events) // 2:] + events[:50])  # repeats: cache hits, new ids
+    events += events[:50]
+    rows = read(db, "SELECT id, raw_data, parsed_data FROM pss_events_v2 ORDER BY id")
+    assert [r[1] for r in rows] == [ev.raw for ev in events]
+    stored = {}
+    for event_id, key, value, kind in read(
+            db, "SELECT event_id, detail_key, detail_value, detail_type FROM pss_event_details"):
+        stored.setdefault(event_id, set()).add((key, value, kind))
+    matches: dict = {}  # per sender: [round, clock] of its current match (tracking.py's rules)
+    for (event_id, _, parsed), ev in zip(rows, events):
+        key, kind = (ev.session_id, ev.source_ip, ev.source_port), ev.event.type
+        if kind == "fight_loaded" or (key not in matches and kind in ("athletes", "match_config")):
+            matches[key] = [None, None]
+        if key in matches and kind in ("round", "clock"):
+            matches[key][kind == "clock"] = ev.event.round if kind == "round" else ev.event.clock
+        text, details = reference_rows(ev, *matches.get(key, (None, None)))
+        assert parsed == text, ev.raw
+        assert stored[event_id] == details, ev.raw
+
+
+def test_json_text_is_json_dumps_for_every_code_point():
+    from plugins.plugin_database.writer import _json
+
+    for start in range(0, 0x110000, 0x1000):
+        chars = "".join(chr(c) for c in range(start, start + 0x1000)
+                        if not 0xD800 <= c <= 0xDFFF)
+        value = {"s": chars, "n": [1, -2, 2**70, True, None], "d": {"1": chars[:7]}}
+        assert _json(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert _json({"f": 1e16}) == '{"f":1e+16}'  # floats: json.dumps's spelling
+
+
+def test_a_batch_naming_a_deleted_match_is_stored_by_the_careful_path_without_dangling_ids(
+        db, feed):
+    events = feed.events(match_datagrams())
+    store(db, events[:15])
+    (match_id,) = read(db, "SELECT id FROM pss_matches")[0]
+    # The match row goes away behind the tracker's back (its events keep no match, FK rules).
+    db.writer.run(lambda c: c.execute("DELETE FROM pss_matches WHERE id = ?", (match_id,)))
+    store(db, events[15:])
+    assert read(db, "SELECT raw_data FROM pss_events_v2 ORDER BY id") == [
+        (ev.raw,) for ev in events]
+    stats = db.writer.stats()
+    assert stats["stored"] == len(events) and stats["lost"] == 0
+    assert "FOREIGN KEY" in stats["last_error"]
+    assert read(db, "SELECT COUNT(*) FROM pss_events_v2 WHERE match_id IS NOT NULL AND "
+                    "match_id NOT IN (SELECT id FROM pss_matches)") == [(0,)]
+    assert db.writer.run(lambda c: c.execute("PRAGMA foreign_key_check").fetchall()) == []
+
+
+def test_run_functions_always_find_foreign_keys_on(db, feed):
+    def foreign_keys(conn):
+        return conn.execute("PRAGMA foreign_keys").fetchone()[0]
+
+    store(db, feed.events(["pt1;3;"]))
+    assert db.writer.run(foreign_keys) == 1
+    db.writer.run(lambda c: c.execute("PRAGMA foreign_keys=OFF"))  # a function may change it
+    store(db, feed.events(["pt2;3;"]))
+    assert db.writer.run(foreign_keys) == 1
+    with pytest.raises(sqlite3.IntegrityError):  # and SQLite enforces them in it
+        db.writer.run(lambda c: c.execute(
+            "INSERT INTO pss_event_details VALUES (999999, 'k', 'v', 'str', 't')"))
+
+
+def test_session_first_and_last_event_follow_arrival_order_across_senders(db):
+    a = Feed("s1", ("10.0.0.1", 6000))
+    b = Feed("s1", ("10.0.0.2", 6000))
+    first = b.events(["hel;"])
+    middle = a.events(["pt1;3;", "clk;1:00\r\nsc1;0;sc2;0\r\n"])
+    last = b.events(["bye;"])
+    store(db, first + middle + last)
+    assert read(db, "SELECT first_event_at, last_event_at, events_stored, packets_received "
+                    "FROM udp_server_sessions") == [
+        (first[0].received_at, last[0].received_at, 5, 4)]
+    assert read(db, "SELECT source_ip, first_seen, last_seen, packets, events, bytes FROM "
+                    "udp_client_connections ORDER BY source_ip") == [
+        ("10.0.0.1", middle[0].received_at, middle[-1].received_at, 2, 3,
+         sum(len(ev.raw.encode()) for ev in middle)),
+        ("10.0.0.2", first[0].received_at, last[0].received_at, 2, 2, 4 + 4)]
+
+
+def test_processing_time_is_stored_from_the_receivers_clock_only(db, feed):
+    fresh = feed.events(["pt1;3;"])
+    foreign = [dataclasses.replace(ev, received_ns=0) for ev in feed.events(["pt2;3;"])]
+    store(db, fresh + foreign)
+    (kept,), (dropped,) = read(db, "SELECT processing_time_ms FROM pss_events_v2 ORDER BY id")
+    assert 0 <= kept < 10_000 and dropped is None
+
+
+def test_version_1_files_get_the_new_details_table_with_every_row(tmp_path, feed):
+    from plugins.plugin_database.maintenance import connect_writer
+    from plugins.plugin_database.migrations import apply_migrations, current_version
+    from plugins.plugin_database.schema import MIGRATIONS
+
+    conn = connect_writer(str(tmp_path / "old.db"))
+    try:
+        apply_migrations(conn, MIGRATIONS[:1])
+        conn.execute("INSERT INTO udp_server_sessions (session_id, started_at, updated_at) "
+                     "VALUES ('s', 't', 't')")
+        conn.execute("INSERT INTO pss_events_v2 (session_id, event_type_id, timestamp, "
+                     "raw_data, event_sequence, is_valid, created_at, recognition_status) "
+                     "VALUES ('s', 1, 't', 'pt1;3', 1, 1, 't', 'recognized')")
+        before = [("point_type", "3", "int", "t"), ("source_ip", "10.0.0.1", "str", "t")]
+        conn.executemany("INSERT INTO pss_event_details VALUES (1, ?, ?, ?, ?)", before)
+        assert apply_migrations(conn) == 2 and current_version(conn) == 2
+        assert [tuple(r) for r in conn.execute(
+            "SELECT detail_key, detail_value, detail_type, created_at FROM pss_event_details "
+            "WHERE event_id = 1 ORDER BY detail_key")] == before
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'pss_event_details'"
+                           ).fetchone()[0]
+        assert "WITHOUT ROWID" in sql and " IN (" not in sql
+        with pytest.raises(sqlite3.IntegrityError):  # the CHECK still holds
+            conn.execute("INSERT INTO pss_event_details VALUES (1, 'k', 'v', 'text', 't')")
+        with pytest.raises(sqlite3.IntegrityError):  # and the foreign key
+            conn.execute("INSERT INTO pss_event_details VALUES (2, 'k', 'v', 'str', 't')")
+    finally:
+        conn.close()
+
+
+def test_two_models_with_the_same_raw_text_keep_their_own_fields(db, feed):
+    from plugins.plugin_udp.protocol import Points
+
+    (real,) = feed.events(["pt1;3;"])
+    twin = dataclasses.replace(real, seq=real.seq + 1, event=Points(
+        code="pt1", raw=real.raw, athlete=1, point_type=4))  # built by hand, not parsed
+    store(db, [real, twin, real])
+    points = read(db, "SELECT detail_value FROM pss_event_details WHERE detail_key = "
+                      "'point_type' ORDER BY event_id")
+    assert points == [("3",), ("4",), ("3",)]
+    described = [json.loads(r[0])["description"] for r in read(
+        db, "SELECT parsed_data FROM pss_events_v2 ORDER BY id")]
+    assert described == [describe(real.event), describe(twin.event), describe(real.event)]
