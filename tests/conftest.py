@@ -35,6 +35,15 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.02, message: 
         time.sleep(interval)
 
 
+@pytest.fixture(scope="session")
+def pw():
+    """The one Playwright driver of the test session: two sync drivers cannot run in one thread,
+    so every test that drives a browser or the window asks for this one."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        yield playwright
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     return SHARED

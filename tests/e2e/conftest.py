@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import REPO, SHARED, free_port, wait_for
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Page  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -123,12 +123,6 @@ def _wait_ui(page: Page) -> None:
     page.wait_for_function("() => document.documentElement.dataset.ui === 'ready'",
                            timeout=START_TIMEOUT * 1000)
 
-
-@pytest.fixture(scope="session")
-def pw():
-    """One Playwright driver for the session (two sync instances cannot share a thread)."""
-    with sync_playwright() as playwright:
-        yield playwright
 
 
 @pytest.fixture(scope="session")

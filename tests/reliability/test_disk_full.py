@@ -148,10 +148,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
-def page_of(make_app):
+def page_of(make_app, pw):
     """``page_of(app)``: the app's own HTTP bridge (``host.http.create_http_app``) served from
     this process, opened in chromium; yields the Playwright page."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (make apt-test)")
     opened = []
@@ -164,10 +163,9 @@ def page_of(make_app):
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         wait_for(lambda: server.started, 20, message="the HTTP server")
-        driver = sync_api.sync_playwright().start()
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM),
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
                                          args=["--no-sandbox", "--disable-gpu"])
-        opened.append((server, thread, driver, browser))
+        opened.append((server, thread, browser))
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/?token=ui-token")
         page.wait_for_function("() => document.documentElement.dataset.ui === 'ready'",
@@ -175,9 +173,8 @@ def page_of(make_app):
         return page
 
     yield open_page
-    for server, thread, driver, browser in opened:
+    for server, thread, browser in opened:
         browser.close()
-        driver.stop()
         server.should_exit = True
         thread.join(10)
 
