@@ -58,6 +58,8 @@ def apply_migrations(
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version <= version:
             continue
+        # Some steps rebuild a table (version 2: the details): minutes on a file of millions.
+        log.info("database migration %d (%s) starting", migration.version, migration.description)
         with transaction(conn):
             _run(conn, migration)
         log.info("database migrated to version %d: %s", migration.version, migration.description)

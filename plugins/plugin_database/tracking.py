@@ -15,8 +15,10 @@ Runs on the writer thread, inside the writer's batch transaction (it never commi
 - ``wg1;a;wg2;b`` adds a ``pss_warnings`` row for each side whose count changed;
 - ``sc1;a;sc2;b`` is the current score, ``clk`` the clock, ``win``/``wmh`` the winner.
 
-Match and round rows are updated once per batch (``write_dirty``), not once per event. The state
-is plain data: the writer snapshots it before a batch and restores it when the batch rolls back.
+Match and round rows are updated once per batch (``dirty_rows``), not once per event; this
+module decides the rows, the writer writes them (many rows per statement, see the SQL templates
+below: ``{rows}`` is where a statement's VALUES rows go). The state is plain data: the writer
+snapshots it before a batch and restores it when the batch rolls back.
 ``place`` runs for every event, so the common case (a clock tick, a hit level: no SQL, a field
 or two set) is a dict lookup and at most one handler call.
 """
@@ -47,24 +49,32 @@ _INSERT_MATCH = (
     "INSERT INTO pss_matches (session_id, source_ip, source_port, tournament_id, "
     "tournament_day_id, status, loaded_at, updated_at) VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?)"
 )
-_UPDATE_MATCH = (
-    "UPDATE pss_matches SET match_number = ?, phase = ?, category = ?, division = ?, "
-    "internal_match_id = ?, rounds_total = ?, round_duration_s = ?, countdown_type = ?, "
-    "blue_bg = ?, blue_fg = ?, red_bg = ?, red_fg = ?, match_config = ?, status = ?, "
-    "current_round = ?, clock = ?, blue_score = ?, red_score = ?, blue_warnings = ?, "
-    "red_warnings = ?, winner = ?, winner_name = ?, win_classification = ?, ended_at = ?, "
-    "updated_at = ? WHERE id = ?"
-)
-_UPDATE_ROUND = (
-    "UPDATE pss_rounds SET blue_score = ?, red_score = ?, winner = ?, ended_at = ? WHERE id = ?"
-)
-_INSERT_SCORE = (
+
+
+def _update_many(table: str, columns: str) -> str:
+    """An UPDATE of many rows by id in one statement: ``{rows}`` are (id, *columns) tuples.
+    Plain SQL (a CTE and a row-value SET), no ``UPDATE ... FROM`` (SQLite 3.33+)."""
+    return (f"WITH v(id, {columns}) AS (VALUES {{rows}}) UPDATE {table} SET ({columns}) = "
+            f"(SELECT {columns} FROM v WHERE v.id = {table}.id) "
+            f"WHERE id IN (SELECT id FROM v)")
+
+
+UPDATE_MATCHES = _update_many(
+    "pss_matches",
+    "match_number, phase, category, division, internal_match_id, rounds_total, "
+    "round_duration_s, countdown_type, blue_bg, blue_fg, red_bg, red_fg, match_config, status, "
+    "current_round, clock, blue_score, red_score, blue_warnings, red_warnings, winner, "
+    "winner_name, win_classification, ended_at, updated_at")
+"""Rows from ``dirty_rows``: (id, 25 columns) per match."""
+UPDATE_ROUNDS = _update_many("pss_rounds", "blue_score, red_score, winner, ended_at")
+"""Rows from ``dirty_rows``: (id, blue_score, red_score, winner, ended_at) per round."""
+INSERT_SCORES = (
     "INSERT INTO pss_scores (event_id, match_id, round_id, athlete, point_type, points, clock, "
-    "scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "scored_at) VALUES {rows}"
 )
-_INSERT_WARNING = (
+INSERT_WARNINGS = (
     "INSERT INTO pss_warnings (event_id, match_id, round_id, athlete, warnings, clock, "
-    "issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "issued_at) VALUES {rows}"
 )
 
 
@@ -118,13 +128,17 @@ class MatchTracker:
 
     def __init__(self) -> None:
         self._current: dict[tuple, MatchState] = {}
+        # Matches a new one replaced before their last changes were written (a FightLoaded in
+        # the same batch as the end of the previous match): written by the next dirty_rows.
+        self._retired: list[MatchState] = []
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> tuple:
         """A copy of the state, to ``restore`` when the batch's transaction rolls back."""
-        return {key: state.copy() for key, state in self._current.items()}
+        return ({key: state.copy() for key, state in self._current.items()},
+                [state.copy() for state in self._retired])
 
-    def restore(self, snapshot: dict) -> None:
-        self._current = snapshot
+    def restore(self, snapshot: tuple) -> None:
+        self._current, self._retired = snapshot
 
     def place(self, cur, key: tuple, at: str, event, kind: str, context: tuple,
               event_id: int, linked: list) -> MatchState | None:
@@ -135,7 +149,7 @@ class MatchTracker:
         Returns the match state after the event (where it goes: ``id``, ``round_id``,
         ``round_no``, ``clock``), or None when the source has no match yet. Rows that name the
         event (score and warning history) are appended to ``linked`` as ``(sql, params)``, to
-        be run once the event row exists.
+        be run once the event row exists; ``sql`` is ``INSERT_SCORES`` or ``INSERT_WARNINGS``.
         """
         state = self._current.get(key)
         if kind == "fight_loaded" or (state is None and kind in _STARTS_A_MATCH):
@@ -147,32 +161,40 @@ class MatchTracker:
             handler(cur, state, event, at, event_id, linked)
         return state
 
-    def write_dirty(self, cur, now: str) -> None:
-        """Write the matches and rounds this batch changed (one UPDATE each)."""
-        for state in self._current.values():
+    def dirty_rows(self, now: str) -> tuple[list[tuple], list[tuple]]:
+        """The rows of the matches and rounds changed since the last call, for
+        ``UPDATE_MATCHES`` and ``UPDATE_ROUNDS``; they count as written from now on."""
+        matches: list[tuple] = []
+        rounds: list[tuple] = []
+        retired, self._retired = self._retired, []
+        for state in (*retired, *self._current.values()):
             for rnd in state.rounds.values():
                 if rnd.dirty:
-                    cur.execute(_UPDATE_ROUND, (rnd.blue, rnd.red, rnd.winner, rnd.ended_at,
-                                                rnd.id))
+                    rounds.append((rnd.id, rnd.blue, rnd.red, rnd.winner, rnd.ended_at))
                     rnd.dirty = False
             if state.dirty:
                 c = state.config
-                cur.execute(_UPDATE_MATCH, (
-                    c.get("match_number"), c.get("phase"), c.get("category"), c.get("division"),
-                    c.get("internal_match_id"), c.get("rounds_total"), c.get("round_duration_s"),
-                    c.get("countdown_type"), c.get("blue_bg"), c.get("blue_fg"),
-                    c.get("red_bg"), c.get("red_fg"), state.match_config, state.status,
-                    state.round_no, state.clock, state.scores[1], state.scores[2],
-                    state.warnings[1], state.warnings[2], state.winner, state.winner_name,
-                    state.win_classification, state.ended_at, now, state.id,
+                matches.append((
+                    state.id, c.get("match_number"), c.get("phase"), c.get("category"),
+                    c.get("division"), c.get("internal_match_id"), c.get("rounds_total"),
+                    c.get("round_duration_s"), c.get("countdown_type"), c.get("blue_bg"),
+                    c.get("blue_fg"), c.get("red_bg"), c.get("red_fg"), state.match_config,
+                    state.status, state.round_no, state.clock, state.scores[1],
+                    state.scores[2], state.warnings[1], state.warnings[2], state.winner,
+                    state.winner_name, state.win_classification, state.ended_at, now,
                 ))
                 state.dirty = False
+        return matches, rounds
 
     def _new_match(self, cur, key: tuple, at: str, context: tuple) -> MatchState:
         session_id, source_ip, source_port = key
         cur.execute(_INSERT_MATCH, (session_id, source_ip, source_port, context[0], context[1],
                                     at, at))
         state = MatchState(id=cur.lastrowid)
+        previous = self._current.get(key)
+        if previous is not None and (previous.dirty or any(
+                rnd.dirty for rnd in previous.rounds.values())):
+            self._retired.append(previous)
         self._current[key] = state
         return state
 
@@ -253,7 +275,7 @@ def _on_points(cur, state, event, at, event_id, linked):
     if event.athlete not in (1, 2):
         return
     current = state.rounds.get(state.round_no)
-    linked.append((_INSERT_SCORE, (event_id, state.id, current.id if current else None,
+    linked.append((INSERT_SCORES, (event_id, state.id, current.id if current else None,
                                    event.athlete, event.point_type, event.point_type,
                                    state.clock, at)))
 
@@ -266,7 +288,7 @@ def _on_warnings(cur, state, event, at, event_id, linked):
             continue
         state.warnings[position] = count
         state.dirty = True
-        linked.append((_INSERT_WARNING, (event_id, state.id, current.id if current else None,
+        linked.append((INSERT_WARNINGS, (event_id, state.id, current.id if current else None,
                                          position, count, state.clock, at)))
 
 

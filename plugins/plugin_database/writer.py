@@ -13,10 +13,11 @@ What it stores
     counters (``udp_server_sessions``) and the per-sender counters (``udp_client_connections``).
 
 How it keeps up with the feed (``bench/database.py`` measures it)
-    A batch is a few ``INSERT`` statements of 64 rows each (``_BulkInsert``), not a statement
-    per row; what an event's parsed model alone decides (its ``parsed_data`` but for the match
-    round and clock, its detail rows, type and status) is computed once per distinct model and
-    cached (``_Shapes``); clock ticks and other events that change no match row cost a dict
+    A batch is a few statements of up to 1024 rows each (``_Many``), not a statement per row
+    (each execution hands the GIL to the UDP threads and waits to get it back); what an
+    event's parsed model alone decides (its ``parsed_data`` but for the match round and clock,
+    its detail rows, type and status) is computed once per distinct model and cached
+    (``_Shapes``); clock ticks and other events that change no match row cost a dict
     lookup in ``tracking.py``; counters are summed once per batch. Foreign keys are checked
     once per distinct referenced id per batch (``_Rows.check_references``) instead of by SQLite
     for every row; a batch that fails that check is redone on the careful path below, where
@@ -80,7 +81,7 @@ from host.timeutil import now_iso, to_iso
 from plugins.plugin_udp.protocol import describe
 
 from .schema import UNKNOWN_CODE
-from .tracking import MatchTracker
+from .tracking import UPDATE_MATCHES, UPDATE_ROUNDS, MatchTracker
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,6 @@ _MAX_PROCESSING_NS = 3_600_000_000_000
 _DETAIL_INTO = (
     "INSERT INTO pss_event_details (event_id, created_at, detail_key, detail_value, detail_type) "
 )
-_COUNT_IDS = "SELECT COUNT(*) FROM {table} WHERE id IN (SELECT value FROM json_each(?))"
 _ENSURE_SESSION = (
     "INSERT INTO udp_server_sessions (session_id, started_at, status, updated_at) "
     "VALUES (?, ?, 'running', ?) ON CONFLICT (session_id) DO NOTHING"
@@ -126,15 +126,6 @@ _COUNT_SESSION = (
     "packets_received = packets_received + ?, bytes_received = bytes_received + ?, "
     "first_event_at = COALESCE(first_event_at, ?), last_event_at = ?, updated_at = ? "
     "WHERE session_id = ?"
-)
-_COUNT_CLIENT = (
-    "INSERT INTO udp_client_connections (session_id, source_ip, source_port, first_seen, "
-    "last_seen, packets, events, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (session_id, source_ip, source_port) DO UPDATE SET "
-    "last_seen = excluded.last_seen, "
-    "packets = udp_client_connections.packets + excluded.packets, "
-    "events = udp_client_connections.events + excluded.events, "
-    "bytes = udp_client_connections.bytes + excluded.bytes"
 )
 _DETAIL_SKIP = frozenset(("type", "code", "raw"))
 # detail_type as the detail rows carry it (the INSERT spells it, see _DETAILS)
@@ -204,10 +195,10 @@ class Writer:
         self._foreign_keys_on: bool | None = None  # unknown: set before each use
         self._shapes = _Shapes(self._types, self._unknown_type)
         self._suffixes = _Suffixes()
-        # A statement inserting 64 rows into a table with 8 indexes keeps a statement journal
-        # (the pages it changes, to undo it alone) of more than 64 KiB: with temporary files
-        # on disk that is a spill file written for every statement (3.7 times the writes of
-        # the WAL itself); in memory it is a copy.
+        # A statement inserting hundreds of rows into a table with 8 indexes keeps a statement
+        # journal (the pages it changes, to undo it alone) of more than 64 KiB: with temporary
+        # files on disk that is a spill file written for every statement (measured: 3.7 times
+        # the writes of the WAL itself); in memory it is a copy.
         conn.execute("PRAGMA temp_store=MEMORY")
         self._context: tuple = _NO_CONTEXT
 
@@ -288,9 +279,9 @@ class Writer:
     def run(self, fn: Callable[[sqlite3.Connection], Any], timeout: float | None = None) -> Any:
         """Run ``fn(conn)`` on the writer thread and return its result (or raise its exception).
 
-        ``conn`` is the writing connection in autocommit mode, foreign keys on: ``fn`` opens and
-        commits its own transactions (``BEGIN IMMEDIATE`` ... ``COMMIT``); one left open is rolled back and
-        reported as an error. ``fn`` runs after the events queued before it are written, except
+        ``conn`` is the writing connection in autocommit mode, foreign keys on: ``fn`` opens
+        and commits its own transactions (``BEGIN IMMEDIATE`` ... ``COMMIT``); one left open is
+        rolled back and reported as an error. ``fn`` runs after the events queued before it are written, except
         while a failed write is held: then it runs at once. ``timeout`` bounds the wait for ``fn``
         to start; when it expires first, ``fn`` never runs and ``Unavailable`` is raised.
         """
@@ -606,9 +597,16 @@ class Writer:
         if not safe:
             rows.check_references(cur)
         rows.insert(cur)
-        self._guarded(cur, safe, "match state", self._tracker.write_dirty, cur, now)
+        self._guarded(cur, safe, "match state", self._write_match_state, cur, now)
         rows.write_counters(cur)
         return lost
+
+    def _write_match_state(self, cur, now: str) -> None:
+        """Write the matches and rounds the batch changed: one statement for each table."""
+        matches, rounds = self._tracker.dirty_rows(now)
+        for template, rows in ((UPDATE_MATCHES, matches), (UPDATE_ROUNDS, rounds)):
+            if rows:
+                _many(template, len(rows[0])).run(cur, [v for row in rows for v in row])
 
     def _prepare(self, cur, events: list, context: tuple, next_id: int, rows: _Rows) -> int:
         """The hot loop: turn events into rows (numbered from ``next_id``) in ``rows`` and apply
@@ -771,7 +769,7 @@ _UTF8 = operator.methodcaller("encode", "utf-8", "replace")
 
 class _Rows:
     """The rows one batch (or one event, in safe mode) inserts, gathered in arrival order and
-    written by a few bulk INSERTs per table (``_BulkInsert``), plus the per-sender counters."""
+    written by a few many-row statements per table (``_Many``), plus the per-sender counters."""
 
     __slots__ = ("now", "events", "details", "linked", "sources", "contexts")
 
@@ -797,31 +795,38 @@ class _Rows:
         """
         events = self.events
         width = _EVENTS.values
-        scores = [params for _, params in self.linked]
-        for table, ids in (
-            ("pss_matches", set(events[_EVENT_MATCH::width]) | {p[1] for p in scores}),
-            ("pss_rounds", {p[2] for p in scores}),
-            ("pss_event_types", set(events[_EVENT_TYPE::width])),
-            ("tournaments", {tournament for tournament, _ in self.contexts}),
-            ("tournament_days", {day for _, day in self.contexts}),
-        ):
+        linked = [params for _, params in self.linked]  # (event_id, match_id, round_id, ...)
+        wanted = [
+            set(events[_EVENT_MATCH::width]) | {p[1] for p in linked},
+            {p[2] for p in linked},
+            set(events[_EVENT_TYPE::width]),
+            {tournament for tournament, _ in self.contexts},
+            {day for _, day in self.contexts},
+        ]
+        for ids in wanted:
             ids.discard(None)
             ids.discard(0)  # NULL in an event row
-            if not ids:
-                continue
-            found = cur.execute(_COUNT_IDS.format(table=table),
-                                (json.dumps(sorted(ids)),)).fetchone()[0]
-            if found != len(ids):
+        found = cur.execute(_COUNT_REFERENCED,
+                            [json.dumps(sorted(ids)) for ids in wanted]).fetchone()
+        for table, ids, count in zip(_REFERENCED, wanted, found):
+            if count != len(ids):
                 raise sqlite3.IntegrityError(
-                    f"FOREIGN KEY constraint failed: {len(ids) - found} of the {table} ids "
+                    f"FOREIGN KEY constraint failed: {len(ids) - count} of the {table} ids "
                     f"this batch refers to do not exist")
 
     def insert(self, cur) -> None:
         """Insert the events, then the rows that refer to them; empties the lists."""
-        _EVENTS.insert(cur, self.now, self.events)
-        _DETAILS.insert(cur, self.now, self.details)
+        _EVENTS.run(cur, self.events, (self.now,))
+        _DETAILS.run(cur, self.details, (self.now,))
+        groups: dict[str, list] = {}  # template -> its rows' values, in arrival order
         for sql, params in self.linked:
-            cur.execute(sql, params)
+            flat = groups.get(sql)
+            if flat is None:
+                flat = groups[sql] = []
+                _many(sql, len(params))
+            flat += params
+        for sql, flat in groups.items():
+            _MANY[sql].run(cur, flat)
         self.events, self.details, self.linked = [], [], []
 
     def count_bare(self, ev, event_id: int) -> None:
@@ -846,13 +851,13 @@ class _Rows:
         per sender first/last reception, datagrams (messages at index 0), messages and bytes;
         per session the same summed, plus invalid and unknown messages."""
         sessions: dict[str, list] = {}
+        clients: list = []
         for (session_id, ip, port), src in self.sources.items():
             seen = src.seen
             packets = list(map(_INDEX, seen)).count(0)
             size = sum(map(len, map(_UTF8, map(str, map(_RAW, seen)))))
             first, last = seen[0].received_at, seen[-1].received_at
-            cur.execute(_COUNT_CLIENT, (session_id, ip, port, first, last, packets, len(seen),
-                                        size))
+            clients += (session_id, ip, port, first, last, packets, len(seen), size)
             s = sessions.get(session_id)
             if s is None:  # [events, invalid, unknown, datagrams, bytes, first, last, ids]
                 sessions[session_id] = [len(seen), src.odd[1], src.odd[2], packets, size,
@@ -867,64 +872,79 @@ class _Rows:
                 s[5], s[7] = first, src.first_id
             if src.last_id > s[8]:
                 s[6], s[8] = last, src.last_id
+        _COUNT_CLIENTS.run(cur, clients)
         for session_id, s in sessions.items():
             cur.execute(_COUNT_SESSION, (*s[:7], self.now, session_id))
 
 
-class _BulkInsert:
-    """``insert(cur, created_at, flat)``: ``INSERT`` rows in order, many rows per statement.
+class _Many:
+    """``run(cur, flat, head)``: one SQL statement over many rows, with few executions.
 
-    The statement is ``INSERT INTO t (...) SELECT <select> FROM (VALUES (?, ...), ...)``:
-    ``select`` names a row's values ``{0}``, ``{1}``... and ``created_at`` ``{c}`` (bound once
-    per statement). Why it is built this way (measured with callgrind and timers):
+    ``template`` holds ``{rows}`` where the statement's VALUES rows go, ``values`` values each;
+    ``flat`` holds the rows' values one after the other; ``head`` are the values of the
+    template's own ``?`` (they come before ``{rows}`` in the text). Rows go in blocks of up to
+    ``per_statement`` (a power of two), the rest in halving blocks: whatever the count, a
+    handful of executions of a few cached statement sizes. Why it is built this way (measured
+    with callgrind, timers and strace):
 
-    - one statement with 64 rows costs SQLite and the sqlite3 module a third less per row than
-      ``executemany`` of a one-row statement (1.9 vs 2.9 us per detail row, 13 vs 17.5 us per
-      event row); more rows per statement gain nothing more;
+    - every execution releases the GIL around ``sqlite3_step``, and getting it back waits for
+      the other Python threads (up to the 5 ms switch interval while the UDP parser is busy):
+      with one busy thread next to it, the writer made 73 events/s with a statement per row,
+      457 with 64 rows per statement, 3 700 with 512;
+    - one statement of many rows also costs SQLite and the sqlite3 module a third less per row
+      than a statement per row (1.9 vs 2.9 us per detail row, 13 vs 17.5 us per event row);
     - the sqlite3 module binds ``None`` through its adaptation protocol, which raises and
-      discards an ``AttributeError`` each time (~0.5 us, several per event): rows carry 0 (or
-      -1) instead and ``NULLIF`` turns it back into NULL;
+      discards an ``AttributeError`` each time (~0.5 us, several per event): the hot rows carry
+      0 (or -1) instead and the SQL turns it back into NULL with ``NULLIF``;
     - every bound text is copied under a mutex (~0.2 us): what the whole batch shares is bound
-      once, and a text out of a small fixed set is bound as its number and spelled by the SQL
-      (``CASE``); only anonymous ``?`` parameters: the module looks ``?NNN`` names up linearly.
+      once (``head``), and a text out of a small fixed set is bound as its number and spelled
+      by the SQL (``CASE``); only anonymous ``?``: the module looks ``?NNN`` names up linearly.
     """
 
-    def __init__(self, into: str, select: str, values: int, per_statement: int = 512):
-        self._head = into + "SELECT " + select.format(
-            *(f"column{i + 1}" for i in range(values)), c="?") + " FROM (VALUES "
+    def __init__(self, template: str, values: int, per_statement: int = 1024):
+        self._template = template
         self._one = "(" + ", ".join("?" * values) + ")"
-        self._values = values
+        self.values = values
         self._per = per_statement
         self._sql: dict[int, str] = {}
 
     def _statement(self, rows: int) -> str:
         sql = self._sql.get(rows)
         if sql is None:
-            sql = self._sql[rows] = self._head + ", ".join((self._one,) * rows) + ")"
+            sql = self._sql[rows] = self._template.replace(
+                "{rows}", ", ".join((self._one,) * rows))
         return sql
 
-    @property
-    def values(self) -> int:
-        """Values per row."""
-        return self._values
-
-    def insert(self, cur, created_at: str, flat: list) -> None:
-        """Insert the rows of ``flat``: their values one after the other, ``values`` each."""
-        n = self._values
+    def run(self, cur, flat: list, head: tuple = ()) -> None:
+        n = self.values
         limit = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per = 1 << max(0, min(self._per, (limit - 1) // n).bit_length() - 1)
-        head = [created_at]
+        per = 1 << max(0, min(self._per, (limit - len(head)) // n).bit_length() - 1)
+        first = list(head)
         start, rows = 0, len(flat) // n
         while rows:
-            # Blocks of ``per`` rows, then the rest in halving blocks (512, 256... 1 rows):
-            # few statements of a few cached sizes, however many rows.
             size = per if rows >= per else 1 << (rows.bit_length() - 1)
             count = rows // size if size == per else 1
             step = size * n
             cur.executemany(self._statement(size), [
-                head + flat[i:i + step] for i in range(start, start + count * step, step)])
+                first + flat[i:i + step] for i in range(start, start + count * step, step)])
             start += count * step
             rows -= count * size
+
+
+_MANY: dict[str, _Many] = {}
+
+
+def _many(template: str, values: int) -> _Many:
+    """The ``_Many`` of a template (one per template, so its statements stay cached)."""
+    many = _MANY.get(template)
+    if many is None:
+        many = _MANY[template] = _Many(template, values)
+    return many
+
+
+def _select_values(select: str, values: int) -> str:
+    """``select`` with ``{0}``, ``{1}``... naming the VALUES columns and ``{c}`` a ``?``."""
+    return select.format(*(f"v.column{i + 1}" for i in range(values)), c="?")
 
 
 # An event row as the hot loop builds it (17 values, no None: 0 or -1 stand for NULL):
@@ -932,23 +952,41 @@ class _BulkInsert:
 #  processing_time_ms|-1, tournament_id|0, tournament_day_id|0, *_Shape.tail), where the tail
 # is (event_type_id, is_valid, error_message|0, _Shape.odd, parser_confidence,
 # validation_errors|0). A real id is >= 1, a real time >= 0, and NULLIF(text, 0) keeps any
-# text (even '0': text never equals an integer in SQLite). odd is recognition_status.
-_EVENTS = _BulkInsert(
-    _EVENT_INTO,
-    "{0}, {1}, NULLIF({2}, 0), NULLIF({3}, 0), {4}, {5}, {6}, {7}, NULLIF({8}, -1), {c}, "
-    "NULLIF({9}, 0), NULLIF({10}, 0), {11}, {12}, NULLIF({13}, 0), "
-    "CASE {14} WHEN 0 THEN 'recognized' WHEN 1 THEN 'invalid' WHEN 2 THEN 'unknown' END, "
-    f"'{PROTOCOL_VERSION}', {{15}}, NULLIF({{16}}, 0)",
+# text (even '0': text never equals an integer in SQLite). odd is recognition_status. The
+# batch's created_at is the head value.
+_EVENTS = _Many(
+    _EVENT_INTO + "SELECT " + _select_values(
+        "{0}, {1}, NULLIF({2}, 0), NULLIF({3}, 0), {4}, {5}, {6}, {7}, NULLIF({8}, -1), {c}, "
+        "NULLIF({9}, 0), NULLIF({10}, 0), {11}, {12}, NULLIF({13}, 0), "
+        "CASE {14} WHEN 0 THEN 'recognized' WHEN 1 THEN 'invalid' WHEN 2 THEN 'unknown' END, "
+        f"'{PROTOCOL_VERSION}', {{15}}, NULLIF({{16}}, 0)", 17)
+    + " FROM (VALUES {rows}) AS v",
     17,
 )
 _EVENT_MATCH, _EVENT_TYPE = 2, 11  # where check_references finds them in a row
-# A detail row: (event_id, detail_key, detail_value, detail type number of _DETAIL_TYPES).
-_DETAILS = _BulkInsert(
-    _DETAIL_INTO,
-    "{0}, {c}, {1}, {2}, CASE {3} WHEN 0 THEN 'str' WHEN 1 THEN 'int' WHEN 2 THEN 'bool' "
-    "WHEN 3 THEN 'float' WHEN 4 THEN 'json' END",
+# A detail row: (event_id, detail_key, detail_value, detail type number of _DETAIL_TYPES);
+# the batch's created_at is the head value.
+_DETAILS = _Many(
+    _DETAIL_INTO + "SELECT " + _select_values(
+        "{0}, {c}, {1}, {2}, CASE {3} WHEN 0 THEN 'str' WHEN 1 THEN 'int' WHEN 2 THEN 'bool' "
+        "WHEN 3 THEN 'float' WHEN 4 THEN 'json' END", 4)
+    + " FROM (VALUES {rows}) AS v",
     4,
 )
+_COUNT_CLIENTS = _Many(
+    "INSERT INTO udp_client_connections (session_id, source_ip, source_port, first_seen, "
+    "last_seen, packets, events, bytes) VALUES {rows} "
+    "ON CONFLICT (session_id, source_ip, source_port) DO UPDATE SET "
+    "last_seen = excluded.last_seen, "
+    "packets = udp_client_connections.packets + excluded.packets, "
+    "events = udp_client_connections.events + excluded.events, "
+    "bytes = udp_client_connections.bytes + excluded.bytes",
+    8,
+)
+_REFERENCED = ("pss_matches", "pss_rounds", "pss_event_types", "tournaments", "tournament_days")
+_COUNT_REFERENCED = "SELECT " + ", ".join(
+    f"(SELECT COUNT(*) FROM {table} WHERE id IN (SELECT value FROM json_each(?)))"
+    for table in _REFERENCED)
 
 
 # -- what an event's model alone decides (cached) ---------------------------------------------

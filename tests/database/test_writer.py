@@ -396,7 +396,7 @@ def reference_rows(ev, match_round, match_clock) -> tuple[str, set]:
                if v is not None and k not in ("type", "code", "raw")}
     details |= {("source_ip", ev.source_ip, "str"), ("source_port", str(ev.source_port), "int"),
                 ("index", str(ev.index), "int")}
-    if ev.raw_b64:
+    if ev.raw_b64 and ev.index == 0:  # the datagram's bytes, on its first message only
         details.add(("raw_b64", ev.raw_b64, "str"))
     return json.dumps(parsed, ensure_ascii=False, separators=(",", ":")), details
 
@@ -412,6 +412,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
         events += court_feed.events(sender_datagrams(3, court, 1))
     odd = Feed("sim", ("10.0.0.9", 7000))
     events += odd.events(ODD) + odd.datagram(base64.b64decode("cHQxO//+Mzs="))
+    events += odd.datagram(b"pt2;\xff1;\r\nsc1;0;sc2;1\r\n")  # two messages, not UTF-8
     events += odd.events(['zz;\x01\x1f"\\é€😀\u2028;tab\there;', "Udp Port 6000 connected;"])
     store(db, events[:len(events) // 2])
     store(db, events[len(events) // 2:] + events[:50])  # repeats: cache hits, new ids
@@ -545,3 +546,19 @@ def test_two_models_with_the_same_raw_text_keep_their_own_fields(db, feed):
     described = [json.loads(r[0])["description"] for r in read(
         db, "SELECT parsed_data FROM pss_events_v2 ORDER BY id")]
     assert described == [describe(real.event), describe(twin.event), describe(real.event)]
+
+
+def test_a_match_ended_and_replaced_within_one_batch_keeps_its_final_state(db):
+    court = Feed("s", ("10.0.0.1", 6001))
+    store(db, court.events(match_datagrams("1")[:20]))
+    # one batch: the end of match 1, then match 2 loaded on the same court (a deep queue)
+    store(db, court.events(match_datagrams("1")[20:] + match_datagrams("2")[:5]))
+    e = MATCH_EXPECTED
+    assert read(db, "SELECT match_number, status, winner, winner_name, blue_score, red_score, "
+                    "red_warnings, current_round FROM pss_matches ORDER BY id") == [
+        ("1", "finished", e["winner"], e["winner_name"], e["blue_score"], e["red_score"],
+         e["red_warnings"], e["current_round"]),
+        ("2", "loaded", None, None, 0, 0, 0, None)]
+    (first,) = read(db, "SELECT MIN(id) FROM pss_matches")[0]
+    assert read(db, "SELECT round_number, winner FROM pss_rounds WHERE match_id = ? "
+                    "ORDER BY round_number", (first,)) == [(1, 1), (2, 2), (3, 1)]
