@@ -7,8 +7,6 @@ import hashlib
 import logging
 import os
 import sqlite3
-import threading
-import time
 from types import SimpleNamespace
 
 import pytest
