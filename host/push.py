@@ -158,6 +158,8 @@ class PushService:
             self._stop.wait(self._interval)
 
     def stats(self) -> dict:
+        """UI push counters: ``emitted``, ``dropped`` (buffer full or slow sinks), ``flushes``,
+        and per sink ``{name, delivered, dropped, failures}``."""
         with self._lock:
             sinks = list(self._sinks.values())
         return {

@@ -120,3 +120,11 @@ def test_fifty_concurrent_calls_from_threads_get_their_own_results(registry):
     for t in threads:
         t.join(10)
     assert results == {i: {"first": f"v{i}", "second": i} for i in range(50)}
+
+
+def test_every_command_of_the_real_app_has_a_docstring(make_app):
+    """Command docstrings are the API reference of the frontend."""
+    app = make_app().start()
+    undocumented = [n for n in app.commands.names() if not app.commands.get(n).doc]
+    assert undocumented == []
+    assert {"archive_old_events", "get_udp_stats", "list_plugins"} <= set(app.commands.names())
