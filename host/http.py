@@ -18,7 +18,9 @@ import hmac
 import json
 import logging
 import secrets
+import signal
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -203,8 +205,6 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
     server.handle_exit = handle_exit
     # uvicorn re-raises the signal it caught once it has stopped, which would kill the process
     # before the plugins shut down; with these handlers in place that re-raise is harmless.
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: log.info("shutting down"))
     if on_ready is not None:
@@ -213,8 +213,6 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
 
 
 def _when_started(server, on_ready) -> None:
-    import time
-
     while not server.started and not server.should_exit:
         time.sleep(0.05)  # uvicorn offers no start event; this only delays a log line
     if server.started:
