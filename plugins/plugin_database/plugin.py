@@ -75,14 +75,16 @@ def restrike_shutdown(app):
 
 @hookimpl
 def restrike_pss_events(events, app):
-    """Queue the batch for the writer; never blocks (a full queue drops and counts it)."""
+    """Queue the batch for the writer. A full queue makes ingest wait for room up to
+    ``database.submit_wait`` s (back-pressure: the backlog stays in the UDP receiver's bounded
+    queue), then drops the batch and counts it."""
     service = app.extensions.get(EXTENSION)
     if service is None:
         # The host starts the database before UDP and stops it after: this is a bug, say it.
         log.error("%d events arrived while the database is not running: not stored",
                   len(events))
         return
-    service.writer.submit(events)
+    service.writer.submit(events, wait=service.config.submit_wait)
 
 
 @hookimpl

@@ -42,7 +42,10 @@ class DatabaseConfig(BaseModel):
     synchronous: Synchronous = "NORMAL"
     """NORMAL, FULL or OFF: what a power cut can cost, see ``writer.py``."""
     queue_max_events: int = Field(100_000, ge=1_000, le=10_000_000)
-    """Events the writer's queue holds before it drops (and counts) new batches."""
+    """Events the writer's queue holds; a batch that does not fit waits (``submit_wait``)."""
+    submit_wait: float = Field(10.0, ge=0, le=600)
+    """How long ingest waits for room in a full writer queue (the backlog then stays in the
+    UDP receiver's queue) before the batch is dropped and counted; 0: drop at once."""
     batch_max_events: int = Field(1_000, ge=1, le=100_000)
     """Events per transaction at most."""
     pool_min_size: int = Field(1, ge=0, le=100)

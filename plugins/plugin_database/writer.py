@@ -39,9 +39,14 @@ What a power cut costs (``PRAGMA synchronous``, WAL journal)
     - ``OFF``: never synced. A crash of the app still loses nothing committed (the OS has the
       data); a power cut or OS crash can lose recent transactions and can corrupt the file.
 
-When the database is slower than the feed (bounded queue)
-    ``submit`` never blocks. The queue holds at most ``queue_max_events`` events; a batch that
-    does not fit is refused whole: its events are counted in ``dropped`` (and its batches in
+When the database is slower than the feed (bounded queue, back-pressure)
+    The queue holds at most ``queue_max_events`` events. A batch that does not fit waits for
+    room up to ``submit(..., wait=)`` seconds while the writer is making progress: the caller
+    (the UDP dispatcher) slows to the writer's pace, and the backlog stays upstream as raw
+    datagrams in the receiver's own bounded queue, which costs far less memory than parsed
+    events (``waits`` and ``waited_s`` count it). A batch that still does not fit - the wait
+    ran out, or the writer is closed or holding a failed write, when waiting would only delay
+    the loss - is refused whole: its events are counted in ``dropped`` (and its batches in
     ``dropped_batches``), an error is logged (at most every 5 s, with the totals), and
     ``stats()`` - the ``storage`` section of ``get_udp_stats`` - shows it.
 
@@ -202,7 +207,9 @@ class Writer:
         conn.execute("PRAGMA temp_store=MEMORY")
         self._context: tuple = _NO_CONTEXT
 
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the writer thread waits for work on it
+        self._room = threading.Condition(lock)  # submitters wait for queue room on it
         self._seq = 0
         self._data: collections.deque = collections.deque()  # (seq, _Events|_Session|_Marker)
         self._calls: collections.deque = collections.deque()  # (seq, _Call)
@@ -221,6 +228,8 @@ class Writer:
         self._failed_writes = 0
         self._dropped = 0
         self._dropped_batches = 0
+        self._waits = 0
+        self._waited_ns = 0
         self._lost = 0
         self._last_error: str | None = None
         self._last_error_at: str | None = None
@@ -235,16 +244,20 @@ class Writer:
         self._thread.start()
         return self
 
-    def submit(self, events: list) -> bool:
-        """Queue a batch of ``IngestedEvent`` for storage; never blocks.
+    def submit(self, events: list, wait: float = 0.0) -> bool:
+        """Queue a batch of ``IngestedEvent`` for storage.
 
-        Returns False when the batch was refused (queue full or writer closed): it is then
-        counted in ``dropped`` and logged. The current tournament context is stamped now.
+        When the queue has no room, waits up to ``wait`` s for the writer to make room (not at
+        all while it is closed or holding a failed write). Returns False when the batch was
+        refused: it is then counted in ``dropped`` and logged. The current tournament context
+        is stamped when the batch is queued.
         """
         count = len(events)
         if not count:
             return True
         with self._cond:
+            if self._pending + count > self._queue_max and wait > 0 and count <= self._queue_max:
+                self._wait_for_room(count, wait)
             if not self._closing and self._pending + count <= self._queue_max:
                 self._seq += 1
                 self._data.append((self._seq, _Events(list(events), self._context)))
@@ -264,6 +277,19 @@ class Writer:
             log.error("database writer dropped a batch of %d events: %s (dropped so far: %d "
                       "events in %d batches)", count, reason, *totals)
         return False
+
+    def _wait_for_room(self, count: int, wait: float) -> None:
+        # Called with the lock held.
+        start = time.monotonic_ns()
+        deadline = time.monotonic() + wait
+        self._waits += 1
+        while (self._pending + count > self._queue_max and not self._closing
+               and self._held is None):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._room.wait(left)
+        self._waited_ns += time.monotonic_ns() - start
 
     def submit_session(self, session: dict) -> None:
         """Queue a UDP session record (``restrike_udp_session``); written in order with events."""
@@ -328,6 +354,7 @@ class Writer:
                 self._closing = True
                 self._close_deadline = time.monotonic() + timeout
                 self._cond.notify_all()
+                self._room.notify_all()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout + 5.0)
         elif not self._thread.is_alive() and not self._closed:
@@ -356,8 +383,9 @@ class Writer:
         ``pending`` (queued or being written), ``batches`` (committed transactions),
         ``failed_writes`` (transactions rolled back), ``held`` (events of a failed write
         waiting for a retry), ``dropped``/``dropped_batches`` (refused: queue full or closed),
-        ``lost`` (taken but never written), ``queue_max``, ``last_error``, ``last_error_at``,
-        ``last_commit_at``."""
+        ``waits``/``waited_s`` (batches that waited for room, and how long in all: the feed was
+        faster than the database), ``lost`` (taken but never written), ``queue_max``,
+        ``last_error``, ``last_error_at``, ``last_commit_at``."""
         with self._cond:
             return {
                 "stored": self._stored,
@@ -367,6 +395,8 @@ class Writer:
                 "held": self._held_events,
                 "dropped": self._dropped,
                 "dropped_batches": self._dropped_batches,
+                "waits": self._waits,
+                "waited_s": round(self._waited_ns / 1e9, 3),
                 "lost": self._lost,
                 "queue_max": self._queue_max,
                 "last_error": self._last_error,
@@ -434,6 +464,7 @@ class Writer:
             count += size
         self._pending -= count
         self._in_flight = count
+        self._room.notify_all()
         return batch
 
     def _run_call(self, call: _Call) -> None:
@@ -506,6 +537,7 @@ class Writer:
                                  else min(self._retry_delay * 2, self._retry_max))
             self._retry_at = time.monotonic() + self._retry_delay
             self._held = items
+            self._room.notify_all()  # waiting for room would now only delay the loss
             self._held_events = count
             self._in_flight = 0
             self._failed_writes += 1
@@ -540,6 +572,7 @@ class Writer:
     def _finish(self) -> None:
         with self._cond:
             self._closing = True
+            self._room.notify_all()
             unwritten = self._held_events + self._pending + self._in_flight
             self._lost += unwritten
             self._held, self._held_events, self._pending, self._in_flight = None, 0, 0, 0

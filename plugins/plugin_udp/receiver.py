@@ -12,7 +12,10 @@ Queue policy: the queue between the two is bounded by a datagram count and a byt
 (defaults 500,000 datagrams / 128 MiB: many minutes of a full tournament, whose real load is a
 few datagrams per second per court). When a bound would be exceeded the NEWEST datagram is
 refused and counted as ``queue_dropped``; the receive thread goes on reading, so the kernel
-buffer never backs up because of us.
+buffer never backs up because of us. This queue is also where a backlog waits when a plugin is
+slower than the feed: the database plugin's hook waits for room in the writer's queue
+(back-pressure), which slows the dispatcher, not the receive thread - and a raw datagram costs
+far less memory here than its parsed events do there.
 
 Clocks: ``received_ns`` is ``time.monotonic_ns()`` at reception, so any plugin in the process can
 measure its own latency as ``time.monotonic_ns() - event.received_ns``; ``received_at`` is the

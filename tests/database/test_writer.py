@@ -14,6 +14,7 @@ import pytest
 
 from host.errors import Unavailable
 from plugins.plugin_database.service import DB_FILE
+from tests.conftest import wait_for
 from plugins.plugin_database.writer import transaction
 from plugins.plugin_udp.ingested import IngestedEvent
 from plugins.plugin_udp.protocol import describe
@@ -149,6 +150,54 @@ def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, 
     assert db.writer.flush(10.0)
     assert read(db, "SELECT COUNT(*) FROM pss_events_v2") == [(800,)]
     assert db.writer.stats()["stored"] == 800
+
+
+def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed):
+    db = open_db(queue_max_events=1000)
+    release = threading.Event()
+    started = threading.Event()
+    blocker = threading.Thread(
+        target=db.writer.run, args=(lambda c: (started.set(), release.wait(10)),))
+    blocker.start()
+    assert started.wait(5)
+    batch = feed.events(["clk;1:00\r\n"] * 400)
+    assert db.writer.submit(batch, wait=30) and db.writer.submit(batch, wait=30)
+    outcome: list = []
+    waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(batch, wait=30)))
+    waiting.start()
+    wait_for(lambda: db.writer.stats()["waits"] == 1, 5, message="the third batch waits")
+    assert outcome == [] and db.writer.stats()["pending"] == 800
+    release.set()  # the writer takes the queued batches: room for the waiting one
+    waiting.join(10)
+    assert outcome == [True]
+    assert db.writer.flush(10.0)
+    stats = db.writer.stats()
+    assert stats["stored"] == 1200 and stats["dropped"] == 0
+    blocker.join(5)
+
+
+def test_a_submit_waiting_for_room_gives_up_when_the_writer_closes(open_db, feed):
+    db = open_db(queue_max_events=1000)
+    release = threading.Event()
+    started = threading.Event()
+    blocker = threading.Thread(
+        target=db.writer.run, args=(lambda c: (started.set(), release.wait(10)),))
+    blocker.start()
+    assert started.wait(5)
+    batch = feed.events(["clk;1:00\r\n"] * 600)
+    assert db.writer.submit(batch, wait=30)
+    outcome: list = []
+    waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(batch, wait=30)))
+    waiting.start()
+    wait_for(lambda: db.writer.stats()["waits"] == 1, 5, message="the second batch waits")
+    closer = threading.Thread(target=db.writer.close)
+    closer.start()
+    waiting.join(5)
+    assert outcome == [False]  # refused at once, not after its 30 s
+    release.set()
+    closer.join(20)
+    blocker.join(5)
+    assert db.writer.stats()["dropped"] == 600 and db.writer.stats()["stored"] == 600
 
 
 def test_run_returns_results_raises_errors_and_rolls_back_what_fn_left_open(db):

@@ -144,6 +144,39 @@ def test_disk_full_beyond_the_queue_bound_drops_whole_batches_and_counts_them(ma
     assert stored == done["stored"]
 
 
+def test_a_slow_writer_slows_ingest_and_the_backlog_waits_upstream_without_loss(make_app):
+    # The writer is busy (a long maintenance call); the feed is three times its queue. The
+    # dispatcher waits for room, the datagrams wait in the receiver's queue, nothing is dropped.
+    app = make_app(config={"database": {"queue_max_events": 1_000}})
+    app.start()
+    datagrams = sender_datagrams(5, 0, 7)
+    per_datagram = expected_messages(datagrams)
+    events = sum(len(m) for m in per_datagram)
+    assert events > 3_000
+    release = threading.Event()
+    started = threading.Event()
+    busy = threading.Thread(target=app.extensions["database"].writer.run,
+                            args=(lambda conn: (started.set(), release.wait(30)),))
+    busy.start()
+    assert started.wait(10)
+    send_all(app.settings.udp_port, datagrams)
+    backlog = wait_for(
+        lambda: (st := call(app, "get_udp_stats"))["datagrams"] == len(datagrams)
+        and st["storage"]["waits"] >= 1 and st,
+        20, message="every datagram received while the dispatcher waits for the writer")
+    assert backlog["dispatched_datagrams"] < len(datagrams)  # the rest wait, not parsed yet
+    assert backlog["storage"]["pending"] <= 1_000
+    release.set()
+    busy.join(10)
+    wait_for(lambda: storage(app)["stored"] == events, 30, message="the whole feed stored")
+    done = call(app, "get_udp_stats")
+    assert done["storage"]["dropped"] == 0 and done["queue_dropped"] == 0
+    session_id = done["session"]["session_id"]
+    with open_db(app.settings.data_dir / "restrike_vta.db") as conn:
+        rows = stored_session(conn, session_id)
+    assert [r["raw"] for r in rows] == [m for d in per_datagram for m in d]
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 
