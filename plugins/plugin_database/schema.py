@@ -283,9 +283,23 @@ _V2 = (
     "ALTER TABLE pss_event_details_v2 RENAME TO pss_event_details",
 )
 
+# Version 3: the same for pss_event_details_archive, which version 2 missed. Archival inserts
+# its rows with INSERT ... SELECT, where the IN-list CHECK made each row cost five times as
+# much (measured: 400,000 detail rows in 0.99 s instead of 0.19 s).
+_V3 = (
+    "CREATE TABLE pss_event_details_archive_v3 (" + _DETAIL_COLUMNS_V2.format(event_fk="")
+    + ") WITHOUT ROWID",
+    "INSERT INTO pss_event_details_archive_v3 (event_id, detail_key, detail_value, detail_type, "
+    "created_at) SELECT event_id, detail_key, detail_value, detail_type, created_at "
+    "FROM pss_event_details_archive",
+    "DROP TABLE pss_event_details_archive",
+    "ALTER TABLE pss_event_details_archive_v3 RENAME TO pss_event_details_archive",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
     Migration(2, "pss_event_details with a CHECK that is cheap per inserted row", _V2),
+    Migration(3, "pss_event_details_archive with a CHECK that is cheap per inserted row", _V3),
 )
 """Every schema step, in order. Add a step; never edit one that has shipped."""
 

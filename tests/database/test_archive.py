@@ -126,6 +126,36 @@ def test_archive_moves_old_events_with_their_details_same_ids_and_values(conn, p
     assert not conn.in_transaction
 
 
+def test_chunks_move_by_id_range_or_by_id_list_with_the_same_result(conn):
+    # Events 1..5, the second recent: the chunk (1, 3) has a row between its ids that stays,
+    # so it moves by list; the chunk (4, 5) is every row of its range, so it moves by range.
+    conn.execute("BEGIN")
+    ids = [add_event(conn, days_ago(age), {"athlete": 1, "n": i})
+           for i, age in enumerate((40, 1, 39, 38, 37))]
+    conn.execute("COMMIT")
+    before = {t: rows(conn, t) for t in ("pss_events_v2", "pss_event_details")}
+    old = {ids[0], ids[2], ids[3], ids[4]}
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        assert archive_old_events(conn, 30, now=NOW, chunk=2) == 4
+    finally:
+        conn.set_trace_callback(None)
+    moves = [s for s in statements if s.startswith('DELETE FROM "pss_events_v2"')]
+    assert len(moves) == 2 and "IN (SELECT" in moves[0] and "BETWEEN" in moves[1], moves
+    assert rows(conn, "pss_events_v2_archive") == {
+        i: v for i, v in before["pss_events_v2"].items() if i in old}
+    assert rows(conn, "pss_event_details_archive") == {
+        k: v for k, v in before["pss_event_details"].items() if k[0] in old}
+    assert set(rows(conn, "pss_events_v2")) == {ids[1]}
+    assert {k[0] for k in rows(conn, "pss_event_details")} == {ids[1]}
+
+    assert restore_from_archive(conn, "2000-01-01", "2100-01-01", chunk=3) == 4
+    assert rows(conn, "pss_events_v2") == before["pss_events_v2"]
+    assert rows(conn, "pss_event_details") == before["pss_event_details"]
+    assert not rows(conn, "pss_events_v2_archive") and not rows(conn, "pss_event_details_archive")
+
+
 def test_archive_cutoff_is_strict_and_zero_days_takes_everything_before_now(conn):
     conn.execute("BEGIN")
     at_cutoff = add_event(conn, days_ago(30))
@@ -417,9 +447,21 @@ def test_restore_keeps_the_foreign_key_checks_of_the_main_tables(conn, populated
     conn.execute("UPDATE pss_events_v2_archive SET event_type_id = 99999 WHERE id = ?",
                  (populated[35],))
     before = snapshot(conn)
-    with pytest.raises(Conflict, match="FOREIGN KEY"):
+    with pytest.raises(Conflict, match=r"event_type_id \(first 99999\) refer to rows of "
+                                        r"pss_event_types that no longer exist"):
         restore_from_archive(conn, "2000-01-01", "2100-01-01")
     assert snapshot(conn) == before
+
+
+def test_restore_refuses_events_of_a_match_deleted_since_and_changes_nothing(conn, populated):
+    archive_old_events(conn, 30, now=NOW)
+    conn.execute("UPDATE pss_events_v2_archive SET match_id = 4242 WHERE id = ?",
+                 (populated[31],))
+    before = snapshot(conn)
+    with pytest.raises(Conflict, match=r"match_id \(first 4242\) refer to rows of pss_matches"):
+        restore_from_archive(conn, "2000-01-01", "2100-01-01")
+    assert snapshot(conn) == before
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # given back
 
 
 def test_column_added_to_both_tables_moves_without_code_changes(conn, populated):

@@ -372,7 +372,7 @@ def test_a_bad_config_section_stops_start_up_naming_it(make_app):
     assert "database" not in app.extensions
 
 
-# -- ids, the fast path's equivalence, foreign keys, migration 2 --------------------------------
+# -- ids, the fast path's equivalence, foreign keys, migrations 2-3 -----------------------------
 
 FAR_FUTURE = "2100-01-01T00:00:00Z"
 
@@ -552,7 +552,7 @@ def test_processing_time_is_stored_from_the_receivers_clock_only(db, feed):
     assert 0 <= kept < 10_000 and dropped is None
 
 
-def test_version_1_files_get_the_new_details_table_with_every_row(tmp_path, feed):
+def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, feed):
     from plugins.plugin_database.maintenance import connect_writer
     from plugins.plugin_database.migrations import apply_migrations, current_version
     from plugins.plugin_database.schema import MIGRATIONS
@@ -567,15 +567,17 @@ def test_version_1_files_get_the_new_details_table_with_every_row(tmp_path, feed
                      "VALUES ('s', 1, 't', 'pt1;3', 1, 1, 't', 'recognized')")
         before = [("point_type", "3", "int", "t"), ("source_ip", "10.0.0.1", "str", "t")]
         conn.executemany("INSERT INTO pss_event_details VALUES (1, ?, ?, ?, ?)", before)
-        assert apply_migrations(conn) == 2 and current_version(conn) == 2
-        assert [tuple(r) for r in conn.execute(
-            "SELECT detail_key, detail_value, detail_type, created_at FROM pss_event_details "
-            "WHERE event_id = 1 ORDER BY detail_key")] == before
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'pss_event_details'"
-                           ).fetchone()[0]
-        assert "WITHOUT ROWID" in sql and " IN (" not in sql
-        with pytest.raises(sqlite3.IntegrityError):  # the CHECK still holds
-            conn.execute("INSERT INTO pss_event_details VALUES (1, 'k', 'v', 'text', 't')")
+        conn.executemany("INSERT INTO pss_event_details_archive VALUES (7, ?, ?, ?, ?)", before)
+        assert apply_migrations(conn) == 3 and current_version(conn) == 3
+        for table, event_id in (("pss_event_details", 1), ("pss_event_details_archive", 7)):
+            assert [tuple(r) for r in conn.execute(
+                f"SELECT detail_key, detail_value, detail_type, created_at FROM {table} "
+                "WHERE event_id = ? ORDER BY detail_key", (event_id,))] == before
+            sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+                               ).fetchone()[0]
+            assert "WITHOUT ROWID" in sql and " IN (" not in sql
+            with pytest.raises(sqlite3.IntegrityError):  # the CHECK still holds
+                conn.execute(f"INSERT INTO {table} VALUES (1, 'k', 'v', 'text', 't')")
         with pytest.raises(sqlite3.IntegrityError):  # and the foreign key
             conn.execute("INSERT INTO pss_event_details VALUES (2, 'k', 'v', 'str', 't')")
     finally:
