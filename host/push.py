@@ -6,6 +6,12 @@ thread delivers what accumulated at most ``rate`` times per second (default 30) 
 Each sink has its own bounded buffer, so a slow or closed window cannot make ingest wait or grow
 memory: when a buffer is full the OLDEST pushes are dropped and counted (``stats()``). Only UI
 pushes are ever dropped; stored data never goes through here.
+
+Two kinds of payload are bounded per delivery rather than per push: a snapshot
+(``emit(..., latest_only=True)``: only the newest survives) and a stream (``emit_items``: the
+items of every push between two deliveries go out as one list of at most ``limit``, the newest;
+the rest are counted as ``trimmed``). So a producer hands over everything and the host decides
+what a page can take, in one place.
 """
 
 from __future__ import annotations
@@ -83,6 +89,9 @@ class PushService:
         self._max_pending = max_pending
         self._buffer: list[dict] = []
         self._latest: dict[str, int] = {}  # name -> index in _buffer of its latest-only payload
+        # name -> (index in _buffer, its items, render) of the stream pushes of this delivery
+        self._streams: dict[str, tuple[int, deque, Callable[[Any], Any] | None]] = {}
+        self.trimmed: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sinks: dict[int, Sink] = {}
         self._wake = threading.Event()
@@ -110,6 +119,35 @@ class PushService:
             if latest_only:
                 self._latest[name] = len(self._buffer)
             self._buffer.append(item)
+        self._wake.set()
+
+    def emit_items(self, name: str, items: list, *, limit: int,
+                   render: Callable[[Any], Any] | None = None) -> None:
+        """Queue items of a stream push (its payload is a list). Never blocks.
+
+        Every item emitted under ``name`` between two deliveries goes out in one push of at
+        most ``limit`` items, the newest, in order; the older ones are counted in
+        ``stats()["trimmed"][name]`` (a page that needs them reads them back with a command).
+        ``render`` turns each delivered item into its payload on the flusher thread, so an
+        item that is trimmed costs nothing more.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        with self._lock:
+            self.emitted += 1
+            stream = self._streams.get(name)
+            if stream is None:
+                if len(self._buffer) >= self._max_pending:
+                    self.dropped += 1
+                    return
+                stream = (len(self._buffer), deque(maxlen=limit), render)
+                self._streams[name] = stream
+                self._buffer.append({"event": name, "payload": stream[1]})
+            pending = stream[1]
+            overflow = len(pending) + len(items) - pending.maxlen
+            if overflow > 0:
+                self.trimmed[name] = self.trimmed.get(name, 0) + overflow
+            pending.extend(items)
         self._wake.set()
 
     def add_sink(self, name: str, deliver: Callable[[list[dict]], None],
@@ -141,13 +179,27 @@ class PushService:
         with self._lock:
             batch, self._buffer = self._buffer, []
             self._latest.clear()
+            streams, self._streams = self._streams, {}
             sinks = list(self._sinks.values())
+        for name, (index, items, render) in streams.items():
+            batch[index] = {"event": name, "payload": self._render(name, items, render)}
         if batch:
             self.flushes += 1
             for sink in sinks:
                 sink.offer(batch)
         for sink in sinks:
             sink.drain()
+
+    def _render(self, name: str, items: deque, render: Callable[[Any], Any] | None) -> list:
+        if render is None:
+            return list(items)
+        try:
+            return [render(item) for item in items]
+        except Exception:  # a bug in a renderer must not stop the flusher: the push is dropped
+            log.exception("rendering the %s push failed; %d items dropped", name, len(items))
+            with self._lock:
+                self.dropped += 1
+            return []
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -159,13 +211,16 @@ class PushService:
 
     def stats(self) -> dict:
         """UI push counters: ``emitted``, ``dropped`` (buffer full or slow sinks), ``flushes``,
-        and per sink ``{name, delivered, dropped, failures}``."""
+        ``trimmed`` (per stream name, items beyond a delivery's ``limit``), and per sink
+        ``{name, delivered, dropped, failures}``."""
         with self._lock:
             sinks = list(self._sinks.values())
+            trimmed = dict(self.trimmed)
         return {
             "emitted": self.emitted,
             "dropped": self.dropped + sum(s.dropped for s in sinks),
             "flushes": self.flushes,
+            "trimmed": trimmed,
             "sinks": [
                 {"name": s.name, "delivered": s.delivered, "dropped": s.dropped,
                  "failures": s.failures}

@@ -6,9 +6,9 @@ It owns the server's life (start/stop/settings, one session per start), the live
 
 Pushes: ``udp_status`` (latest only) when the server or the simulator starts, stops or fails;
 ``pss_match_state`` (latest only) with the snapshot of the court whose state just
-changed; and ``pss_event`` with the UI events of each batch (at most ``PUSH_EVENTS_PER_BATCH``,
-the newest; the rest are counted as ``ui_events_trimmed`` and are in ``pss_get_events`` and the
-database).
+changed; and ``pss_event`` with the UI events (a stream push: at most
+``PUSH_EVENTS_PER_DELIVERY`` per delivery, the newest; the push service counts the rest as
+``trimmed``, and they are in ``pss_get_events`` and the database).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from .settings import UdpSettings, settings_from_app
 
 log = logging.getLogger(__name__)
 
-PUSH_EVENTS_PER_BATCH = 100
+PUSH_EVENTS_PER_DELIVERY = 250
+"""Events a page gets per push delivery (30 a second at most): more than a table can show."""
 DEMO_SPEED = 1.0
 """The ``--demo`` feed runs in real time (one clock tick per second), as a real court would."""
 
@@ -48,7 +49,6 @@ class UdpService:
         self.receive_buffer_granted: int | None = None
         self.feed = LiveFeed()
         self.pushed_events = 0
-        self.ui_events_trimmed = 0
         self._lock = threading.RLock()  # start/stop/settings, one at a time
         self._simulation: dict | None = None
         self._simulation_stop = threading.Event()
@@ -195,10 +195,9 @@ class UdpService:
         if changed is not None:
             self.app.push.emit("pss_match_state", self.feed.snapshot(changed), latest_only=True)
         if added:
-            shown = added[-PUSH_EVENTS_PER_BATCH:]
-            self.ui_events_trimmed += len(added) - len(shown)
-            self.pushed_events += len(shown)
-            self.app.push.emit("pss_event", [ui_event(*entry) for entry in shown])
+            self.pushed_events += len(added)
+            self.app.push.emit_items("pss_event", added, limit=PUSH_EVENTS_PER_DELIVERY,
+                                     render=_render_ui_event)
 
     # ------------------------------------------------------------------------ simulator
 
@@ -307,7 +306,8 @@ class UdpService:
             "receive_buffer_granted": self.receive_buffer_granted,
             "allowed_sources": list(self.settings.allowed_sources),
             "clients": receiver.client_list() if receiver else [],
-            "ui": {"pushed_events": self.pushed_events, "trimmed": self.ui_events_trimmed,
+            "ui": {"pushed_events": self.pushed_events,
+                   "trimmed": self.app.push.stats()["trimmed"].get("pss_event", 0),
                    "sources": self.feed.sources(), "evicted_sources": self.feed.evicted_sources},
             "simulation": self.simulation_status(),
         })
@@ -420,3 +420,7 @@ def service_of(app) -> UdpService:
     if service is None:
         service = app.extensions["udp"] = UdpService(app)
     return service
+
+
+def _render_ui_event(entry: tuple) -> dict:
+    return ui_event(*entry)

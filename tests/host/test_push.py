@@ -64,3 +64,40 @@ def test_the_global_buffer_is_bounded():
     for i in range(15):
         push.emit("x", i)
     assert push.stats()["dropped"] == 5
+
+
+def test_stream_items_are_bounded_per_delivery_newest_kept_rest_counted():
+    push = PushService()
+    got: list[list[dict]] = []
+    push.add_sink("t", got.append)
+    rendered: list[int] = []
+
+    def render(item: int) -> dict:
+        rendered.append(item)
+        return {"n": item}
+
+    push.emit_items("pss_event", list(range(5)), limit=8, render=render)
+    push.emit("pss_match_state", "s", latest_only=True)
+    push.emit_items("pss_event", list(range(5, 12)), limit=8, render=render)
+    push.flush()
+    # one push for both emits, in the place of the first, with the 8 newest items
+    assert got == [[{"event": "pss_event", "payload": [{"n": i} for i in range(4, 12)]},
+                    {"event": "pss_match_state", "payload": "s"}]]
+    assert rendered == list(range(4, 12))  # the trimmed ones were never rendered
+    assert push.stats()["trimmed"] == {"pss_event": 4}
+
+    push.emit_items("pss_event", [12], limit=8, render=render)  # a new delivery starts empty
+    push.flush()
+    assert got[-1] == [{"event": "pss_event", "payload": [{"n": 12}]}]
+    assert push.stats()["trimmed"] == {"pss_event": 4}
+
+
+def test_a_failing_renderer_drops_its_push_and_the_flusher_goes_on():
+    push = PushService()
+    got: list[list[dict]] = []
+    push.add_sink("t", got.append)
+    push.emit_items("pss_event", [1, 2], limit=10, render=lambda item: 1 / 0)
+    push.emit("other", "kept")
+    push.flush()
+    assert got == [[{"event": "pss_event", "payload": []}, {"event": "other", "payload": "kept"}]]
+    assert push.stats()["dropped"] == 1
