@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, field_validator,
                       model_validator)
 from pydantic.alias_generators import to_camel
 
 from host.errors import NotFound
 from host.timeutil import to_iso, to_utc
-from plugins.plugin_udp.protocol import athlete_side
+from plugins.plugin_udp.protocol import ATHLETE_SIDES, athlete_side
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A row id (positive)."""
@@ -85,33 +86,37 @@ def event_rows(conn: sqlite3.Connection, sql: str, params) -> list[dict]:
     """Run ``sql`` (which selects ``EVENT_COLUMNS``) and return the UI's event dicts.
 
     This is the hot read path (a match is ~600 events): plain tuples, no join (the few event
-    types are looked up in a dict), one ``json.loads`` per row.
+    types are looked up in a dict), one ``orjson.loads`` per row (five times faster than
+    ``json.loads``, which was half the time of the whole query).
     """
     types = {row[0]: (row[1], row[2]) for row in conn.execute(
         "SELECT id, code, category FROM pss_event_types")}
     cur = conn.cursor()
     cur.row_factory = None
-    loads = json.loads
-    side = athlete_side
+    loads = orjson.loads
+    side = ATHLETE_SIDES.get
+    unknown = ("unknown", "unknown")
     rows = []
+    append = rows.append
     for (id_, session_id, match_id, timestamp, raw, parsed_text, valid, error,
          type_id) in cur.execute(sql, params):
         parsed = loads(parsed_text) if parsed_text else {}
-        code, category = types.get(type_id, ("unknown", "unknown"))
-        rows.append({
+        get = parsed.get
+        code, category = types.get(type_id, unknown)
+        append({
             "id": id_,
             "session_id": session_id,
             "match_id": match_id,
-            "type": parsed.get("type") or category,
-            "event_code": parsed.get("code") or code,
-            "athlete": side(parsed.get("athlete")),
-            "round": parsed.get("match_round"),
-            "time": parsed.get("match_clock"),
+            "type": get("type") or category,
+            "event_code": get("code") or code,
+            "athlete": side(get("athlete")),
+            "round": get("match_round"),
+            "time": get("match_clock"),
             "timestamp": timestamp,
             "raw_data": raw,
             "is_valid": bool(valid),
             "error_message": error,
-            "description": parsed.get("description") or raw,
+            "description": get("description") or raw,
         })
     return rows
 
@@ -125,12 +130,24 @@ def match_exists(conn: sqlite3.Connection, match_id: int) -> bool:
 
 def events_for_match(conn: sqlite3.Connection, match_id: int) -> list[dict]:
     """Every event of a match, archived ones included, in arrival (id) order."""
-    sql = (
-        f"SELECT {EVENT_COLUMNS} FROM pss_events_v2 e WHERE e.match_id = ? "
-        f"UNION ALL SELECT {EVENT_COLUMNS} FROM pss_events_v2_archive e WHERE e.match_id = ? "
-        "ORDER BY 1"  # the id column of the compound select
-    )
-    return event_rows(conn, sql, (match_id, match_id))
+    own_txn = not conn.in_transaction
+    if own_txn:
+        conn.execute("BEGIN")  # one snapshot: an archival between the two reads moves nothing
+    try:
+        if conn.execute("SELECT 1 FROM pss_events_v2_archive WHERE match_id = ? LIMIT 1",
+                        (match_id,)).fetchone() is None:
+            # The usual case: the index gives the id order, no sort of the whole rows.
+            sql = f"SELECT {EVENT_COLUMNS} FROM pss_events_v2 e WHERE e.match_id = ? ORDER BY e.id"
+            return event_rows(conn, sql, (match_id,))
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM pss_events_v2 e WHERE e.match_id = ? "
+            f"UNION ALL SELECT {EVENT_COLUMNS} FROM pss_events_v2_archive e WHERE e.match_id = ? "
+            "ORDER BY 1"  # the id column of the compound select
+        )
+        return event_rows(conn, sql, (match_id, match_id))
+    finally:
+        if own_txn:
+            conn.execute("COMMIT")
 
 
 _MATCH_SELECT = (

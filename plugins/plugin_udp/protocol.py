@@ -786,10 +786,11 @@ def parse_datagram(data: bytes) -> list[PssEvent]:
 
 def athlete_side(athlete: int | None) -> str | None:
     """1 -> 'blue', 2 -> 'red', 0 -> 'referee', anything else -> None."""
-    return _SIDES.get(athlete)
+    return ATHLETE_SIDES.get(athlete)
 
 
-_SIDES = {1: "blue", 2: "red", 0: "referee"}
+ATHLETE_SIDES = {1: "blue", 2: "red", 0: "referee"}
+"""The wire's athlete numbers and their sides (``athlete_side`` as a dict, for hot loops)."""
 _WHO = {1: "Blue", 2: "Red", 0: "Referee"}
 
 
