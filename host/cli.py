@@ -27,8 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no window: serve the UI and the command bridge over HTTP")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help=f"where the database lives (default {default_data_dir()})")
-    parser.add_argument("--udp-bind", default="0.0.0.0", help="address the PSS feed arrives on")
-    parser.add_argument("--udp-port", type=int, default=6000, help="UDP port of the PSS feed")
+    # No argparse defaults: a flag given wins over the settings saved from the UI, an absent
+    # one does not (Settings knows which were given).
+    parser.add_argument("--udp-bind", default=None,
+                        help="address the PSS feed arrives on (default 0.0.0.0, or as saved "
+                             "from the UDP screen)")
+    parser.add_argument("--udp-port", type=int, default=None,
+                        help="UDP port of the PSS feed (default 6000, or as saved from the UDP "
+                             "screen)")
     parser.add_argument("--demo", action="store_true",
                         help="start the built-in simulated match feed against our own port")
     parser.add_argument("--http-bind", default=None,
@@ -82,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         print("restrike: no display found: starting --headless (open the URL below in a browser)",
               flush=True)
         headless = True
+    given = {name: value for name, value in (("udp_bind", args.udp_bind),
+                                             ("udp_port", args.udp_port))
+             if value is not None}
     settings = Settings(
         data_dir=args.data_dir or default_data_dir(),
-        headless=headless, demo=args.demo, udp_bind=args.udp_bind, udp_port=args.udp_port,
+        headless=headless, demo=args.demo, **given,
         http_bind=args.http_bind or "127.0.0.1", http_port=args.http_port,
         token=args.token or os.environ.get("RESTRIKE_TOKEN"), log_level=args.log_level,
         config=load_config_file(args.config) if args.config else {},

@@ -296,10 +296,18 @@ _V3 = (
     "ALTER TABLE pss_event_details_archive_v3 RENAME TO pss_event_details_archive",
 )
 
+# Version 4: what the app must remember across restarts (the UDP tournament context), one JSON
+# value per key.
+_V4 = (
+    "CREATE TABLE app_state (\n    key TEXT PRIMARY KEY,\n    value TEXT NOT NULL,\n"
+    "    updated_at TEXT NOT NULL\n) WITHOUT ROWID",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
     Migration(2, "pss_event_details with a CHECK that is cheap per inserted row", _V2),
     Migration(3, "pss_event_details_archive with a CHECK that is cheap per inserted row", _V3),
+    Migration(4, "app_state: the UDP tournament context survives a restart", _V4),
 )
 """Every schema step, in order. Add a step; never edit one that has shipped."""
 

@@ -24,6 +24,7 @@ from .maintenance import Synchronous, connect_writer
 from .migrations import SchemaTooNew, apply_migrations
 from .pool import ConnectionPool
 from .recovery import close_interrupted_sessions, damage_of, is_damaged, move_aside, open_error
+from .tournaments import restored_context
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class DatabaseService:
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             batch_max_events=config.batch_max_events)
+            writer.set_context(*restored_context(conn))
         except BaseException:
             conn.close()
             raise

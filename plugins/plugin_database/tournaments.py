@@ -7,13 +7,16 @@ starting a day makes it and its tournament active; ending the last day completes
 tournament.
 
 The UDP tournament context (``set_udp_tournament_context``) is what the writer stamps on every
-event submitted after it is set (``tournament_id``, ``tournament_day_id``). It lives in memory:
-after a restart it is empty until set again.
+event submitted after it is set (``tournament_id``, ``tournament_day_id``). It is saved in
+``app_state`` in the same step, so after a restart (or a crash) in the middle of a tournament
+day the feed is stamped as before (``restored_context``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from typing import Annotated
@@ -25,6 +28,10 @@ from host.timeutil import now_iso
 
 from .queries import Id
 from .writer import transaction
+
+log = logging.getLogger(__name__)
+
+CONTEXT_KEY = "udp_tournament_context"
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
@@ -317,6 +324,7 @@ def commands(get_service: Callable) -> dict[str, Callable]:
                     raise InvalidArgument(
                         f"tournament day {tournament_day_id} belongs to tournament "
                         f"{day['tournament_id']}, not {tournament_id}", field="tournamentDayId")
+            save_context(conn, tournament_id, tournament_day_id)
             writer.set_context(tournament_id, tournament_day_id)
             return _context(tournament, day)
 
@@ -339,7 +347,13 @@ def commands(get_service: Callable) -> dict[str, Callable]:
     def clear_udp_tournament_context() -> dict:
         """Stop stamping incoming events with a tournament."""
         writer = get_service().writer
-        return _write(lambda conn: (writer.set_context(None, None), _context(None, None))[1])
+
+        def apply(conn):
+            save_context(conn, None, None)
+            writer.set_context(None, None)
+            return _context(None, None)
+
+        return _write(apply)
 
     return {fn.__name__: fn for fn in (
         tournament_create, tournament_get_all, tournament_get, tournament_update,
@@ -347,6 +361,43 @@ def commands(get_service: Callable) -> dict[str, Callable]:
         tournament_get_active, set_udp_tournament_context, get_udp_tournament_context,
         clear_udp_tournament_context,
     )}
+
+
+def save_context(conn: sqlite3.Connection, tournament_id: int | None,
+                 tournament_day_id: int | None) -> None:
+    """Remember the UDP tournament context for the next start (None, None: forget it)."""
+    if tournament_id is None:
+        conn.execute("DELETE FROM app_state WHERE key = ?", (CONTEXT_KEY,))
+        return
+    conn.execute(
+        "INSERT INTO app_state (key, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        (CONTEXT_KEY, json.dumps({"tournament_id": tournament_id,
+                                  "tournament_day_id": tournament_day_id}), now_iso()))
+
+
+def restored_context(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+    """The context saved by ``save_context`` if its tournament (and day) still exist; else
+    ``(None, None)``, and a saved one that no longer fits is forgotten with a warning."""
+    row = conn.execute("SELECT value FROM app_state WHERE key = ?", (CONTEXT_KEY,)).fetchone()
+    if row is None:
+        return None, None
+    try:
+        saved = json.loads(row[0])
+        tournament_id, day_id = saved["tournament_id"], saved["tournament_day_id"]
+    except (ValueError, KeyError, TypeError):
+        tournament_id = day_id = None
+    found = tournament_id is not None and conn.execute(
+        "SELECT 1 FROM tournaments t WHERE t.id = ? AND (? IS NULL OR EXISTS ("
+        "SELECT 1 FROM tournament_days d WHERE d.id = ? AND d.tournament_id = t.id))",
+        (tournament_id, day_id, day_id)).fetchone() is not None
+    if not found:
+        log.warning("the saved UDP tournament context %s does not fit the database any more: "
+                    "incoming events are not stamped until it is set again", row[0])
+        save_context(conn, None, None)
+        return None, None
+    log.info("UDP tournament context restored: tournament %s, day %s", tournament_id, day_id)
+    return tournament_id, day_id
 
 
 def _context(tournament: dict | None, day: dict | None) -> dict:

@@ -56,9 +56,11 @@ def commands(app) -> dict:
         ``receiveBuffer`` bytes, ``allowedSources`` addresses or CIDR networks (empty: any).
         Returns the new settings. Bad values fail with ``validation_error`` naming the field and
         change nothing; a new port that is in use fails with ``unavailable`` and changes nothing.
+        The fields given are saved in the data dir and used at the next start (an explicit
+        ``--udp-bind``/``--udp-port`` still wins).
         """
         service = svc()
-        service.reconfigure(apply_update(service.settings, settings))
+        service.update_settings(settings)
         return service.settings.public()
 
     def pss_start_listener(port: Port) -> str:

@@ -26,7 +26,8 @@ from host.timeutil import now_iso
 from . import simulator
 from .live import LiveFeed, ui_event
 from .receiver import BindError, Receiver, open_socket
-from .settings import UdpSettings, settings_from_app
+from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
+                       settings_from_app)
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,18 @@ class UdpService:
             self._stop_locked()
             self.settings = new
             self._start_locked(opened)
+
+    def update_settings(self, update: UdpSettings) -> None:
+        """Apply the fields ``update`` gives (see ``reconfigure``) and save them for the next
+        start. Raises ``Unavailable`` when they were applied but could not be saved."""
+        with self._lock:
+            self.reconfigure(apply_update(self.settings, update))
+            try:
+                save_settings(self.app.settings.data_dir, changed_fields(update))
+            except OSError as exc:
+                log.error("UDP settings applied but not saved: %s", exc)
+                raise Unavailable(f"the settings are in use but could not be saved for the "
+                                  f"next start: {exc}") from None
 
     def _emit_status(self) -> None:
         """Push ``udp_status`` (latest only) so that the UI refreshes at once."""

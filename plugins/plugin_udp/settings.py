@@ -1,20 +1,30 @@
 """The UDP plugin's settings: a pydantic model at the edge (config file section and the UI).
 
-``bind``/``port`` come from the host settings (``--udp-bind``/``--udp-port``); the rest from the
-``"udp"`` section of the config file. The UI sends camelCase keys (``receiveBuffer``), Python code
-uses snake_case; both are accepted. Unknown keys are refused, so a typo is an error, not a silent
-default.
+Where each value comes from, the later winning: the defaults; the ``"udp"`` section of the
+config file (everything but ``bind``/``port``); what the operator saved with
+``update_udp_settings`` (``udp-settings.json`` in the data dir, so a change made at the court
+survives a restart); and ``--udp-bind``/``--udp-port`` when given on the command line.
+
+The UI sends camelCase keys (``receiveBuffer``), Python code uses snake_case; both are accepted.
+Unknown keys are refused, so a typo is an error, not a silent default.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+log = logging.getLogger(__name__)
+
 DEFAULT_RECEIVE_BUFFER = 8 * 1024 * 1024
+SAVED_FILE = "udp-settings.json"
 
 
 class UdpSettings(BaseModel):
@@ -74,20 +84,66 @@ class UdpSettings(BaseModel):
 
 
 def settings_from_app(app_settings) -> UdpSettings:
-    """The plugin's settings from the host settings and the config file's ``udp`` section.
+    """The plugin's settings at start (see the module docstring for the order).
 
     The config section may not carry ``bind``/``port``: those are the host's ``--udp-bind`` and
-    ``--udp-port``, so there is one place that sets them. Raises ``pydantic.ValidationError``.
+    ``--udp-port``, so there is one place that sets them. Raises ``pydantic.ValidationError``
+    for a bad config section; saved settings that are no longer valid are logged and ignored.
     """
     section = dict(app_settings.config.get("udp", {}) or {})
     for key in ("bind", "port"):
         if key in section:
             raise ValueError(f"udp.{key}: set it with --udp-{key} (the config file's udp "
                              f"section holds receive_buffer, allowed_sources, autostart)")
-    return UdpSettings(bind=app_settings.udp_bind, port=app_settings.udp_port, **section)
+    base = {"bind": app_settings.udp_bind, "port": app_settings.udp_port, **section}
+    given = {key: getattr(app_settings, f"udp_{key}") for key in ("bind", "port")
+             if f"udp_{key}" in app_settings.model_fields_set}
+    saved = saved_settings(app_settings.data_dir)
+    if saved:
+        try:
+            return UdpSettings(**{**base, **saved, **given})
+        except ValidationError as exc:
+            log.error("the UDP settings saved in %s are not valid any more and are ignored: %s",
+                      Path(app_settings.data_dir) / SAVED_FILE, exc)
+    return UdpSettings(**{**base, **given})
+
+
+def saved_settings(data_dir: Path) -> dict:
+    """The fields saved by ``save_settings`` (snake_case), or {} when there are none; a file
+    that cannot be read is logged and ignored (the defaults apply, nothing is lost but it)."""
+    path = Path(data_dir) / SAVED_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.error("the saved UDP settings in %s cannot be read and are ignored: %s", path, exc)
+        return {}
+    if not isinstance(data, dict):
+        log.error("the saved UDP settings in %s are not an object and are ignored", path)
+        return {}
+    return data
+
+
+def save_settings(data_dir: Path, changes: dict) -> None:
+    """Merge ``changes`` into the saved settings, atomically (a crash leaves the old file or the
+    new one, never half of one). Raises ``OSError`` when the file cannot be written."""
+    path = Path(data_dir) / SAVED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**saved_settings(data_dir), **changes}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(merged, out, indent=2, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def changed_fields(update: UdpSettings) -> dict:
+    """The fields the caller actually gave in ``update`` (snake_case, JSON types)."""
+    return update.model_dump(mode="json", include=update.model_fields_set)
 
 
 def apply_update(current: UdpSettings, update: UdpSettings) -> UdpSettings:
     """``current`` with the fields the caller actually gave in ``update`` (others unchanged)."""
-    changes = {name: getattr(update, name) for name in update.model_fields_set}
-    return UdpSettings.model_validate({**current.model_dump(), **changes})
+    return UdpSettings.model_validate({**current.model_dump(), **changed_fields(update)})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from host.errors import Conflict, InvalidArgument, NotFound
 from plugins.plugin_database.plugin import service_of
 
-from .conftest import Feed, call, read, store
+from .conftest import DATABASE_ONLY, Feed, call, read, store
 
 INJECTION = "Robert'); DROP TABLE tournaments;--"
 
@@ -155,3 +157,46 @@ def test_context_is_validated_stamped_on_new_events_and_cleared(db_app):
     # once cleared, the tournament can go; its events stay, unstamped
     call(db_app, "tournament_delete", t1["id"])
     assert read(service, "SELECT COUNT(*), COUNT(tournament_id) FROM pss_events_v2") == [(4, 0)]
+
+
+def test_the_context_survives_a_restart_and_a_cleared_one_stays_cleared(make_app, tmp_path):
+    data_dir = tmp_path / "data"
+
+    def start():
+        return make_app(builtins=DATABASE_ONLY, data_dir=data_dir).start()
+
+    first = start()
+    tournament = call(first, "tournament_create", "Open", 2)
+    day2 = tournament["days"][1]["id"]
+    call(first, "set_udp_tournament_context", tournament["id"], day2)
+    first.stop()  # as after a crash: nothing else told the next run
+
+    second = start()
+    context = call(second, "get_udp_tournament_context")
+    assert (context["tournament_id"], context["tournament_day_id"]) == (tournament["id"], day2)
+    store(service_of(second), Feed().events(["pt1;1;"]))
+    assert read(service_of(second), "SELECT tournament_id, tournament_day_id FROM pss_events_v2"
+                ) == [(tournament["id"], day2)]
+    call(second, "clear_udp_tournament_context")
+    second.stop()
+
+    third = start()
+    assert call(third, "get_udp_tournament_context")["tournament_id"] is None
+
+
+def test_a_saved_context_that_no_longer_fits_is_forgotten_with_a_warning(make_app, tmp_path,
+                                                                         caplog):
+    data_dir = tmp_path / "data"
+    first = make_app(builtins=DATABASE_ONLY, data_dir=data_dir).start()
+    tournament = call(first, "tournament_create", "Gone", 1)
+    call(first, "set_udp_tournament_context", tournament["id"], None)
+    first.stop()
+    with sqlite3.connect(data_dir / "restrike_vta.db") as conn:  # removed behind the app's back
+        conn.execute("DELETE FROM tournament_days")
+        conn.execute("DELETE FROM tournaments")
+    conn.close()
+
+    second = make_app(builtins=DATABASE_ONLY, data_dir=data_dir).start()
+    assert call(second, "get_udp_tournament_context")["tournament_id"] is None
+    assert "does not fit the database any more" in caplog.text
+    assert read(service_of(second), "SELECT COUNT(*) FROM app_state") == [(0,)]

@@ -166,6 +166,53 @@ def test_bad_settings_are_rejected_naming_the_field_and_change_nothing(udp_app, 
     wait_for(lambda: len(rec.events) == 1)
 
 
+def test_settings_changed_in_the_ui_are_used_at_the_next_start(make_app, tmp_path):
+    from host.app import App
+    from host.settings import Settings
+
+    data_dir = tmp_path / "court-3"
+    first = make_app(builtins=UDP_ONLY, data_dir=data_dir).start()
+    port = free_port(socket.SOCK_DGRAM)
+    call(first, "update_udp_settings", [{"port": port, "receiveBuffer": 4 * 1024 * 1024,
+                                         "allowedSources": ["127.0.0.1"]}])
+    call(first, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])  # merged
+    first.stop()
+
+    # Started as the CLI does without --udp-port: the saved port is used.
+    again = App(Settings(data_dir=data_dir, udp_bind="127.0.0.1"), builtins=UDP_ONLY,
+                load_entrypoints=False)
+    try:
+        again.start()
+        settings = call(again, "get_udp_settings")
+        assert (settings["port"], settings["receive_buffer"], settings["allowed_sources"]) == (
+            port, 2 * 1024 * 1024, ["127.0.0.1"])
+        assert call(again, "get_udp_stats")["port"] == port
+    finally:
+        again.stop()
+
+    # An explicit port (--udp-port) wins over the saved one; the other saved fields still apply.
+    explicit = free_port(socket.SOCK_DGRAM)
+    third = make_app(builtins=UDP_ONLY, data_dir=data_dir, udp_port=explicit).start()
+    settings = call(third, "get_udp_settings")
+    assert settings["port"] == explicit and settings["receive_buffer"] == 2 * 1024 * 1024
+
+
+def test_saved_settings_that_are_damaged_or_invalid_are_ignored_with_an_error(make_app, tmp_path,
+                                                                               caplog):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    saved = data_dir / "udp-settings.json"
+    for content, message in (("{not json", "cannot be read"),
+                             ('{"receive_buffer": 5}', "not valid any more")):
+        saved.write_text(content)
+        caplog.clear()
+        app = make_app(builtins=UDP_ONLY, data_dir=data_dir).start()
+        assert call(app, "get_udp_settings")["receive_buffer"] == 8 * 1024 * 1024  # the default
+        assert call(app, "get_udp_status") == "Running"
+        assert message in caplog.text
+        app.stop()
+
+
 def test_a_new_port_restarts_the_server_there(udp_app):
     app, rec, old = udp_app()
     new_port = free_port(socket.SOCK_DGRAM)
