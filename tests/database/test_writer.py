@@ -485,7 +485,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
 
 
 def test_json_text_is_json_dumps_for_every_code_point():
-    from plugins.plugin_database.writer import _json
+    from plugins.plugin_database.rows import json_text as _json
 
     for start in range(0, 0x110000, 0x1000):
         chars = "".join(chr(c) for c in range(start, start + 0x1000)
