@@ -15,7 +15,7 @@ While a move runs, the connection gets a larger page cache and foreign-key enfor
 paused - SQLite's per-row checks were a third of a restore and its per-row cascade two thirds
 of an archival - with the same guarantees kept by hand: the details are deleted explicitly, and
 before a restore the parents the moved events refer to are checked once per distinct value
-(``_missing_parents``). Both settings are given back afterwards. A chunk whose events are all
+(``_refuse_missing_parents``). Both settings are given back afterwards. A chunk whose events are all
 the rows of an id range is moved with range predicates (``id BETWEEN``), which SQLite walks in
 order, instead of an ``IN`` list it must build first. Measured with
 ``bench/database_archive.py``.
@@ -370,20 +370,22 @@ def _move_in_transaction(conn, op, src, dst, where, params, progress, chunk, eve
         done = 0
         while done < total:
             count = min(chunk, total - done)
-            by_list = ((f"IN ({_CHUNK_IDS})", (done, done + count)))
+            by_list = (f"IN ({_CHUNK_IDS})", (done, done + count))
             id_range = _id_range(conn, src_events, done, count)
             events_in, args = ("BETWEEN ? AND ?", id_range) if id_range else by_list
-            details_in, details_args = (
-                f"event_id {events_in}", args) if id_range and details_by_range else (
-                f"event_id {by_list[0]}", by_list[1])
+            if id_range and details_by_range:
+                details_in, details_args = events_in, args
+            else:
+                details_in, details_args = by_list
             if dst is not None:
                 conn.execute(
                     f"INSERT INTO {_q(dst[0])} ({event_cols}) SELECT {event_cols} "
                     f"FROM {_q(src_events)} WHERE id {events_in}", args)
                 conn.execute(
                     f"INSERT INTO {_q(dst[1])} ({detail_cols}) SELECT {detail_cols} "
-                    f"FROM {_q(src_details)} WHERE {details_in}", details_args)
-            conn.execute(f"DELETE FROM {_q(src_details)} WHERE {details_in}", details_args)
+                    f"FROM {_q(src_details)} WHERE event_id {details_in}", details_args)
+            conn.execute(f"DELETE FROM {_q(src_details)} WHERE event_id {details_in}",
+                         details_args)
             conn.execute(f"DELETE FROM {_q(src_events)} WHERE id {events_in}", args)
             done += count
             _report(progress, op, done, total)
