@@ -171,10 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="concurrent readers of the pool checkout row")
     parser.add_argument("--dir", type=Path, default=None, help="where the file goes (a temp "
                         "dir by default, removed at the end)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="FILE",
+                        help="use and keep this database file: filled up to --events the first "
+                        "time, reused as it is after (to measure queries again quickly)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        path = Path(tmp) / DB_FILE
+        path = args.keep or Path(tmp) / DB_FILE
         service = DatabaseService.open(path, DatabaseConfig(
             synchronous=args.synchronous, queue_max_events=1_000_000, pool_max_size=4))
         try:
@@ -194,13 +197,18 @@ def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:
     feeds = [interleaved_events(args.courts, args.matches, SEED + r)
              for r in range(max(1, args.rounds))]
     block = feeds[0]
+
+    def counts() -> tuple[int, int]:  # details and matches (a --keep file has more before)
+        with service.pool.connection() as conn:
+            return (conn.execute("SELECT COUNT(*) FROM pss_event_details").fetchone()[0],
+                    conn.execute("SELECT COUNT(*) FROM pss_matches").fetchone()[0])
+
+    before = counts()
     measured = [measure_inserts(service, feed, args.batch) for feed in feeds]
     rates = sorted(rate for rate, _ in measured)
     cpus = sorted(cpu for _, cpu in measured)
     rate, cpu = rates[len(rates) // 2], cpus[len(cpus) // 2]
-    with service.pool.connection() as conn:
-        details = conn.execute("SELECT COUNT(*) FROM pss_event_details").fetchone()[0]
-        matches = conn.execute("SELECT COUNT(*) FROM pss_matches").fetchone()[0]
+    details, matches = (after - first for after, first in zip(counts(), before))
     stored = sum(len(feed) for feed in feeds)
     cpu_rate = 1.0 / cpu if cpu == cpu and cpu > 0 else float("nan")
     rows = [
@@ -216,7 +224,8 @@ def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:
          f"{cpus[0] * 1e6:.1f}-{cpus[-1] * 1e6:.1f} us)"),
     ]
 
-    total = stored
+    with service.pool.connection() as conn:  # more than the rounds' when --keep reuses a file
+        total = conn.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()[0]
     started = time.perf_counter()
     while total < args.events:
         total += service.writer.run(

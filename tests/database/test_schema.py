@@ -136,3 +136,11 @@ def test_every_lookup_uses_an_index(conn, sql):
     apply_migrations(conn)
     text = plan(conn, sql, ())
     assert "SEARCH" in text and "SCAN" not in text, text
+
+
+def test_a_matchs_event_list_is_read_from_the_match_index_alone(conn):
+    apply_migrations(conn)
+    sql = f"SELECT {EVENT_COLUMNS} FROM pss_events_v2 e WHERE e.match_id = ? ORDER BY e.id"
+    text = plan(conn, sql, (1,))
+    assert "SEARCH e USING COVERING INDEX idx_pss_events_v2_match" in text, text
+    assert "TEMP B-TREE" not in text, text  # no sort either
