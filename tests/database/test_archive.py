@@ -442,23 +442,18 @@ def test_archive_keeps_foreign_keys_of_other_tables_that_reference_events(conn, 
     assert snapshot(conn) == before
 
 
-def test_restore_keeps_the_foreign_key_checks_of_the_main_tables(conn, populated):
+@pytest.mark.parametrize("column, value, age, parent", [
+    ("event_type_id", 99999, 35, "pss_event_types"),
+    ("match_id", 4242, 31, "pss_matches"),  # a match deleted since
+])
+def test_restore_keeps_the_foreign_key_checks_of_the_main_tables(conn, populated, column, value,
+                                                                 age, parent):
     archive_old_events(conn, 30, now=NOW)
-    conn.execute("UPDATE pss_events_v2_archive SET event_type_id = 99999 WHERE id = ?",
-                 (populated[35],))
+    conn.execute(f"UPDATE pss_events_v2_archive SET {column} = ? WHERE id = ?",
+                 (value, populated[age]))
     before = snapshot(conn)
-    with pytest.raises(Conflict, match=r"event_type_id \(first 99999\) refer to rows of "
-                                        r"pss_event_types that no longer exist"):
-        restore_from_archive(conn, "2000-01-01", "2100-01-01")
-    assert snapshot(conn) == before
-
-
-def test_restore_refuses_events_of_a_match_deleted_since_and_changes_nothing(conn, populated):
-    archive_old_events(conn, 30, now=NOW)
-    conn.execute("UPDATE pss_events_v2_archive SET match_id = 4242 WHERE id = ?",
-                 (populated[31],))
-    before = snapshot(conn)
-    with pytest.raises(Conflict, match=r"match_id \(first 4242\) refer to rows of pss_matches"):
+    with pytest.raises(Conflict, match=rf"{column} \(first {value}\) refer to rows of "
+                                        rf"{parent} that no longer exist"):
         restore_from_archive(conn, "2000-01-01", "2100-01-01")
     assert snapshot(conn) == before
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # given back

@@ -132,14 +132,20 @@ def test_disk_full_holds_the_batch_and_writes_it_in_order_when_space_returns(db,
     assert read(db, "SELECT COUNT(*) FROM pss_events_v2 WHERE match_id IS NULL") == [(2,)]
 
 
-def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, feed):
-    db = open_db(queue_max_events=1000)
+def occupy_writer(db) -> tuple[threading.Event, threading.Thread]:
+    """Keep the writer thread busy in a ``run`` call until the returned event is set."""
     release = threading.Event()
     started = threading.Event()
     blocker = threading.Thread(
         target=db.writer.run, args=(lambda c: (started.set(), release.wait(10)),))
     blocker.start()
     assert started.wait(5)
+    return release, blocker
+
+
+def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, feed):
+    db = open_db(queue_max_events=1000)
+    release, blocker = occupy_writer(db)
     batch = feed.events(["clk;1:00\r\n"] * 400)
     accepted = [db.writer.submit(batch) for _ in range(4)]  # the writer is busy: 1600 > 1000
     assert accepted == [True, True, False, False]
@@ -154,12 +160,7 @@ def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, 
 
 def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed):
     db = open_db(queue_max_events=1000)
-    release = threading.Event()
-    started = threading.Event()
-    blocker = threading.Thread(
-        target=db.writer.run, args=(lambda c: (started.set(), release.wait(10)),))
-    blocker.start()
-    assert started.wait(5)
+    release, blocker = occupy_writer(db)
     batch = feed.events(["clk;1:00\r\n"] * 400)
     assert db.writer.submit(batch, wait=30) and db.writer.submit(batch, wait=30)
     outcome: list = []
@@ -178,12 +179,7 @@ def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db,
 
 def test_a_submit_waiting_for_room_gives_up_when_the_writer_closes(open_db, feed):
     db = open_db(queue_max_events=1000)
-    release = threading.Event()
-    started = threading.Event()
-    blocker = threading.Thread(
-        target=db.writer.run, args=(lambda c: (started.set(), release.wait(10)),))
-    blocker.start()
-    assert started.wait(5)
+    release, blocker = occupy_writer(db)
     batch = feed.events(["clk;1:00\r\n"] * 600)
     assert db.writer.submit(batch, wait=30)
     outcome: list = []
