@@ -12,7 +12,7 @@ APT_RUN  := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libx
             libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0 libnss3 libasound2 \
             libegl1 libgl1 libdbus-1-3 libfontconfig1
 
-.PHONY: run demo test test-fast bench venv apt-run apt-test clean
+.PHONY: run demo test test-fast screenshots bench venv apt-run apt-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ demo: venv apt-run
 ## make test: install test needs (apt + pip) and run the whole suite under Xvfb
 test: venv apt-test
 	RESTRIKE_LOAD_PLUGINS= xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -q $(PYTEST_ARGS)
+
+## make screenshots: refresh docs/screenshots/ (the tests alone write theirs to a temp dir)
+screenshots: venv apt-test
+	RESTRIKE_LOAD_PLUGINS= RESTRIKE_SCREENSHOTS=docs/screenshots xvfb-run -a \
+		-s "-screen 0 1600x1000x24" $(PY) -m pytest -q tests/e2e/test_screens.py \
+		-k screenshots $(PYTEST_ARGS)
 
 test-fast: venv
 	RESTRIKE_LOAD_PLUGINS= $(PY) -m pytest -q -m "not e2e and not slow" $(PYTEST_ARGS)

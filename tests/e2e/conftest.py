@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from base64 import b64decode
 from dataclasses import dataclass, field
@@ -35,7 +36,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 TOKEN = "e2e-token-5f1c"
 START_TIMEOUT = 60.0
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# `make screenshots` writes them into docs/screenshots/; a plain test run keeps its own copy
+# aside, so running the tests does not rewrite the documentation's images.
+SCREENSHOTS = Path(os.environ.get("RESTRIKE_SCREENSHOTS")
+                   or Path(tempfile.gettempdir()) / "restrike-screenshots")
 FIXTURES = SHARED / "fixtures"
 DB_FILE = "restrike_vta.db"
 

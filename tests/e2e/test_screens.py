@@ -1,5 +1,5 @@
 """Browser mode only: the OBS overlay, the CSP, and a screenshot of every screen at two sizes
-(written to docs/screenshots/, checked for horizontal overflow)."""
+(checked for horizontal overflow; written to docs/screenshots/ by `make screenshots`)."""
 
 from __future__ import annotations
 
