@@ -17,12 +17,12 @@ from tests.conftest import REPO, free_port, wait_for
 TOKEN = "test-token-123"
 
 
-@pytest.fixture
-def headless(tmp_path):
-    http_port, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
+def start_headless(data_dir, *args: str) -> tuple[subprocess.Popen, str]:
+    """``python -m host --headless`` on ``data_dir`` with ``args``; returns it and its URL once
+    its HTTP server answers."""
+    http_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host", "--headless", "--data-dir", str(tmp_path / "data"),
-         "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port),
+        [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir), *args,
          "--http-port", str(http_port), "--token", TOKEN],
         cwd=REPO, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -37,10 +37,38 @@ def headless(tmp_path):
             return False
 
     wait_for(up, 30, 0.1, "the HTTP server")
-    yield proc, base, udp_port
+    return proc, base
+
+
+def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def headless(tmp_path):
+    udp_port = free_port(socket.SOCK_DGRAM)
+    proc, base = start_headless(tmp_path / "data", "--udp-bind", "127.0.0.1",
+                                "--udp-port", str(udp_port))
+    yield proc, base, udp_port
+    stop(proc)
+
+
+def test_saved_udp_settings_apply_unless_the_command_line_gives_the_port(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    saved_port, flag_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    (data / "udp-settings.json").write_text(json.dumps({"bind": "127.0.0.1", "port": saved_port}))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for args, port in (((), saved_port), (("--udp-port", str(flag_port)), flag_port)):
+        proc, base = start_headless(data, *args)
+        try:
+            settings = httpx.post(f"{base}/api/invoke/get_udp_settings", headers=auth,
+                                  json=[]).json()
+            assert (settings["bind"], settings["port"]) == ("127.0.0.1", port)
+        finally:
+            stop(proc)
 
 
 def test_headless_bridge_token_sse_and_sigterm(headless):
