@@ -700,6 +700,25 @@ _LINES = re.compile(r"\r\n|\n|\r")
 # --------------------------------------------------------------------------------------- parser
 
 
+# The feed repeats itself (a clock tick per second per court, the same score lines), and an
+# event is a frozen model, a pure function of its line: one made of immutable values is parsed
+# once and shared. Bounded: cleared when full.
+_SHARED: dict[str, PssEvent] = {}
+_SHARED_MAX = 4096
+_IMMUTABLE = frozenset((str, int, float, bool, type(None), tuple))
+
+
+def _shared_message(line: str) -> PssEvent:
+    event = _SHARED.get(line)
+    if event is None:
+        event = _message(line)
+        if _IMMUTABLE.issuperset(map(type, event.__dict__.values())):
+            if len(_SHARED) >= _SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[line] = event
+    return event
+
+
 def _message(line: str) -> PssEvent:
     """One message line (no line terminator) -> one event. Never raises."""
     body = line[:-1] if line.endswith(";") else line
@@ -757,9 +776,9 @@ def _parse_lines(text: str) -> list[PssEvent]:
             continue  # empty lines are CR/LF framing, not messages
         if line[:2] in ("hl", "pt") and (line.find("hl", 2) > 0 or line.find("pt", 2) > 0):
             for part in _GLUED.split(line):
-                events.append(_message(part))
+                events.append(_shared_message(part))
         else:
-            events.append(_message(line))
+            events.append(_shared_message(line))
     if not events:
         events.append(Invalid(raw=text, error="datagram is empty"))
     return events

@@ -470,3 +470,14 @@ def test_fuzz_text_without_surrogates(text):
     assert_parse_contract(text.encode("utf-8"))
     events = parse_text(text)
     assert events and all(e.raw in text for e in events)
+
+
+def test_a_repeated_line_shares_its_immutable_event_and_never_a_mutable_one():
+    first, again = parse_text("clk;1:59\r\n")[0], parse_text("clk;1:59\r\n")[0]
+    assert first is again and first.raw == "clk;1:59"  # parsed once: the feed repeats itself
+    other = parse_text("clk;1:58\r\n")[0]
+    assert other.clock == "1:58" and other is not first
+    # an event holding a list (here an unknown code's values) is parsed afresh each time
+    unknown_1, unknown_2 = parse_text("zzz;1;2\r\n")[0], parse_text("zzz;1;2\r\n")[0]
+    assert unknown_1 == unknown_2 and unknown_1 is not unknown_2
+    assert isinstance(unknown_1.values, list)
