@@ -54,7 +54,10 @@ def restrike_pss_events(events, app):
 
     ``events`` is a list of ``plugins.plugin_udp.ingested.IngestedEvent`` (datagram sequence,
     reception time, source address, exact raw text and the parsed event). Called on the UDP
-    dispatch thread: return quickly and never block (hand work to your own bounded queue).
+    dispatch thread: return quickly (hand slow work to your own bounded queue). While an
+    implementation blocks, every plugin gets its batches later and the backlog waits in the
+    receiver's bounded queue; the database plugin does that on purpose when storage falls
+    behind (back-pressure), nothing else should.
     An exception is logged with the plugin's name and counted (``list_plugins()``); the other
     plugins still receive the batch, and ingest goes on.
     """

@@ -37,6 +37,8 @@ from typing import Any
 from host.errors import Conflict, InvalidArgument
 from host.timeutil import TimeOutOfRange, parse_iso, to_iso, to_utc
 
+from .pool import read_snapshot
+
 log = logging.getLogger(__name__)
 
 EVENTS = "pss_events_v2"
@@ -231,18 +233,12 @@ def get_archive_statistics(conn: sqlite3.Connection) -> dict:
     """
     for table in (EVENTS_ARCHIVE, DETAILS_ARCHIVE):
         _columns(conn, table)
-    own_txn = not conn.in_transaction
-    if own_txn:
-        conn.execute("BEGIN")  # one snapshot for all the numbers
-    try:
+    with read_snapshot(conn):  # one snapshot for all the numbers
         events, oldest, newest = conn.execute(
             f"SELECT count(*), min(created_at), max(created_at) FROM {_q(EVENTS_ARCHIVE)}"
         ).fetchone()
         details = conn.execute(f"SELECT count(*) FROM {_q(DETAILS_ARCHIVE)}").fetchone()[0]
         size, method = _archive_size(conn, events + details)
-    finally:
-        if own_txn:
-            conn.execute("COMMIT")
     return {
         "archived_events": events,
         "archived_details": details,

@@ -47,6 +47,20 @@ def connect_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
+@contextlib.contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``with read_snapshot(conn):`` - the reads inside see one state of the database (a
+    deferred ``BEGIN`` ... ``COMMIT``; inside a transaction already, that one's)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 def check_connection(conn: sqlite3.Connection) -> None:
     """The health check run on every checkout: raises if the connection cannot run a query."""
     conn.execute("SELECT 1").fetchone()

@@ -28,6 +28,8 @@ from host.errors import NotFound
 from host.timeutil import to_iso, to_utc
 from plugins.plugin_udp.protocol import ATHLETE_SIDES, athlete_side
 
+from .pool import read_snapshot
+
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 """A row id (positive)."""
 SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
@@ -135,10 +137,7 @@ def match_exists(conn: sqlite3.Connection, match_id: int) -> bool:
 
 def events_for_match(conn: sqlite3.Connection, match_id: int) -> list[dict]:
     """Every event of a match, archived ones included, in arrival (id) order."""
-    own_txn = not conn.in_transaction
-    if own_txn:
-        conn.execute("BEGIN")  # one snapshot: an archival between the two reads moves nothing
-    try:
+    with read_snapshot(conn):  # an archival between the two reads moves nothing
         if conn.execute("SELECT 1 FROM pss_events_v2_archive WHERE match_id = ? LIMIT 1",
                         (match_id,)).fetchone() is None:
             # The usual case: the index gives the id order, no sort of the whole rows.
@@ -150,9 +149,6 @@ def events_for_match(conn: sqlite3.Connection, match_id: int) -> list[dict]:
             "ORDER BY 1"  # the id column of the compound select
         )
         return event_rows(conn, sql, (match_id, match_id))
-    finally:
-        if own_txn:
-            conn.execute("COMMIT")
 
 
 _MATCH_SELECT = (
