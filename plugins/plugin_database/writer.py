@@ -81,6 +81,7 @@ from typing import Any
 from host.errors import Unavailable
 from host.timeutil import clock_ns, now_iso, to_iso
 
+from .maintenance import storage_full
 from .rows import (EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, Rows, Shapes, Source, Suffixes,
                    many)
 from .schema import UNKNOWN_CODE
@@ -458,7 +459,10 @@ class Writer:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             if self._conn.in_transaction:
                 _rollback(self._conn)
-            call.future.set_exception(exc)
+            full = storage_full(exc)  # the caller's typed error; the log says what happened
+            if full is not None:
+                log.error("a database change was refused, nothing written: %s", exc)
+            call.future.set_exception(full or exc)
         else:
             call.future.set_result(result)
 

@@ -13,6 +13,7 @@ changed; and ``pss_event`` with the UI events (a stream push: at most
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ import uuid
 
 import psutil
 
-from host.errors import Conflict, Unavailable
+from host.errors import Conflict, StorageFull, Unavailable
 from host.timeutil import now_iso
 
 from . import simulator
@@ -35,6 +36,7 @@ PUSH_EVENTS_PER_DELIVERY = 250
 """Events a page gets per push delivery (30 a second at most): more than a table can show."""
 DEMO_SPEED = 1.0
 """The ``--demo`` feed runs in real time (one clock tick per second), as a real court would."""
+_DISK_FULL = frozenset((errno.ENOSPC, errno.EDQUOT))  # no space left (on the disk, in a quota)
 
 
 class UdpService:
@@ -188,6 +190,9 @@ class UdpService:
                 save_settings(self.app.settings.data_dir, changed_fields(update))
             except OSError as exc:
                 log.error("UDP settings applied but not saved: %s", exc)
+                if exc.errno in _DISK_FULL:
+                    raise StorageFull("the settings are in use but could not be saved for the "
+                                      "next start.") from None
                 raise Unavailable(f"the settings are in use but could not be saved for the "
                                   f"next start: {exc}") from None
             self._default_settings = None  # the saved address is the operator's latest choice

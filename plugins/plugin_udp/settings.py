@@ -215,11 +215,15 @@ def save_settings(data_dir: Path, changes: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = {**saved_settings(data_dir), **changes}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(merged, out, indent=2, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump(merged, out, indent=2, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no half-written file left behind (e.g. the disk is full)
+        raise
 
 
 def changed_fields(update: UdpSettings) -> dict:

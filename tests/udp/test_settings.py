@@ -159,3 +159,44 @@ def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_defa
     log = proc.stdout.read()
     assert "ERROR" in log and f"The saved UDP address [::1]:{port} cannot be used" in log, log
     assert "Traceback" not in log, log
+
+
+def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(make_app,
+                                                                                 tmp_path):
+    """A real full file system (a 1 MiB tmpfs, filled): the typed error, no file left half
+    written, the saved settings as they were."""
+    from tests.reliability.test_disk_full import _can_mount
+
+    if not _can_mount():
+        pytest.skip("needs root on Linux to mount a small tmpfs")
+    import subprocess
+
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    app = None
+    try:
+        data = mount_point / "data"
+        app = make_app(builtins=UDP_ONLY, data_dir=data).start()
+        call(app, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])
+        before = (data / "udp-settings.json").read_bytes()
+        with open(mount_point / "filler", "wb", buffering=0) as filler:  # every block left
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        from host.errors import StorageFull
+        with pytest.raises(StorageFull, match="^The disk is full: ") as caught:
+            call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
+        assert caught.value.type == "storage_full" and caught.value.status == 507
+        assert (data / "udp-settings.json").read_bytes() == before
+        assert sorted(p.name for p in data.iterdir()) == ["udp-settings.json"]
+    finally:
+        if app is not None:
+            app.stop()
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
