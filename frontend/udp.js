@@ -54,6 +54,10 @@ function renderStatus(stats) {
   setText(status, text);
   status.classList.toggle('status-on', running);
   status.classList.toggle('status-off', !running);
+  // a saved address that did not bind at start-up: the server listens on the default instead
+  const problem = $('#udp-settings-problem');
+  setText(problem, stats?.settings_problem ?? '');
+  problem.hidden = !stats?.settings_problem;
   const top = $('#top-udp');
   setText(top, running ? `${sim ? 'SIMULATED' : 'UDP'} :${port ?? ''}` : stats?.status === 'Error' ? 'UDP error' : 'UDP stopped');
   top.title = sim ? `${text} (simulated feed)` : text;

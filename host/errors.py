@@ -48,3 +48,14 @@ class Unavailable(CommandError):
 
     type = "unavailable"
     status = 503
+
+
+class StorageFull(CommandError):
+    """The disk (or the database's size limit) is full: nothing was written. ``storage_full``;
+    the message is "The disk is full: " and what was not done."""
+
+    type = "storage_full"
+    status = 507
+
+    def __init__(self, detail: str, field: str | None = None):
+        super().__init__(f"The disk is full: {detail}", field)

@@ -120,7 +120,7 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
         if ok:
             return JSONResponse(value)
         status = {"validation_error": 422, "not_found": 404, "conflict": 409,
-                  "unavailable": 503}.get(value["type"], 500)
+                  "unavailable": 503, "storage_full": 507}.get(value["type"], 500)
         return JSONResponse({"error": value}, status)
 
     async def events(request: Request) -> Response:

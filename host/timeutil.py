@@ -8,6 +8,7 @@ queries on TEXT columns are correct.
 from __future__ import annotations
 
 import datetime as _dt
+import time as _time
 
 
 class TimeOutOfRange(ValueError):
@@ -56,3 +57,10 @@ def parse_iso(text: str) -> _dt.datetime:
     """
     value = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     return to_utc(value)
+
+
+clock_ns = _time.monotonic_ns
+"""The one clock for durations: nanoseconds of ``CLOCK_MONOTONIC`` (never steps back, never jumps
+with the wall clock). Any two readings in any thread of any process on this machine can be
+subtracted; only differences mean anything (it starts near zero at boot), so 0 stands for "no
+reading" wherever a reading is stored."""

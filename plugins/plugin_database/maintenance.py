@@ -8,11 +8,14 @@ else, is what lets the rest of the plugin stay plain SQL.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Literal
+
+from host.errors import StorageFull
 
 Synchronous = Literal["NORMAL", "FULL", "OFF"]
 
@@ -22,6 +25,24 @@ COUNTED_TABLES = (
     "pss_matches", "pss_athletes", "pss_rounds", "pss_scores", "pss_warnings",
     "udp_server_sessions", "udp_client_connections", "tournaments", "tournament_days",
 )
+
+
+# How the OS says "no space left" when SQLite passes its error on (SQLite itself says
+# SQLITE_FULL, for a full disk and for its max_page_count limit alike).
+_FULL_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT))
+
+
+def storage_full(exc: BaseException) -> StorageFull | None:
+    """``exc`` as the operator's ``storage_full`` error when it means the disk is full, else
+    None. A write that fails so was rolled back: nothing of it was written."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    full = (isinstance(exc, sqlite3.Error) and code is not None
+            and code & 0xFF == sqlite3.SQLITE_FULL) or (
+        isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS)
+    if not full:
+        return None
+    return StorageFull("nothing was saved. Free some space on the disk that holds the data "
+                       "folder, then try again.")
 
 
 def connect_writer(path: str, synchronous: Synchronous = "NORMAL",

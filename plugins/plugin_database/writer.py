@@ -79,8 +79,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.errors import Unavailable
-from host.timeutil import now_iso, to_iso
+from host.timeutil import clock_ns, now_iso, to_iso
 
+from .maintenance import storage_full
 from .rows import (EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, Rows, Shapes, Source, Suffixes,
                    many)
 from .schema import UNKNOWN_CODE
@@ -97,10 +98,11 @@ _NEXT_EVENT_ID = (
     "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
     "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0)) + 1"
 )
-# processing_time_ms is only meaningful on the receiver's monotonic clock: a value from
-# another clock (or over an hour) is stored as NULL, not as nonsense. It is rounded to the
-# microsecond in integers (round(x, 3) goes through a decimal string: 1.5k instructions).
-_MAX_PROCESSING_NS = 3_600_000_000_000
+# processing_time_ms is clock_ns() now minus the receiver's clock_ns() reading: one clock, so
+# the difference is the time the event took, however long that was. An event with no receive
+# reading (received_ns 0 or None) stores NULL; so does a negative difference, which one clock
+# cannot give. Rounded to the microsecond in integers (round(x, 3) goes through a decimal
+# string: 1.5k instructions).
 _ENSURE_SESSION = (
     "INSERT INTO udp_server_sessions (session_id, started_at, status, updated_at) "
     "VALUES (?, ?, 'running', ?) ON CONFLICT (session_id) DO NOTHING"
@@ -457,7 +459,10 @@ class Writer:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             if self._conn.in_transaction:
                 _rollback(self._conn)
-            call.future.set_exception(exc)
+            full = storage_full(exc)  # the caller's typed error; the log says what happened
+            if full is not None:
+                log.error("a database change was refused, nothing written: %s", exc)
+            call.future.set_exception(full or exc)
         else:
             call.future.set_result(result)
 
@@ -637,7 +642,7 @@ class Writer:
         sources = rows.sources
         rows.contexts.add(context)
         tournament_id, day_id = context[0] or 0, context[1] or 0
-        monotonic_ns = time.monotonic_ns
+        now_ns = clock_ns
         for ev in events:
             event = ev.event
             # Shapes.get, its hit path inlined (most events)
@@ -658,11 +663,11 @@ class Writer:
                 if suffix is None:
                     where = (state.round_no, state.clock)
                     suffix = state.placement_cache = suffix_of(where) or suffixes.put(*where)
-            elapsed = monotonic_ns() - ev.received_ns
+            elapsed = now_ns() - ev.received_ns if ev.received_ns else -1
             events_out += (
                 next_id, ev.session_id, match_id, round_id, ev.received_at, ev.raw,
                 head + suffix, ev.seq,
-                (elapsed + 500) // 1000 / 1000 if 0 <= elapsed < _MAX_PROCESSING_NS else -1,
+                (elapsed + 500) // 1000 / 1000 if elapsed >= 0 else -1,
                 tournament_id, day_id)
             events_out += tail
             src = sources.get(key)

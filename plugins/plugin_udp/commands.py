@@ -10,7 +10,7 @@ from host.errors import NotFound
 
 from .live import EVENT_RING
 from .service import UdpService
-from .settings import UdpSettings, apply_update
+from .settings import SettingsChange, UdpSettings, apply_update
 from .state import MatchState
 
 Senders = Annotated[int, Field(ge=1, le=64)]
@@ -49,15 +49,19 @@ def commands(app) -> dict:
         """The current settings: bind, port, receive_buffer, allowed_sources, autostart, ..."""
         return svc().settings.public()
 
-    def update_udp_settings(settings: UdpSettings) -> dict:
+    def update_udp_settings(settings: SettingsChange) -> dict:
         """Change the settings (only the fields given); a running server restarts with them.
 
-        ``bind`` must be an IP address of this computer (0.0.0.0: all), ``port`` 1..65535,
-        ``receiveBuffer`` bytes, ``allowedSources`` addresses or CIDR networks (empty: any).
-        Returns the new settings. Bad values fail with ``validation_error`` naming the field and
-        change nothing; a new port that is in use fails with ``unavailable`` and changes nothing.
-        The fields given are saved in the data dir and used at the next start (an explicit
-        ``--udp-bind``/``--udp-port`` still wins).
+        ``bind`` must be 0.0.0.0 / :: (every interface) or a unicast IP address this computer
+        has (not multicast, not broadcast), ``port`` 1..65535, ``receiveBuffer`` bytes (numbers
+        are JSON numbers: ``"6000"`` or ``true`` is refused), ``allowedSources`` addresses or
+        CIDR networks (empty: any). Returns the new settings. Bad values fail with
+        ``validation_error`` naming the field and change nothing; an address that does not bind
+        (a port in use), whether the server runs or not, fails with ``unavailable`` and changes
+        nothing. The fields given are saved in the data dir, only once they bound, and used at
+        the next start (an explicit ``--udp-bind``/``--udp-port`` still wins); a saved address
+        that no longer binds at start-up is reported in ``get_udp_stats`` (``settings_problem``)
+        and the default address is used.
         """
         service = svc()
         service.update_settings(settings)

@@ -14,9 +14,10 @@ class IngestedEvent:
     """One message of one received datagram.
 
     ``seq`` is the per-session datagram number (from 1), ``index`` the message's place in its
-    datagram (from 0), ``received_ns`` the receiver's nanosecond clock (only differences are
-    meaningful), ``raw`` the exact message text, ``raw_b64`` the whole datagram in base64 when it
-    is not valid UTF-8 (else None), ``event`` the parsed pydantic model.
+    datagram (from 0), ``received_ns`` the receiver's ``host.timeutil.clock_ns()`` reading (only
+    differences are meaningful; 0 means none), ``raw`` the exact message text, ``raw_b64`` the
+    whole datagram in base64 when it is not valid UTF-8 (else None), ``event`` the parsed
+    pydantic model.
     """
 
     session_id: str

@@ -17,8 +17,8 @@ slower than the feed: the database plugin's hook waits for room in the writer's 
 (back-pressure), which slows the dispatcher, not the receive thread - and a raw datagram costs
 far less memory here than its parsed events do there.
 
-Clocks: ``received_ns`` is ``time.monotonic_ns()`` at reception, so any plugin in the process can
-measure its own latency as ``time.monotonic_ns() - event.received_ns``; ``received_at`` is the
+Clocks: ``received_ns`` is ``host.timeutil.clock_ns()`` at reception, so any plugin in the process
+can measure its own latency as ``clock_ns() - event.received_ns``; ``received_at`` is the
 wall clock of the same moment in ``host.timeutil`` format.
 
 Stopping reads what the kernel already holds for the socket, then dispatches everything in the
@@ -42,7 +42,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from host.timeutil import to_iso
+from host.timeutil import clock_ns, to_iso
 
 from .ingested import ingest_datagram
 
@@ -523,7 +523,7 @@ class Receiver:
         clients = self.clients
         allowed = self._allowed
         wall = time.time_ns
-        mono = time.monotonic_ns
+        mono = clock_ns
         next_seq = self._seq.__next__
         wait_for = [sock, self._wake_r]
         consecutive_errors = 0
@@ -636,7 +636,7 @@ class Receiver:
         batch.extend(events)
 
     def _flush(self, batch: list) -> None:
-        start = time.monotonic_ns()
+        start = clock_ns()
         # receive -> hand-over latency, one sample per datagram (its first message)
         self.latencies.append(
             (start, array("q", [start - ev.received_ns for ev in batch if ev.index == 0])))

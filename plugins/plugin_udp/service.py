@@ -13,6 +13,7 @@ changed; and ``pss_event`` with the UI events (a stream push: at most
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ import uuid
 
 import psutil
 
-from host.errors import Conflict, Unavailable
+from host.errors import Conflict, StorageFull, Unavailable
 from host.timeutil import now_iso
 
 from . import simulator
@@ -35,6 +36,7 @@ PUSH_EVENTS_PER_DELIVERY = 250
 """Events a page gets per push delivery (30 a second at most): more than a table can show."""
 DEMO_SPEED = 1.0
 """The ``--demo`` feed runs in real time (one clock tick per second), as a real court would."""
+_DISK_FULL = frozenset((errno.ENOSPC, errno.EDQUOT))  # no space left (on the disk, in a quota)
 
 
 class UdpService:
@@ -42,7 +44,12 @@ class UdpService:
 
     def __init__(self, app):
         self.app = app
-        self.settings: UdpSettings = settings_from_app(app.settings)
+        chosen = settings_from_app(app.settings)
+        self.settings: UdpSettings = chosen.settings
+        self._default_settings = chosen.default
+        # why saved settings are not in use (get_udp_stats "settings_problem"); cleared when
+        # the operator saves settings that bind
+        self.settings_problem: str | None = chosen.problem
         self.status = "Stopped"
         self.error: str | None = None
         self.receiver: Receiver | None = None
@@ -52,6 +59,10 @@ class UdpService:
         self.pushed_events = 0
         self._lock = threading.RLock()  # start/stop/settings, one at a time
         self._simulation: dict | None = None
+        # the per-sender counts of the simulator run in progress (simulator.send's progress),
+        # added to the record's finished runs when read: the sent count is live
+        self._simulation_live: list = []
+        self._simulation_count = threading.Lock()  # a run's counts move from live to record
         self._simulation_stop = threading.Event()
         self._simulation_thread: threading.Thread | None = None
 
@@ -150,6 +161,8 @@ class UdpService:
             if self.status == "Running" and new == self.settings:
                 return
             if self.status != "Running":
+                if not start:
+                    _check_binds(new)  # a stopped server's settings must still be listenable
                 self.settings = new
                 if start:
                     self._start_locked()
@@ -168,15 +181,24 @@ class UdpService:
 
     def update_settings(self, update: UdpSettings) -> None:
         """Apply the fields ``update`` gives (see ``reconfigure``) and save them for the next
-        start. Raises ``Unavailable`` when they were applied but could not be saved."""
+        start, only once their socket bound (while stopped: a trial bind, closed at once).
+        Raises ``Unavailable`` when they were not applied (nothing saved) or were applied but
+        could not be saved."""
         with self._lock:
             self.reconfigure(apply_update(self.settings, update))
             try:
                 save_settings(self.app.settings.data_dir, changed_fields(update))
             except OSError as exc:
                 log.error("UDP settings applied but not saved: %s", exc)
+                if exc.errno in _DISK_FULL:
+                    raise StorageFull("the settings are in use but could not be saved for the "
+                                      "next start.") from None
                 raise Unavailable(f"the settings are in use but could not be saved for the "
                                   f"next start: {exc}") from None
+            self._default_settings = None  # the saved address is the operator's latest choice
+            if self.settings_problem is not None:
+                self.settings_problem = None
+                self._emit_status()
 
     def _emit_status(self) -> None:
         """Push ``udp_status`` (latest only) so that the UI refreshes at once."""
@@ -185,6 +207,7 @@ class UdpService:
             "session_id": self.session["session_id"] if self.session else None,
             "simulated": bool(self.session and self.session["simulated"]),
             "simulating": bool(self._simulation and self._simulation["running"]),
+            "settings_problem": self.settings_problem,
         }, latest_only=True)
 
     def current_status(self) -> str:
@@ -227,6 +250,7 @@ class UdpService:
                 raise Conflict("a simulation is already running (stop_simulation ends it)")
             target = (_loopback_for(self.settings.bind), self.session["port"])
             self._simulation_stop = threading.Event()
+            self._simulation_live = []
             first_seed = seed if seed is not None else int(time.time())
             self._simulation = {
                 "running": True, "senders": senders, "speed": speed, "matches": matches,
@@ -247,16 +271,21 @@ class UdpService:
             return dict(self._simulation)
 
     def _simulation_loop(self, target, senders, speed, matches, seed, stop, record) -> None:
+        def run(count: int, seed: int, done_if_stopped: int) -> None:
+            live: list = []
+            self._simulation_live = live
+            result = simulator.send(target, senders=senders, speed=speed, matches=count,
+                                    seed=seed, stop=stop, progress=live)
+            with self._simulation_count:
+                self._simulation_live = []
+                _add_result(record, result, done_if_stopped if result["stopped"] else count)
+
         try:
             if matches is not None:
-                result = simulator.send(target, senders=senders, speed=speed, matches=matches,
-                                        seed=seed, stop=stop)
-                _add_result(record, result, matches)
+                run(matches, seed, matches)
             else:
                 while not stop.is_set():
-                    result = simulator.send(target, senders=senders, speed=speed, matches=1,
-                                            seed=seed + record["matches_done"], stop=stop)
-                    _add_result(record, result, 0 if result["stopped"] else 1)
+                    run(1, seed + record["matches_done"], 0)
         except Exception as exc:
             record["last_error"] = f"{type(exc).__name__}: {exc}"
             log.exception("the simulator failed")
@@ -270,7 +299,7 @@ class UdpService:
         thread = self._simulation_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        return dict(self._simulation) if self._simulation else None
+        return self.simulation_status()
 
     def stop_simulation(self) -> dict:
         """Stop the simulator (no-op when none runs); returns its final record."""
@@ -279,7 +308,15 @@ class UdpService:
         return record or {"running": False}
 
     def simulation_status(self) -> dict | None:
-        return dict(self._simulation) if self._simulation else None
+        """The simulation record; ``sent``/``errors`` include the run in progress."""
+        with self._simulation_count:
+            if not self._simulation:
+                return None
+            out = dict(self._simulation)
+            for sender in list(self._simulation_live):
+                out["sent"] += sender["sent"]
+                out["errors"] += sender["errors"]
+        return out
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -288,13 +325,33 @@ class UdpService:
             try:
                 self.start()
             except Unavailable:
-                pass  # an error state (get_udp_status says why), never a failed app start-up
+                self._fall_back_to_default()
         if self.app.settings.demo:
             if self.status == "Running":
                 self.simulate(senders=1, speed=DEMO_SPEED, matches=None, demo=True)
             else:
                 log.warning("--demo: the UDP server is not running (%s), no simulated feed",
                             self.error or "autostart is off")
+
+    def _fall_back_to_default(self) -> None:
+        """The start failed: if it was on the saved address, report that and listen on the
+        default one instead of on nothing. Else an error state (get_udp_status says why), never
+        a failed app start-up."""
+        with self._lock:
+            default, self._default_settings = self._default_settings, None
+            if default is None:
+                return
+            saved = self.settings
+            self.settings_problem = (
+                f"The saved UDP address {_where(saved)} cannot be used ({self.error}); "
+                f"listening on {_where(default)} instead. Save the settings to choose another "
+                f"address.")
+            log.error("%s", self.settings_problem)
+            self.settings = default
+            try:
+                self.start()
+            except Unavailable:
+                pass  # the default does not bind either: the error state says why
 
     def shutdown(self) -> None:
         with self._lock:
@@ -312,6 +369,7 @@ class UdpService:
         merged.update({
             "status": self.status,
             "error": self.error,
+            "settings_problem": self.settings_problem,
             "session": _public_session(self.session, receiver),
             "bind": self.settings.bind,
             "port": self.port,
@@ -375,6 +433,21 @@ class UdpService:
             "kernel_queue_bytes": kernel["rx_queue_bytes"] if kernel else None,
             **self.feed.sizes(),
         }
+
+
+def _where(settings: UdpSettings) -> str:
+    """``address:port`` as an operator writes it (``[::1]:6000`` for IPv6)."""
+    return f"[{settings.bind}]:{settings.port}" if ":" in settings.bind else (
+        f"{settings.bind}:{settings.port}")
+
+
+def _check_binds(settings: UdpSettings) -> None:
+    """Open and close a socket on ``settings``' address; ``Unavailable`` if it does not bind."""
+    try:
+        sock, _ = open_socket(settings.bind, settings.port, settings.receive_buffer)
+    except BindError as exc:
+        raise Unavailable(f"settings not changed: {exc.strerror}") from None
+    sock.close()
 
 
 def _session_counters(receiver: Receiver | None) -> dict:

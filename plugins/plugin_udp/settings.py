@@ -6,7 +6,14 @@ config file (everything but ``bind``/``port``); what the operator saved with
 survives a restart); and ``--udp-bind``/``--udp-port`` when given on the command line.
 
 The UI sends camelCase keys (``receiveBuffer``), Python code uses snake_case; both are accepted.
-Unknown keys are refused, so a typo is an error, not a silent default.
+Unknown keys are refused, so a typo is an error, not a silent default. Numbers must be JSON
+numbers (``"6000"`` and ``true`` are refused), whole where a count is meant.
+
+What the operator sets (``SettingsChange``) must keep the app able to hear the feed: the address
+is 0.0.0.0, :: or a unicast address this computer has now, the port 1..65535. A saved file is
+checked the same way at start-up (the computer's addresses may have changed since): a saved
+setting that is no longer valid, or no longer binds, is reported (``StartSettings.problem``) and
+the app listens on the default address instead.
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ import ipaddress
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from host.commands import validation_error
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +45,20 @@ class UdpSettings(BaseModel):
                               frozen=True)
 
     bind: str = Field("0.0.0.0", description="local IPv4/IPv6 address to listen on")
-    port: int = Field(6000, ge=0, le=65535,
-                      description="UDP port of the PSS feed (0: any free port, for tests)")
+    port: int = Field(6000, ge=0, le=65535, strict=True,
+                      description="UDP port of the PSS feed (0, from --udp-port only: any free "
+                                  "port, for tests)")
     receive_buffer: int = Field(DEFAULT_RECEIVE_BUFFER, ge=64 * 1024, le=1024 * 1024 * 1024,
+                                strict=True,
                                 description="kernel receive buffer (SO_RCVBUF) in bytes")
     allowed_sources: tuple[str, ...] = Field(
         (), description="source addresses or networks (CIDR) accepted; empty: any")
-    autostart: bool = Field(True, description="start receiving when the app starts")
-    queue_max_datagrams: int = Field(500_000, ge=1_000, le=10_000_000,
+    autostart: bool = Field(True, strict=True,
+                            description="start receiving when the app starts")
+    queue_max_datagrams: int = Field(500_000, ge=1_000, le=10_000_000, strict=True,
                                      description="datagrams waiting for the dispatch thread")
     queue_max_bytes: int = Field(128 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024 ** 3,
+                                 strict=True,
                                  description="payload bytes waiting for the dispatch thread")
 
     @field_validator("bind")
@@ -83,12 +98,71 @@ class UdpSettings(BaseModel):
         return self.model_dump()
 
 
-def settings_from_app(app_settings) -> UdpSettings:
+class SettingsChange(UdpSettings):
+    """What ``update_udp_settings`` accepts (and what a saved file must still be at start-up):
+    only what can be listened on, so that no setting leaves the app deaf."""
+
+    port: int = Field(6000, ge=1, le=65535, strict=True, description="UDP port of the PSS feed")
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_is_this_computers(cls, value: str) -> str:
+        address = ipaddress.ip_address(value)  # already an address: UdpSettings checked it
+        if address.is_unspecified:
+            return value  # 0.0.0.0 / ::, every interface
+        for applies, reason in _NOT_A_LISTENING_ADDRESS:
+            if applies(address):
+                raise ValueError(f"{value} {reason}; use 0.0.0.0 (every interface) or an "
+                                 f"address of this computer")
+        own = local_addresses()
+        if address not in own:
+            listed = ", ".join(sorted(map(str, own), key=len)) or "none found"
+            raise ValueError(f"{value} is not an address of this computer (its addresses: "
+                             f"{listed}; 0.0.0.0 means every interface)")
+        return value
+
+
+# An address that datagrams can be sent to but that a listener on it would never hear the feed
+# of a scoring system on (it sends to one computer): refused with the reason.
+_NOT_A_LISTENING_ADDRESS = (
+    (lambda a: a.is_multicast, "is a multicast (group) address, not one computer's"),
+    (lambda a: a == ipaddress.IPv4Address("255.255.255.255"),
+     "is the broadcast address, not one computer's"),
+)
+
+
+def local_addresses() -> set:
+    """The IP addresses this computer has now (every interface, loopback included)."""
+    out = set()
+    for snics in psutil.net_if_addrs().values():
+        for snic in snics:
+            try:  # IPv6 link-local ones carry their interface (fe80::1%eth0)
+                out.add(ipaddress.ip_address(snic.address.split("%", 1)[0]))
+            except ValueError:
+                continue  # a hardware (MAC) address
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StartSettings:
+    """What the plugin starts with (``settings_from_app``)."""
+
+    settings: UdpSettings
+    """The settings to start with."""
+    default: UdpSettings | None
+    """The same without the saved address, when the saved file moved it: what to listen on if
+    the saved address does not bind any more (None: the address is not the saved one)."""
+    problem: str | None
+    """Why saved settings were ignored, in the operator's words (None: they were not)."""
+
+
+def settings_from_app(app_settings) -> StartSettings:
     """The plugin's settings at start (see the module docstring for the order).
 
     The config section may not carry ``bind``/``port``: those are the host's ``--udp-bind`` and
     ``--udp-port``, so there is one place that sets them. Raises ``pydantic.ValidationError``
-    for a bad config section; saved settings that are no longer valid are logged and ignored.
+    for a bad config section; saved settings that are no longer valid are logged, reported in
+    ``problem`` and ignored.
     """
     section = dict(app_settings.config.get("udp", {}) or {})
     for key in ("bind", "port"):
@@ -98,14 +172,23 @@ def settings_from_app(app_settings) -> UdpSettings:
     base = {"bind": app_settings.udp_bind, "port": app_settings.udp_port, **section}
     given = {key: getattr(app_settings, f"udp_{key}") for key in ("bind", "port")
              if f"udp_{key}" in app_settings.model_fields_set}
+    default = UdpSettings(**{**base, **given})
     saved = saved_settings(app_settings.data_dir)
-    if saved:
-        try:
-            return UdpSettings(**{**base, **saved, **given})
-        except ValidationError as exc:
-            log.error("the UDP settings saved in %s are not valid any more and are ignored: %s",
-                      Path(app_settings.data_dir) / SAVED_FILE, exc)
-    return UdpSettings(**{**base, **given})
+    if not saved:
+        return StartSettings(default, None, None)
+    try:
+        SettingsChange.model_validate(saved)  # as update_udp_settings would take it now
+        chosen = UdpSettings(**{**base, **saved, **given})
+    except ValidationError as exc:
+        reason = validation_error(exc).message
+        log.error("the UDP settings saved in %s are not valid any more and are ignored: %s",
+                  Path(app_settings.data_dir) / SAVED_FILE, reason)
+        return StartSettings(default, None, f"The saved UDP settings are not valid any more "
+                                            f"and are not used: {reason}")
+    if (chosen.bind, chosen.port) == (default.bind, default.port):
+        return StartSettings(chosen, None, None)
+    unmoved = {key: value for key, value in saved.items() if key not in ("bind", "port")}
+    return StartSettings(chosen, UdpSettings(**{**base, **unmoved, **given}), None)
 
 
 def saved_settings(data_dir: Path) -> dict:
@@ -132,11 +215,15 @@ def save_settings(data_dir: Path, changes: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = {**saved_settings(data_dir), **changes}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(merged, out, indent=2, sort_keys=True)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump(merged, out, indent=2, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no half-written file left behind (e.g. the disk is full)
+        raise
 
 
 def changed_fields(update: UdpSettings) -> dict:

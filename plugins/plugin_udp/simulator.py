@@ -331,6 +331,7 @@ def send(
     seed: int = 0,
     speed: float = 1.0,
     stop: threading.Event | None = None,
+    progress: list | None = None,
 ) -> dict:
     """Send simulated matches to ``target`` from ``senders`` sockets (one per court) in parallel.
 
@@ -341,13 +342,16 @@ def send(
 
     Returns ``{"target", "sent", "errors", "elapsed_s", "stopped", "senders": [{"index",
     "datagrams", "sent", "errors", "last_error", "source_port"}, ...]}``; socket errors are counted
-    per sender and sending goes on.
+    per sender and sending goes on. ``progress``, when given, gets those per-sender dicts before
+    sending starts: their ``sent`` and ``errors`` count live (each written by its sender only).
     """
     family, sockaddr = _check(target, senders, rate, matches, speed)
     stop = stop if stop is not None else threading.Event()
     timelines = [sender_timeline(seed, i, matches) for i in range(senders)]
     results = [{"index": i, "datagrams": len(timelines[i]), "sent": 0, "errors": 0,
                 "last_error": None, "source_port": None} for i in range(senders)]
+    if progress is not None:
+        progress.extend(results)
     start_box: list[float] = []
     # The common start is taken once every socket is bound, so no sender starts behind.
     ready = threading.Barrier(senders + 1, action=lambda: start_box.append(time.monotonic()))

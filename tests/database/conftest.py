@@ -4,12 +4,11 @@ database plugin, and ingested events built by the real UDP parser."""
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
 
-from host.timeutil import now_iso
+from host.timeutil import clock_ns, now_iso
 from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
 from plugins.plugin_udp.ingested import ingest_datagram
 
@@ -29,7 +28,7 @@ class Feed:
         ip, port = source or self.source
         raw = data.encode("utf-8") if isinstance(data, str) else data
         return ingest_datagram(raw, session_id=self.session_id, seq=next(self._seq),
-                               received_at=now_iso(), received_ns=time.monotonic_ns(),
+                               received_at=now_iso(), received_ns=clock_ns(),
                                source_ip=ip, source_port=port)
 
     def events(self, datagrams, source: tuple[str, int] | None = None) -> list:

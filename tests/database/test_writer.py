@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from host.errors import Unavailable
+from host.timeutil import clock_ns
 from plugins.plugin_database.service import DB_FILE
 from tests.conftest import wait_for
 from plugins.plugin_database.writer import transaction
@@ -541,11 +542,28 @@ def test_session_first_and_last_event_follow_arrival_order_across_senders(db):
 
 
 def test_processing_time_is_stored_from_the_receivers_clock_only(db, feed):
+    """processing_time_ms is the insert reading minus the receive reading of one clock, however
+    long ago the event was received (no cut-off that depends on the machine's uptime); an event
+    with no receive reading (0 or None) stores NULL."""
+    before = clock_ns()
     fresh = feed.events(["pt1;3;"])
-    foreign = [dataclasses.replace(ev, received_ns=0) for ev in feed.events(["pt2;3;"])]
-    store(db, fresh + foreign)
-    (kept,), (dropped,) = read(db, "SELECT processing_time_ms FROM pss_events_v2 ORDER BY id")
-    assert 0 <= kept < 10_000 and dropped is None
+    # received 1 ns after boot: a reading of the same clock, so its duration is real, however
+    # long the machine has been up
+    since_boot = [dataclasses.replace(ev, received_ns=1) for ev in feed.events(["pt2;1;"])]
+    none = [dataclasses.replace(ev, received_ns=missing)
+            for missing, ev in zip((0, None), feed.events(["pt2;2;", "pt2;3;"]))]
+    submitted = clock_ns()
+    store(db, fresh + since_boot + none)
+    after = clock_ns()
+    stored = [ms for (ms,) in read(db, "SELECT processing_time_ms FROM pss_events_v2 ORDER BY id")]
+    assert before <= fresh[0].received_ns <= submitted
+
+    def between(ms, low_ns, high_ns):  # stored to the microsecond
+        return low_ns / 1e6 - 0.001 <= ms <= high_ns / 1e6 + 0.001
+
+    assert between(stored[0], submitted - fresh[0].received_ns, after - fresh[0].received_ns)
+    assert between(stored[1], submitted - 1, after - 1)
+    assert stored[2:] == [None, None]
 
 
 def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, feed):

@@ -1,0 +1,202 @@
+"""UDP settings that cannot make the app deaf, through the real commands: only addresses this
+computer can listen on, ports 1..65535 as JSON numbers, saved only once they bound; and the
+simulation's live sent count."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import psutil
+import pytest
+
+from host.errors import InvalidArgument, Unavailable
+from tests.conftest import free_port, wait_for
+
+from .test_plugin import UDP_ONLY, call, send
+
+NOT_THIS_COMPUTER = "198.51.100.7"  # TEST-NET-2: documentation only, never a real host
+
+
+def saved_file(app):
+    return app.settings.data_dir / "udp-settings.json"
+
+
+@pytest.fixture
+def stopped_app(make_app):
+    """A running app with the UDP plugin, its server stopped (the state in which the old code
+    accepted anything)."""
+    app = make_app(builtins=UDP_ONLY).start()
+    assert call(app, "stop_udp_server") == "Stopped"
+    return app
+
+
+def test_the_test_address_is_not_one_of_this_computers():
+    own = {snic.address.split("%")[0] for snics in psutil.net_if_addrs().values()
+           for snic in snics}
+    assert NOT_THIS_COMPUTER not in own
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["running", "stopped"])
+@pytest.mark.parametrize("change, field, reason", [
+    ({"bind": "255.255.255.255"}, "settings.bind", "is the broadcast address"),
+    ({"bind": "224.0.0.1"}, "settings.bind", "is a multicast (group) address"),
+    ({"bind": "ff02::1"}, "settings.bind", "is a multicast (group) address"),
+    ({"bind": NOT_THIS_COMPUTER}, "settings.bind", "is not an address of this computer"),
+    ({"port": 0}, "settings.port", "greater than or equal to 1"),
+    ({"port": "16000"}, "settings.port", "valid integer"),
+    ({"port": True}, "settings.port", "valid integer"),
+    ({"port": 6000.0}, "settings.port", "valid integer"),
+    ({"receiveBuffer": "4194304"}, "settings.receiveBuffer", "valid integer"),
+    ({"autostart": 1}, "settings.autostart", "valid boolean"),
+])
+def test_an_address_the_app_cannot_hear_on_is_refused_and_not_saved(make_app, running, change,
+                                                                    field, reason):
+    app = make_app(builtins=UDP_ONLY).start()
+    if not running:
+        call(app, "stop_udp_server")
+    before = call(app, "get_udp_settings")
+    with pytest.raises(InvalidArgument, match=re.escape(reason)) as caught:
+        call(app, "update_udp_settings", {"settings": change})
+    assert caught.value.field == field
+    assert call(app, "get_udp_settings") == before
+    assert not saved_file(app).exists()
+
+
+def test_while_stopped_a_port_in_use_is_refused_and_not_saved(stopped_app):
+    app = stopped_app
+    before = call(app, "get_udp_settings")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        with pytest.raises(Unavailable, match="settings not changed: .* already in use"):
+            call(app, "update_udp_settings", [{"port": taken.getsockname()[1]}])
+    assert call(app, "get_udp_settings") == before and not saved_file(app).exists()
+    assert call(app, "get_udp_status") == "Stopped"
+
+
+def test_while_stopped_a_setting_that_binds_is_saved_and_used_by_start(stopped_app):
+    app = stopped_app
+    port = free_port(socket.SOCK_DGRAM)
+    settings = call(app, "update_udp_settings", [{"bind": "127.0.0.1", "port": port}])
+    assert (settings["bind"], settings["port"]) == ("127.0.0.1", port)
+    assert call(app, "get_udp_status") == "Stopped"  # checked by a trial bind, not started
+    assert json.loads(saved_file(app).read_text()) == {"bind": "127.0.0.1", "port": port}
+    assert call(app, "start_udp_server") == "Running"
+    assert call(app, "get_udp_stats")["port"] == port
+
+
+def test_the_wildcard_and_this_computers_addresses_are_accepted(stopped_app):
+    for bind in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+        assert call(stopped_app, "update_udp_settings", [{"bind": bind}])["bind"] == bind
+
+
+def test_the_simulation_banner_counts_what_is_sent_while_it_runs(make_app):
+    """The sent count is live: while the run goes on, it is never behind what was received
+    (it was 0 until a run finished)."""
+    app = make_app(builtins=UDP_ONLY).start()
+    # real time: one match takes minutes, so the run is still going when we look
+    call(app, "simulate_match", {"speed": 1.0})
+    try:
+        wait_for(lambda: call(app, "get_udp_stats")["datagrams"] >= 3, 30)
+        stats = call(app, "get_udp_stats")  # counters read before the simulation record
+        assert stats["simulation"]["running"], "the run ended before it could be observed"
+        assert stats["simulation"]["sent"] >= stats["datagrams"] >= 3
+    finally:
+        record = call(app, "stop_simulation")
+    assert record["running"] is False and record["sent"] >= 3
+
+
+def test_a_saved_bind_address_that_is_gone_is_reported_and_the_default_used(make_app, tmp_path,
+                                                                             caplog):
+    data_dir = tmp_path / "moved"
+    data_dir.mkdir()
+    (data_dir / "udp-settings.json").write_text(json.dumps(
+        {"bind": NOT_THIS_COMPUTER, "receive_buffer": 2 * 1024 * 1024}))
+    app = make_app(builtins=UDP_ONLY, data_dir=data_dir).start()
+    stats = call(app, "get_udp_stats")
+    assert stats["status"] == "Running"
+    assert NOT_THIS_COMPUTER in stats["settings_problem"]
+    assert "is not an address of this computer" in stats["settings_problem"]
+    assert "not valid any more" in caplog.text and NOT_THIS_COMPUTER in caplog.text
+    send((app.settings.udp_bind, stats["port"]), b"hel;\r\n")
+    wait_for(lambda: call(app, "get_udp_stats")["datagrams"] == 1)
+    # saving settings that bind clears the report
+    call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
+    assert call(app, "get_udp_stats")["settings_problem"] is None
+
+
+def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_default_used(
+        tmp_path):
+    """The real CLI: the saved address (::1 on the port) is taken by another program, so the
+    app says so on the UDP screen and in its log and listens on the default address (0.0.0.0,
+    the same port) instead of on nothing."""
+    import httpx
+
+    from tests.host.test_headless import TOKEN, start_headless, stop
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
+        taken.bind(("::1", 0))
+        port = taken.getsockname()[1]
+        proc, base = start_headless(data, "--udp-port", str(port))
+        try:
+            def stats():
+                return httpx.post(f"{base}/api/invoke/get_udp_stats", json=[],
+                                  headers={"Authorization": f"Bearer {TOKEN}"}).json()
+
+            first = stats()
+            assert (first["status"], first["bind"], first["port"]) == ("Running", "0.0.0.0", port)
+            problem = first["settings_problem"]
+            assert f"[::1]:{port}" in problem and "already in use" in problem, problem
+            assert f"listening on 0.0.0.0:{port} instead" in problem, problem
+            send(("127.0.0.1", port), b"hel;\r\n")
+            wait_for(lambda: stats()["datagrams"] == 1)
+        finally:
+            stop(proc)
+    log = proc.stdout.read()
+    assert "ERROR" in log and f"The saved UDP address [::1]:{port} cannot be used" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(make_app,
+                                                                                 tmp_path):
+    """A real full file system (a 1 MiB tmpfs, filled): the typed error, no file left half
+    written, the saved settings as they were."""
+    from tests.reliability.test_disk_full import _can_mount
+
+    if not _can_mount():
+        pytest.skip("needs root on Linux to mount a small tmpfs")
+    import subprocess
+
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    app = None
+    try:
+        data = mount_point / "data"
+        app = make_app(builtins=UDP_ONLY, data_dir=data).start()
+        call(app, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])
+        before = (data / "udp-settings.json").read_bytes()
+        with open(mount_point / "filler", "wb", buffering=0) as filler:  # every block left
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        from host.errors import StorageFull
+        with pytest.raises(StorageFull, match="^The disk is full: ") as caught:
+            call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
+        assert caught.value.type == "storage_full" and caught.value.status == 507
+        assert (data / "udp-settings.json").read_bytes() == before
+        assert sorted(p.name for p in data.iterdir()) == ["udp-settings.json"]
+    finally:
+        if app is not None:
+            app.stop()
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
