@@ -8,7 +8,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field
 
-from host.bridge import ERROR_KEY, NAMED_KEY, invoke, make_js_api
+from host.bridge import invoke, make_js_api
 from host.commands import CommandRegistry, DuplicateCommand
 from host.errors import NotFound
 
@@ -55,15 +55,19 @@ def test_js_api_exposes_exactly_the_registered_names(registry):
 
 def test_positional_snake_and_camel_calls(registry):
     api = make_js_api(registry)
-    assert api.archive_old_events(30) == 30
-    assert api.archive_old_events({"days_old": 31}) == 31
-    assert api.archive_old_events({"daysOld": 32}) == 32
-    assert api.archive_old_events({NAMED_KEY: {"daysOld": 33}}) == 33
-    assert api.pair("a") == {"first": "a", "second": 2}
-    assert api.pair({"firstValue": "b", "secondValue": 5}) == {"first": "b", "second": 5}
+    assert api.archive_old_events(30) == [True, 30]
+    assert api.archive_old_events({"days_old": 31}) == [True, 31]
+    assert api.archive_old_events({"daysOld": 32}) == [True, 32]
+    assert api.pair("a") == [True, {"first": "a", "second": 2}]
+    assert api.pair({"firstValue": "b", "secondValue": 5}) == [True, {"first": "b", "second": 5}]
     # A single object that is not made of argument names is a positional model argument.
-    assert api.windowed({"start": 3, "end": 7}) == 4
+    assert api.windowed({"start": 3, "end": 7}) == [True, 4]
+    assert api.windowed({}) == [False, {"type": "validation_error", "field": "window.start",
+                                        "message": "window.start: is required"}]
     assert registry.call("windowed", {"window": {"start": 1}}) == 9
+    # What HTTP receives as its body is bound by the same rule.
+    assert registry.call("archive_old_events", [{"daysOld": 34}]) == 34
+    assert registry.call("windowed", [{"start": 1, "end": 3}]) == 2
 
 
 @pytest.mark.parametrize(
@@ -91,10 +95,10 @@ def test_nested_model_errors_name_the_nested_field(registry):
 
 def test_errors_reach_the_page_as_envelopes_without_tracebacks(registry):
     api = make_js_api(registry)
-    missing = api.lookup("k")[ERROR_KEY]
-    assert missing == {"type": "not_found", "message": "no item 'k'", "field": "key"}
-    internal = api.crash()[ERROR_KEY]
-    assert internal["type"] == "internal_error"
+    assert api.lookup("k") == [False, {"type": "not_found", "message": "no item 'k'",
+                                       "field": "key"}]
+    ok, internal = api.crash()
+    assert not ok and internal["type"] == "internal_error"
     assert "Traceback" not in internal["message"] and "/secret" not in internal["message"]
     ok, unknown = invoke(registry, "no_such_command", [])
     assert not ok and unknown["type"] == "not_found"
@@ -112,7 +116,7 @@ def test_fifty_concurrent_calls_from_threads_get_their_own_results(registry):
 
     def call(i: int) -> None:
         barrier.wait()
-        results[i] = api.pair({"firstValue": f"v{i}", "secondValue": i})
+        results[i] = api.pair({"firstValue": f"v{i}", "secondValue": i})[1]
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(50)]
     for t in threads:

@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic.alias_generators import to_camel
 
 from host.app import App
 from host.bridge import invoke
-from host.commands import to_camel
 from host.settings import Settings
 from plugins.plugin_udp.protocol import parse_text
 from plugins.plugin_udp.simulator import sender_datagrams
