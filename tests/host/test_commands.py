@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import Annotated
 
@@ -31,6 +32,10 @@ def windowed(window: Window) -> int:
     return window.end - window.start
 
 
+def settle(when: dt.date, speed: float = 1.0, overwrite: bool = False) -> list:
+    return [when.isoformat(), speed, overwrite]
+
+
 def lookup(key: str) -> str:
     raise NotFound(f"no item {key!r}", field="key")
 
@@ -42,7 +47,7 @@ def crash() -> None:
 @pytest.fixture
 def registry():
     reg = CommandRegistry()
-    for fn in (archive_old_events, pair, windowed, lookup, crash):
+    for fn in (archive_old_events, pair, windowed, settle, lookup, crash):
         reg.register(fn.__name__, fn, plugin="tests")
     return reg
 
@@ -50,7 +55,8 @@ def registry():
 def test_js_api_exposes_exactly_the_registered_names(registry):
     api = make_js_api(registry)
     public = sorted(n for n in dir(api) if not n.startswith("_"))
-    assert public == sorted(["archive_old_events", "pair", "windowed", "lookup", "crash"])
+    assert public == sorted(["archive_old_events", "pair", "windowed", "settle", "lookup",
+                             "crash"])
 
 
 def test_positional_snake_and_camel_calls(registry):
@@ -86,6 +92,46 @@ def test_bad_arguments_reject_with_validation_error_naming_the_field(registry, a
     assert error["type"] == "validation_error"
     assert error["field"] == field
     assert words in error["message"]
+
+
+@pytest.mark.parametrize(
+    "name, args, field",
+    [
+        ("archive_old_events", [True], "daysOld"),
+        ("archive_old_events", ["16000"], "daysOld"),
+        ("archive_old_events", [1.0], "daysOld"),
+        ("archive_old_events", {"days_old": False}, "days_old"),  # the caller's own spelling
+        ("archive_old_events", [{"daysOld": "30"}], "daysOld"),
+        ("pair", [7], "firstValue"),
+        ("windowed", [{"start": True}], "window.start"),
+        ("settle", ["2026-11-28", 1, "true"], "overwrite"),
+        ("settle", {"when": "2026-11-28", "overwrite": 1}, "overwrite"),
+        ("settle", ["2026-11-28", "2"], "speed"),
+        ("settle", [20261128], "when"),
+    ],
+)
+def test_json_types_are_strict_and_the_error_names_the_field(registry, name, args, field):
+    ok, error = invoke(registry, name, args)
+    assert not ok and error["type"] == "validation_error", error
+    assert error["field"] == field
+    assert error["message"].startswith(f"{field}: input should be a valid ")
+
+
+def test_documented_text_forms_and_json_numbers_still_bind(registry):
+    # A date as an ISO string, an integer where a float is meant.
+    assert registry.call("settle", ["2026-11-28", 2, True]) == ["2026-11-28", 2.0, True]
+    assert registry.call("settle", {"when": "2026-11-28"}) == ["2026-11-28", 1.0, False]
+
+
+def test_one_object_of_names_is_named_and_a_misspelled_one_says_so(registry):
+    api = make_js_api(registry)
+    ok, error = api.archive_old_events({"weeks": 3})
+    assert not ok and error["field"] == "weeks" and "not an argument" in error["message"]
+    assert "daysOld" in error["message"]  # it says what the command takes
+    ok, error = api.archive_old_events({"daysOld": 1, "days_old": 2})
+    assert not ok and error["field"] == "days_old" and "given twice" in error["message"]
+    ok, error = api.pair("a", 2, 3)
+    assert not ok and error["type"] == "validation_error" and "takes 2" in error["message"]
 
 
 def test_nested_model_errors_name_the_nested_field(registry):
