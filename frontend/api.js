@@ -1,19 +1,20 @@
 // The one way the UI talks to Python, identical in the desktop window and in a browser.
 //
 //   invoke(name, args)  -> Promise of the command's result (Tauri-compatible: args is an object
-//                          of named arguments, snake_case or camelCase, or an array).
+//                          of named arguments, snake_case or camelCase, or an array). It is
+//                          exactly window.pywebview.api[name](...args) (an object as the one
+//                          argument): how arguments bind is decided in Python only (host/binder.py).
 //   listen(name, cb)    -> calls cb(payload) for every push of that name; returns unlisten().
 //   ready               -> Promise resolved when window.pywebview.api can be called.
 //
 // Window mode (QtWebEngine): pywebview injects window.pywebview.api; Python never raises through
-// it (pywebview would put the Python traceback in error.stack) but returns an error envelope,
-// which we turn back into a rejected Promise here, by wrapping every api function.
+// it (pywebview would put the Python traceback in error.stack) but answers [ok, value]
+// (host/bridge.py), which we turn back into the result or a rejected Promise here, by wrapping
+// every api function.
 // Browser mode (restrike --headless): window.pywebview.api is a shim over POST /api/invoke and
 // pushes arrive over Server-Sent Events from /api/events. Errors reject with an Error that has
 // `type`, `message` and `field`.
 
-const ERROR_KEY = '__restrike_error__';
-const NAMED_KEY = '__named__';
 const listeners = new Map();
 
 export function commandError(e) {
@@ -48,9 +49,9 @@ function wrapWindowApi() {
     const fn = api[name];
     if (typeof fn !== 'function' || fn.__restrike) continue;
     const wrapped = async (...args) => {
-      const result = await fn(...args);
-      if (result && typeof result === 'object' && ERROR_KEY in result) throw commandError(result[ERROR_KEY]);
-      return result;
+      const [ok, value] = await fn(...args);
+      if (!ok) throw commandError(value);
+      return value;
     };
     wrapped.__restrike = true;
     api[name] = wrapped;
@@ -75,8 +76,8 @@ async function httpInvoke(name, args) {
 }
 
 function installBrowserShim() {
-  // Any property is a command: api.x(a, b) is positional, api.x({daysOld: 30}) is named when
-  // every key is an argument name (the server decides with the window bridge's rule).
+  // Any property is a command; its arguments are posted as the list they are, and the server
+  // binds them exactly as the window bridge does (api.x({daysOld: 30}) is named).
   const api = new Proxy({}, {
     get: (_t, name) => (typeof name === 'string' && name !== 'then')
       ? (...args) => httpInvoke(name, args)
@@ -101,9 +102,8 @@ export const ready = new Promise((resolve) => {
 
 export async function invoke(name, args) {
   await ready;
-  if (!inWindow) return httpInvoke(name, args ?? []);
   const fn = window.pywebview.api[name];
   if (typeof fn !== 'function') throw commandError({ type: 'not_found', message: `there is no command named '${name}'` });
   if (Array.isArray(args)) return fn(...args);
-  return args == null ? fn() : fn({ [NAMED_KEY]: args });
+  return args == null ? fn() : fn(args);
 }

@@ -1,13 +1,17 @@
-"""The command bridge: how the page reaches the command registry.
+"""The command bridge: how the page reaches the command registry, in the window and over HTTP.
+
+Both transports pass what the caller sent to ``call`` unchanged; ``host.binder`` alone decides
+how it binds to the command's parameters.
 
 Window mode: ``make_js_api`` builds the ``js_api`` object given to ``webview.create_window``;
 each registered command is a method of exactly that name, so the page calls
 ``window.pywebview.api.archive_old_events(30)``. pywebview would reject a failing call with the
-Python traceback in ``error.stack``, so the methods never raise: they return an error envelope
-``{"__restrike_error__": {type, message, field}}`` that ``frontend/api.js`` turns into a rejected
-Promise whose error carries ``type``, ``message`` and ``field``.
+Python traceback in ``error.stack``, so the methods never raise: they answer ``[ok, value]``
+(``invoke``'s pair: the result, or ``{type, message, field}``), which ``frontend/api.js`` turns
+back into the result or a rejected Promise whose error carries ``type``, ``message`` and
+``field``.
 
-Browser mode uses ``invoke`` through ``host.http``; both transports share ``invoke``.
+Browser mode: ``host.http`` calls ``call`` and answers with the error's ``status``.
 """
 
 from __future__ import annotations
@@ -15,44 +19,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from host.commands import CommandRegistry, to_snake
+from host.commands import CommandRegistry
 from host.errors import CommandError
 
 log = logging.getLogger(__name__)
 
-ERROR_KEY = "__restrike_error__"
-NAMED_KEY = "__named__"
+
+def call(registry: CommandRegistry, name: str, args: Any) -> Any:
+    """Run a command; returns its JSON-ready result or raises ``CommandError`` (only)."""
+    try:
+        return registry.call(name, args)
+    except CommandError:
+        raise
+    except Exception:  # the registry maps command failures; this is a bug in the host itself
+        log.exception("bridge failure calling %s", name)
+        raise CommandError(f"{name} failed") from None
 
 
 def invoke(registry: CommandRegistry, name: str, args: Any) -> tuple[bool, Any]:
     """Run a command; ``(True, result)`` or ``(False, {type, message, field})``. Never raises."""
     try:
-        return True, registry.call(name, args)
+        return True, call(registry, name, args)
     except CommandError as exc:
         return False, exc.to_dict()
-    except Exception:  # the registry maps command failures; this is a bug in the host itself
-        log.exception("bridge failure calling %s", name)
-        return False, {"type": "internal_error", "message": f"{name} failed", "field": None}
-
-
-def js_arguments(registry: CommandRegistry, name: str, args: tuple) -> Any:
-    """Interpret the arguments of a pywebview call.
-
-    ``api.x({"__named__": {...}})`` (what ``invoke(name, args)`` in api.js sends) is named;
-    ``api.x({daysOld: 30})`` is named too when every key names a parameter; anything else is
-    positional.
-    """
-    if len(args) == 1 and isinstance(args[0], dict):
-        only = args[0]
-        if set(only) == {NAMED_KEY} and isinstance(only[NAMED_KEY], dict):
-            return only[NAMED_KEY]
-        try:
-            params = registry.get(name).params
-        except CommandError:
-            return list(args)
-        if only and all((k if k in params else to_snake(str(k))) in params for k in only):
-            return only
-    return list(args)
 
 
 def make_js_api(registry: CommandRegistry) -> object:
@@ -60,8 +49,7 @@ def make_js_api(registry: CommandRegistry) -> object:
 
     def method_for(name: str):
         def method(self, *args):
-            ok, value = invoke(registry, name, js_arguments(registry, name, args))
-            return value if ok else {ERROR_KEY: value}
+            return list(invoke(registry, name, list(args)))
 
         method.__name__ = name
         method.__doc__ = registry.get(name).doc

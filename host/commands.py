@@ -1,10 +1,10 @@
 """The command registry: what the frontend may call, with arguments validated by pydantic.
 
-A command is a plain function with type hints. Callers pass positional arguments (a list) or
-named ones (a dict, names in snake_case or camelCase, so a Tauri-style
-``invoke('archive_old_events', {daysOld: 30})`` works). Validation happens before the function
-runs, so a bad argument changes nothing. The registry is built at start-up and then only read;
-pywebview calls commands concurrently from its own threads.
+A command is a plain function with type hints. How the arguments a caller sent become its
+keyword arguments (positional or named, snake_case or camelCase, strict JSON types) is decided in
+one place, ``host.binder``. Validation happens before the function runs, so a bad argument
+changes nothing. The registry is built at start-up and then only read; pywebview calls commands
+concurrently from its own threads.
 """
 
 from __future__ import annotations
@@ -20,22 +20,10 @@ from typing import Any
 import pydantic
 from pydantic_core import to_jsonable_python
 
-from host.errors import CommandError, InvalidArgument, NotFound
+from host.binder import Binder, validation_error
+from host.errors import CommandError, NotFound
 
 log = logging.getLogger(__name__)
-
-_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def to_snake(name: str) -> str:
-    """``daysOld`` → ``days_old`` (snake_case names are returned unchanged)."""
-    return _CAMEL_BOUNDARY.sub("_", name).lower()
-
-
-def to_camel(name: str) -> str:
-    """``days_old`` → ``daysOld``."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 class DuplicateCommand(RuntimeError):
@@ -47,47 +35,12 @@ class Command:
     name: str
     plugin: str
     function: Callable[..., Any]
-    params: tuple[str, ...]
-    model: type[pydantic.BaseModel]
+    binder: Binder
     doc: str
 
-
-def _arguments_model(name: str, function: Callable) -> tuple[tuple[str, ...], type]:
-    fields: dict[str, Any] = {}
-    params = []
-    hints = inspect.get_annotations(function, eval_str=True)
-    for param in inspect.signature(function).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(f"command {name}: *args/**kwargs cannot be validated")
-        annotation = hints.get(param.name, Any)
-        default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, default)
-        params.append(param.name)
-    model = pydantic.create_model(
-        f"{name}_arguments",
-        __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
-        **fields,
-    )
-    return tuple(params), model
-
-
-def _plain_reason(error: dict) -> str:
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "extra_forbidden":
-        nested = len(error["loc"]) > 1
-        return "is not a known field" if nested else "is not an argument of this command"
-    return error["msg"][0].lower() + error["msg"][1:]
-
-
-def validation_error(exc: pydantic.ValidationError, prefix: str = "") -> InvalidArgument:
-    """The first pydantic error as an ``InvalidArgument`` naming the (camelCase) field."""
-    first = exc.errors(include_url=False)[0]
-    loc = [to_camel(str(part)) if isinstance(part, str) else str(part) for part in first["loc"]]
-    field = ".".join(([prefix] if prefix else []) + loc) or None
-    more = len(exc.errors()) - 1
-    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return InvalidArgument(f"{field}: {_plain_reason(first)}{tail}", field=field)
+    @property
+    def params(self) -> tuple[str, ...]:
+        return self.binder.params
 
 
 class CommandRegistry:
@@ -101,8 +54,8 @@ class CommandRegistry:
         """Add a command; a name that exists already raises ``DuplicateCommand`` naming both."""
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"command name {name!r} from plugin {plugin} is not snake_case")
-        params, model = _arguments_model(name, function)
-        command = Command(name, plugin, function, params, model, inspect.getdoc(function) or "")
+        command = Command(name, plugin, function, Binder.of(name, function),
+                          inspect.getdoc(function) or "")
         with self._lock:
             existing = self._commands.get(name)
             if existing is not None:
@@ -121,42 +74,11 @@ class CommandRegistry:
             raise NotFound(f"there is no command named {name!r}", field=None)
         return command
 
-    def bind(self, command: Command, args: Any) -> dict[str, Any]:
-        """Turn positional or named JSON arguments into the function's keyword arguments."""
-        if args is None:
-            return {}
-        if isinstance(args, (list, tuple)):
-            if len(args) > len(command.params):
-                raise InvalidArgument(
-                    f"{command.name} takes {len(command.params)} argument(s), got {len(args)}"
-                )
-            return dict(zip(command.params, args))
-        if isinstance(args, dict):
-            named = {}
-            for key, value in args.items():
-                key = str(key)
-                snake = key if key in command.params else to_snake(key)
-                if snake not in command.params:
-                    raise InvalidArgument(
-                        f"{key}: is not an argument of {command.name} "
-                        f"(it takes: {', '.join(map(to_camel, command.params)) or 'nothing'})",
-                        field=key,
-                    )
-                if snake in named:
-                    raise InvalidArgument(f"{key}: given twice", field=to_camel(snake))
-                named[snake] = value
-            return named
-        raise InvalidArgument("arguments must be a list (positional) or an object (named)")
-
     def call(self, name: str, args: Any = None) -> Any:
-        """Validate and run a command; returns a JSON-ready result or raises ``CommandError``."""
+        """Bind ``args`` (see ``host.binder``), run the command; returns a JSON-ready result or
+        raises ``CommandError``."""
         command = self.get(name)
-        kwargs = self.bind(command, args)
-        try:
-            validated = command.model.model_validate(kwargs)
-        except pydantic.ValidationError as exc:
-            raise validation_error(exc) from None
-        values = {p: getattr(validated, p) for p in command.params}
+        values = command.binder.bind(args)
         try:
             result = command.function(**values)
             return to_jsonable_python(result)

@@ -1,5 +1,8 @@
 """Errors a command raises on purpose; the bridge turns them into ``{type, message, field}``.
 
+Each class is one row of the one error table: its ``type`` (stable; the page maps it to the
+operator's words) and its HTTP ``status``, which ``host.http`` answers with.
+
 Anything else a command raises is an ``internal_error``: logged in full on the Python side, and
 reported to the page only as a plain sentence (no traceback, no file path).
 """

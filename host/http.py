@@ -31,7 +31,8 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from host.bridge import invoke, js_arguments
+from host.bridge import call
+from host.errors import CommandError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +108,17 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
         return origin is not None and origin != f"http://{host}"
 
     async def invoke_command(request: Request) -> Response:
+        # The body is the arguments as the caller sent them; host.binder decides their shape.
         raw = await request.body()
         try:
-            args = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            return JSONResponse({"error": {"type": "validation_error", "field": None,
-                                           "message": "request body is not valid JSON"}}, 400)
-        name = request.path_params["name"]
-        if isinstance(args, list):  # the page's api.x(...) shim: same rule as the window bridge
-            args = js_arguments(app.commands, name, tuple(args))
-        ok, value = await asyncio.to_thread(invoke, app.commands, name, args)
-        if ok:
-            return JSONResponse(value)
-        status = {"validation_error": 422, "not_found": 404, "conflict": 409,
-                  "unavailable": 503, "storage_full": 507}.get(value["type"], 500)
-        return JSONResponse({"error": value}, status)
+            try:
+                args = json.loads(raw) if raw.strip() else None
+            except ValueError:
+                raise InvalidArgument("request body is not valid JSON") from None
+            value = await asyncio.to_thread(call, app.commands, request.path_params["name"], args)
+        except CommandError as exc:
+            return JSONResponse({"error": exc.to_dict()}, exc.status)
+        return JSONResponse(value)
 
     async def events(request: Request) -> Response:
         return StreamingResponse(hub.stream(request), media_type="text/event-stream",

@@ -51,8 +51,9 @@ class EventFilters(BaseModel):
 
     ``event_type`` is a wire code (``pt1``) or a parser type (``points``); messages with an
     undocumented code are under ``unknown``. ``since``/``until`` bound the reception time
-    (``since`` included, ``until`` excluded; a time without zone is UTC). ``cursor`` is the
-    ``next_cursor`` of the previous page. ``archived`` reads the archive table instead.
+    (``since`` included, ``until`` excluded; ISO date-times, or dates meaning their midnight; a
+    time without zone is UTC). ``cursor`` is the ``next_cursor`` of the previous page.
+    ``archived`` reads the archive table instead.
     """
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_name=True,
@@ -71,6 +72,20 @@ class EventFilters(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
     order: Literal["asc", "desc"] = "desc"
     archived: bool = False
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        # The documented text form (a date alone is its midnight), parsed here because a value
+        # that passes a "before" validator is no longer JSON text to pydantic, and the command
+        # binder's strict mode would refuse the string; anything else stays refused.
+        if not isinstance(value, str):
+            return value
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO date or date-time "
+                             "(2026-11-28 or 2026-11-28T12:00:00Z)") from None
 
     @field_validator("since", "until")
     @classmethod

@@ -632,11 +632,13 @@ def _path(conn: sqlite3.Connection) -> str:
 
 
 def test_the_registered_commands_validate_through_the_host_registry(db_app):
-    for args in ({"daysOld": -1}, {"days_old": "many"}, [2.5]):
+    # The field is named as the caller spelled it (a positional one: the page's camelCase).
+    for args, field in (({"daysOld": -1}, "daysOld"), ({"days_old": "many"}, "days_old"),
+                        ([2.5], "daysOld")):
         with pytest.raises(InvalidArgument) as info:
             call(db_app, "archive_old_events", *args) if isinstance(args, list) else call(
                 db_app, "archive_old_events", **args)
-        assert info.value.field == "daysOld", info.value.message
+        assert info.value.field == field, info.value.message
     with pytest.raises(InvalidArgument) as info:
         call(db_app, "restore_from_archive", startDate="2026-03-01", endDate="2026-02-01")
     assert info.value.field == "startDate"

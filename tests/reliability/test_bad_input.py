@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic.alias_generators import to_camel
 
 from host.app import App
-from host.bridge import invoke
-from host.commands import to_camel
+from host.bridge import invoke, make_js_api
 from host.settings import Settings
 from plugins.plugin_udp.protocol import parse_text
 from plugins.plugin_udp.simulator import sender_datagrams
@@ -176,6 +176,60 @@ def test_commands_kept_from_valid_calls_refuse_bad_arguments(app):
     assert call_cleanly(app, "pss_start_listener", [port]) == (True, "Running")
     ok, value = call_cleanly(app, "update_udp_settings", {"settings": {"port": port}})
     assert ok and value["port"] == port
+
+
+def strict_cases(port: int) -> list[tuple[str, object, str]]:
+    """(command, arguments, field the error names): each one was coerced and acted on before
+    (``[true]`` moved the listener to UDP port 1 and archived everything older than a day;
+    ``"16000"`` and ``16000.0`` were ports). ``port`` is a free port the listener must not
+    move to."""
+    return [
+        ("pss_start_listener", [True], "port"),
+        ("pss_start_listener", [str(port)], "port"),
+        ("pss_start_listener", [float(port)], "port"),
+        ("pss_start_listener", {"port": str(port)}, "port"),
+        ("archive_old_events", [True], "daysOld"),
+        ("archive_old_events", ["1"], "daysOld"),
+        ("archive_old_events", [1.0], "daysOld"),
+        ("archive_old_events", {"days_old": True}, "days_old"),
+        ("cleanup_old_archive_data", {"daysOld": True}, "daysOld"),
+        ("export_events", {"filters": None, "format": "csv", "path": "/nonexistent/x.csv",
+                           "overwrite": "true"}, "overwrite"),
+        ("get_events", [{"isValid": 1}], "filters.isValid"),
+        ("simulate_match", {"senders": True}, "senders"),
+    ]
+
+
+def test_strict_arguments_over_http(headless_factory):
+    """Through the real HTTP interface of the headless app: refused with the field named, and
+    nothing happened (the listener stays on its port)."""
+    app = headless_factory("strict").start()
+    for name, args, field in strict_cases(free_port(socket.SOCK_DGRAM)):
+        response = app.invoke(name, args)
+        assert response.status_code == 422, (name, args, response.text)
+        error = response.json()["error"]
+        assert (error["type"], error["field"]) == ("validation_error", field), (name, args)
+        assert error["message"].startswith(f"{field}: "), error
+    stats = app.stats()
+    assert (stats["status"], stats["port"]) == ("Running", app.udp_port)
+    # What the page sends (its own types, a date typed on the export screen) still works.
+    assert app.call("pss_start_listener", [app.udp_port]) == "Running"
+    assert app.call("archive_old_events", [{"daysOld": 30}]) == 0
+    assert app.call("get_events", {"filters": {"since": "2026-11-28", "isValid": True}})
+    assert app.call("tournament_create", {"name": "Open", "startDate": "2026-11-28"})["id"]
+
+
+def test_strict_arguments_through_the_window_bridge(app):
+    """The ``js_api`` object pywebview gets: the same refusals, the listener stays."""
+    api = make_js_api(app.commands)
+    port = app.extensions["udp"].port
+    for name, args, field in strict_cases(free_port(socket.SOCK_DGRAM)):
+        call_args = args if isinstance(args, list) else [args]
+        ok, error = getattr(api, name)(*call_args)
+        assert not ok, (name, args)
+        assert (error["type"], error["field"]) == ("validation_error", field), (name, args)
+    assert app.extensions["udp"].port == port
+    assert api.pss_start_listener(port) == [True, "Running"]
 
 
 def test_after_the_fuzz_the_database_is_sound_and_the_app_still_ingests(app):
