@@ -8,8 +8,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from .protocol import athlete_side, describe
-from .state import MatchState
+from pss.match import MatchState
+from pss.protocol import athlete_side, describe
 
 EVENT_RING = 1000
 MAX_SOURCES = 64

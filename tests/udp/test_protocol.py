@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.plugin_udp.ingested import IngestedEvent, ingest_datagram
-from plugins.plugin_udp.protocol import (
+from pss.ingested import IngestedEvent, ingest_datagram
+from pss.protocol import (
     EVENT_ADAPTER,
     EVENT_MODELS,
     athlete_side,
