@@ -17,7 +17,7 @@ from plugins.plugin_database.service import DB_FILE
 from tests.conftest import wait_for
 from plugins.plugin_database.writer import transaction
 from pss.ingested import IngestedEvent
-from pss.protocol import describe
+from pss.describe import describe
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
