@@ -14,10 +14,12 @@ APT_RUN  := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libx
 
 .PHONY: run demo test test-fast screenshots bench venv apt-run apt-test clean
 
-$(STAMP): pyproject.toml
+PROBES := tests/plugins/restrike-test-probes
+
+$(STAMP): pyproject.toml $(PROBES)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' -e examples/restrike-event-counter
+	$(PY) -m pip install -q -e '.[test]' -e examples/restrike-event-counter -e $(PROBES)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from host.timeutil import now_iso  # noqa: E402
 from plugins.plugin_database import queries  # noqa: E402
 from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
-from plugins.plugin_udp.ingested import ingest_datagram  # noqa: E402
+from pss.ingested import ingest_datagram  # noqa: E402
 from plugins.plugin_udp.simulator import sender_timeline  # noqa: E402
 
 COURTS = 12

@@ -52,7 +52,7 @@ import psutil  # noqa: E402
 
 from plugins.plugin_database.service import DB_FILE  # noqa: E402
 from plugins.plugin_udp import simulator  # noqa: E402
-from plugins.plugin_udp.protocol import parse_text  # noqa: E402
+from pss.protocol import parse_text  # noqa: E402
 
 TOKEN = "soak"
 MATCH_SECONDS = 420  # a simulated match with its breaks and the gap to the next, roughly

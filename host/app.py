@@ -13,7 +13,7 @@ import threading
 
 from host.commands import CommandRegistry
 from host.hooks import Hooks, StartupError
-from host.plugins import PluginInfo, make_plugin_manager
+from host.plugins import make_plugin_manager
 from host.push import PushService
 from host.settings import Settings
 
@@ -27,12 +27,9 @@ class App:
                  extra_plugins: tuple = ()):
         self.settings = settings
         kwargs = {} if builtins is None else {"builtins": builtins}
+        # extra_plugins: objects registered directly (tests, embedding), called after the others
         self.pm, self.plugin_infos = make_plugin_manager(load_entrypoints=load_entrypoints,
-                                                         **kwargs)
-        for plugin in extra_plugins:  # objects registered directly (tests, embedding)
-            name = getattr(plugin, "__name__", None) or type(plugin).__name__
-            self.pm.register(plugin, name=name)
-            self.plugin_infos[name] = PluginInfo(name=name, version=None, builtin=False)
+                                                         extra_plugins=extra_plugins, **kwargs)
         self.hooks = Hooks(self.pm, self.plugin_infos)
         self.commands = CommandRegistry()
         self.push = PushService()
@@ -46,9 +43,12 @@ class App:
         self.commands.register("get_push_stats", self.push.stats, plugin="host")
 
     def list_plugins(self) -> list[dict]:
-        """The registered plugins: ``[{name, version, hooks, builtin, errors, last_error}]``.
+        """The plugins: ``[{name, version, hooks, builtin, distribution, loaded, errors,
+        last_error}]``.
 
-        ``errors`` counts the exceptions the plugin raised in its hooks since start.
+        ``errors`` counts the exceptions the plugin raised in its hooks since start. A plugin
+        that was found but refused (unknown hook, cannot be imported) has ``loaded`` False, no
+        hooks and the reason in ``last_error``.
         """
         return [
             {
@@ -57,6 +57,7 @@ class App:
                 "hooks": self.hooks.hook_names_of(info.name),
                 "builtin": info.builtin,
                 "distribution": info.distribution,
+                "loaded": info.loaded,
                 "errors": info.errors,
                 "last_error": info.last_error,
             }

@@ -52,7 +52,7 @@ def restrike_shutdown(app):
 def restrike_pss_events(events, app):
     """A batch of ingested PSS events, in arrival order.
 
-    ``events`` is a list of ``plugins.plugin_udp.ingested.IngestedEvent`` (datagram sequence,
+    ``events`` is a list of ``pss.ingested.IngestedEvent`` (datagram sequence,
     reception time, source address, exact raw text and the parsed event). Called on the UDP
     dispatch thread: return quickly (hand slow work to your own bounded queue). While an
     implementation blocks, every plugin gets its batches later and the backlog waits in the

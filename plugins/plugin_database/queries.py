@@ -26,7 +26,7 @@ from pydantic.alias_generators import to_camel
 
 from host.errors import NotFound
 from host.timeutil import to_iso, to_utc
-from plugins.plugin_udp.protocol import ATHLETE_SIDES, athlete_side
+from pss.sides import ATHLETE_SIDES, athlete_side
 
 from .pool import read_snapshot
 

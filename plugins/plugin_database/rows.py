@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pydantic_core
 from pydantic import BaseModel
 
-from plugins.plugin_udp.protocol import describe
+from pss.describe import describe
 
 PROTOCOL_VERSION = "2.3"
 EVENT_INTO = (

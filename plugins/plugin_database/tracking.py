@@ -1,11 +1,12 @@
 """Matches, athletes, rounds, scores and warnings derived from the stored events.
 
 Runs on the writer thread, inside the writer's batch transaction (it never commits). One source
-(session, sender IP, sender port) has at most one current match:
+(session, sender IP, sender port) has at most one current match. When a match starts and ends,
+and its status, follow the one rule of the PSS domain (``pss.match.starts_match`` and
+``next_status``, the same the live scoreboard follows):
 
 - ``pre;FightLoaded`` starts a new match; ``at1…``/``mch…`` start one too when the source has
-  none yet (the app was started in the middle of a match, or the FightLoaded datagram was lost);
-  every other event before the first match of a source belongs to no match;
+  none yet; every other event before the first match of a source belongs to no match;
 - ``mch`` fills number, phase, category, division, colours, rounds, round duration;
 - ``at1;…;at2;…`` upserts ``pss_athletes`` and links them in ``pss_match_athletes`` (1 blue, 2 red);
 - ``rnd;n`` opens round n (``pss_rounds``) and ends the previous one; a round that only appears in
@@ -28,6 +29,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from pss.match import MatchStatus, next_status, starts_match
+from pss.sides import SIDE_PAIRS
+
 _MATCH_CONFIG_COLUMNS = {
     # MatchConfig field -> pss_matches column
     "number": "match_number",
@@ -43,7 +47,7 @@ _MATCH_CONFIG_COLUMNS = {
     "red_bg": "red_bg",
     "red_fg": "red_fg",
 }
-_SIDES = ((1, "blue"), (2, "red"))
+
 
 _INSERT_MATCH = (
     "INSERT INTO pss_matches (session_id, source_ip, source_port, tournament_id, "
@@ -94,7 +98,7 @@ class MatchState:
     id: int
     config: dict = field(default_factory=dict)  # pss_matches column -> value
     match_config: str | None = None
-    status: str = "loaded"
+    status: MatchStatus = "loaded"
     round_no: int | None = None
     round_id: int | None = None  # id of round ``round_no`` (kept with it, read per event)
     # Free for the caller to cache what it derives from (round_no, clock): set back to None
@@ -118,9 +122,6 @@ class MatchState:
         clone.warnings = dict(self.warnings)
         clone.rounds = {number: copy.copy(rnd) for number, rnd in self.rounds.items()}
         return clone
-
-
-_STARTS_A_MATCH = frozenset(("athletes", "match_config"))
 
 
 class MatchTracker:
@@ -152,7 +153,7 @@ class MatchTracker:
         be run once the event row exists; ``sql`` is ``INSERT_SCORES`` or ``INSERT_WARNINGS``.
         """
         state = self._current.get(key)
-        if kind == "fight_loaded" or (state is None and kind in _STARTS_A_MATCH):
+        if starts_match(kind, state is not None):
             state = self._new_match(cur, key, at, context)
         if state is None:
             return None
@@ -237,7 +238,7 @@ def _on_match_config(cur, state, event, at, event_id, linked):
 
 
 def _on_athletes(cur, state, event, at, event_id, linked):
-    for position, side in _SIDES:
+    for position, side in SIDE_PAIRS:
         athlete = getattr(event, side)
         if athlete is None:
             continue
@@ -260,14 +261,14 @@ def _on_clock(cur, state, event, at, event_id, linked):
     if clock != state.clock:
         state.clock = clock
         state.placement_cache = None
-    if event.action == "start" and state.status in ("loaded", "ready"):
-        state.status = "running"
+    state.status = next_status(state.status, event)
     state.dirty = True
 
 
 def _on_ready(cur, state, event, at, event_id, linked):
-    if state.status == "loaded":
-        state.status = "ready"
+    status = next_status(state.status, event)
+    if status != state.status:
+        state.status = status
         state.dirty = True
 
 
@@ -282,7 +283,7 @@ def _on_points(cur, state, event, at, event_id, linked):
 
 def _on_warnings(cur, state, event, at, event_id, linked):
     current = state.rounds.get(state.round_no)
-    for position, side in _SIDES:
+    for position, side in SIDE_PAIRS:
         count = getattr(event, side)
         if count is None or count == state.warnings[position]:
             continue
@@ -293,7 +294,7 @@ def _on_warnings(cur, state, event, at, event_id, linked):
 
 
 def _on_current_scores(cur, state, event, at, event_id, linked):
-    for position, side in _SIDES:
+    for position, side in SIDE_PAIRS:
         value = getattr(event, side)
         if value is not None and value != state.scores[position]:
             state.scores[position] = value
@@ -301,7 +302,7 @@ def _on_current_scores(cur, state, event, at, event_id, linked):
 
 
 def _on_round_scores(cur, state, event, at, event_id, linked):
-    for position, side in _SIDES:
+    for position, side in SIDE_PAIRS:
         for number, points in getattr(event, side).items():
             rnd = state.rounds.get(number)
             if rnd is None:
@@ -327,8 +328,8 @@ def _on_round_winners(cur, state, event, at, event_id, linked):
             rnd.dirty = True
 
 
-def _finish(state: MatchState, at: str) -> None:
-    state.status = "finished"
+def _finish(state: MatchState, event, at: str) -> None:
+    state.status = next_status(state.status, event)  # finished
     if state.ended_at is None:
         state.ended_at = at
     current = state.rounds.get(state.round_no)
@@ -340,13 +341,13 @@ def _finish(state: MatchState, at: str) -> None:
 
 def _on_winner_side(cur, state, event, at, event_id, linked):
     state.winner = event.side.lower()
-    _finish(state, at)
+    _finish(state, event, at)
 
 
 def _on_winner(cur, state, event, at, event_id, linked):
     state.winner_name = event.name
     state.win_classification = event.classification
-    _finish(state, at)
+    _finish(state, event, at)
 
 
 _HANDLERS = {

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from host.errors import NotFound
+from pss.match import MatchState
 
 from .live import EVENT_RING
 from .service import UdpService
 from .settings import SettingsChange, UdpSettings, apply_update
-from .state import MatchState
 
 Senders = Annotated[int, Field(ge=1, le=64)]
 Speed = Annotated[float, Field(gt=0, le=10_000)]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from .protocol import athlete_side, describe
-from .state import MatchState
+from pss.describe import describe
+from pss.match import MatchState
+from pss.sides import athlete_side
 
 EVENT_RING = 1000
 MAX_SOURCES = 64

@@ -43,8 +43,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from host.timeutil import clock_ns, to_iso
-
-from .ingested import ingest_datagram
+from pss.ingested import ingest_datagram
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 
 from host.timeutil import clock_ns, now_iso
 from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
-from plugins.plugin_udp.ingested import ingest_datagram
+from pss.ingested import ingest_datagram
 
 DATABASE_ONLY = (("database", "plugins.plugin_database.plugin"),)
 

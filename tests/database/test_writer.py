@@ -17,8 +17,8 @@ from host.timeutil import clock_ns
 from plugins.plugin_database.service import DB_FILE
 from tests.conftest import wait_for
 from plugins.plugin_database.writer import transaction
-from plugins.plugin_udp.ingested import IngestedEvent
-from plugins.plugin_udp.protocol import describe
+from pss.ingested import IngestedEvent
+from pss.describe import describe
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
@@ -600,7 +600,7 @@ def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, fee
 
 
 def test_two_models_with_the_same_raw_text_keep_their_own_fields(db, feed):
-    from plugins.plugin_udp.protocol import Points
+    from pss.protocol import Points
 
     (real,) = feed.events(["pt1;3;"])
     twin = dataclasses.replace(real, seq=real.seq + 1, event=Points(

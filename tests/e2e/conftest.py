@@ -94,7 +94,7 @@ def load_datagrams(name: str) -> list[bytes]:
 
 def parsed(datagrams: list[bytes]) -> list:
     """The events the app makes of these datagrams (its own parser), in order."""
-    from plugins.plugin_udp.ingested import ingest_datagram
+    from pss.ingested import ingest_datagram
 
     events = []
     for seq, data in enumerate(datagrams, 1):

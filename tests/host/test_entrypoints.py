@@ -20,7 +20,7 @@ def installed():
 
 
 def test_example_plugin_is_discovered_and_its_command_callable(make_app, monkeypatch):
-    from plugins.plugin_udp.ingested import ingest_datagram
+    from pss.ingested import ingest_datagram
 
     monkeypatch.setenv(LOAD_ENV, DIST)
     app = make_app(builtins=(), load_entrypoints=True).start()

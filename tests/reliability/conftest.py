@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plugins.plugin_udp.protocol import parse_text
+from pss.protocol import parse_text
 from tests.conftest import REPO, free_port, wait_for
 
 TOKEN = "reliability-token"

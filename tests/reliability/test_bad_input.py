@@ -34,7 +34,7 @@ from pydantic.alias_generators import to_camel
 from host.app import App
 from host.bridge import invoke, make_js_api
 from host.settings import Settings
-from plugins.plugin_udp.protocol import parse_text
+from pss.protocol import parse_text
 from plugins.plugin_udp.simulator import sender_datagrams
 from tests.reliability import fuzz_feed
 from tests.reliability.conftest import Headless, free_port, integrity, open_db, send_all, wait_for

@@ -9,15 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.plugin_udp.ingested import IngestedEvent, ingest_datagram
-from plugins.plugin_udp.protocol import (
+from pss import describe as describing
+from pss.describe import describe
+from pss.ingested import IngestedEvent, ingest_datagram
+from pss.protocol import (
     EVENT_ADAPTER,
     EVENT_MODELS,
-    athlete_side,
-    describe,
     parse_datagram,
     parse_text,
 )
+from pss.sides import athlete_side
 
 
 def check(events, expected: list[dict]) -> None:
@@ -385,6 +386,10 @@ def test_describe_covers_every_stream_table_event():
         for event in parse_datagram(datagram.encode()):
             text = describe(event)
             assert text and text != event.type
+
+
+def test_every_event_type_has_a_description_row():
+    assert set(describing.DESCRIPTIONS) == set(EVENT_MODELS)
 
 
 def test_athlete_side():

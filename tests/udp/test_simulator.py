@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from host.errors import InvalidArgument
-from plugins.plugin_udp.protocol import parse_datagram
+from pss.protocol import parse_datagram
 from plugins.plugin_udp.simulator import (
     generate_match,
     main,
@@ -20,7 +20,7 @@ from plugins.plugin_udp.simulator import (
     sender_datagrams,
     sender_timeline,
 )
-from plugins.plugin_udp.state import MatchState
+from pss.match import MatchState
 
 
 def parsed(datagrams):

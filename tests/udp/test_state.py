@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import json
 
-from plugins.plugin_udp.protocol import (
+from pss.protocol import (
     MAX_ROUNDS,
     MatchConfig,
     Scores,
     WinnerRounds,
     parse_datagram,
 )
-from plugins.plugin_udp.state import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
+from pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
 
 SECOND = 1_000_000_000
 
@@ -299,3 +299,21 @@ def test_time_out_ends_with_its_action():
     feed("to1;0:45")
     assert feed("to1;0:30;stopEnd") is True
     assert feed.state.snapshot()["time_outs"]["blue"] is None
+
+
+def test_match_starts_and_ends_by_the_one_rule_the_database_follows_too():
+    # pss.match.starts_match / next_status: the database's tracking uses the same functions
+    feed = Feed()
+    feed("clk;2:00")
+    assert feed.state.snapshot()["loaded"] is False  # no match yet: a tick starts none
+    feed("at1;A;Aa;TUR;at2;B;Bb;ESP")  # FightLoaded lost: the athletes start the match
+    assert (feed.state.snapshot()["loaded"], feed.state.snapshot()["status"]) == (True, "loaded")
+    statuses = []
+    for datagram in ("rdy;FightReady", "clk;2:00;start", "clk;0:00;stop", "win;RED"):
+        feed(datagram)
+        statuses.append(feed.state.snapshot()["status"])
+    assert statuses == ["ready", "running", "running", "finished"]
+    feed("mch;102;Final;-58kg;;;;;;;;3;120")  # a match is current: mch does not start another
+    assert feed.state.snapshot()["status"] == "finished"
+    feed("pre;FightLoaded")
+    assert feed.state.snapshot()["status"] == "loaded"

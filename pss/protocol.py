@@ -27,6 +27,8 @@ from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .sides import SIDE_NUMBERS, side_of_key
+
 __all__ = [
     "MAX_ROUNDS",
     "MAX_ROUND_DURATION",
@@ -36,8 +38,6 @@ __all__ = [
     "PssEvent",
     "EVENT_ADAPTER",
     "EVENT_MODELS",
-    "athlete_side",
-    "describe",
     "parse_datagram",
     "parse_text",
 ]
@@ -455,7 +455,7 @@ _WG_KEYS = frozenset(("wg1", "wg2"))
 def _warnings(code, tokens, raw):
     sides: dict[str, int] = {}
     for key, value in _keyed(tokens, _WG_KEYS):
-        sides["blue" if key == "wg1" else "red"] = _count(
+        sides[side_of_key(key)] = _count(
             value, lambda: f"{key} warning count", 0, 10)
     return Warnings(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
@@ -463,7 +463,7 @@ def _warnings(code, tokens, raw):
 def _one_side(sides: dict) -> int | None:
     """The athlete of a composite that carries only one side, else None."""
     if len(sides) == 1:
-        return 1 if "blue" in sides else 2
+        return SIDE_NUMBERS[next(iter(sides))]
     return None
 
 
@@ -526,7 +526,7 @@ def _winner_side(code, tokens, raw):
     side = _need(tokens, 1, "side").upper()
     if side not in ("BLUE", "RED"):
         raise _Bad(f"side must be BLUE or RED, got {tokens[1]!r}")
-    return WinnerSide(code=code, raw=raw, athlete=1 if side == "BLUE" else 2, side=side)
+    return WinnerSide(code=code, raw=raw, athlete=SIDE_NUMBERS[side.lower()], side=side)
 
 
 _AT_KEYS = frozenset(("at1", "at2"))
@@ -539,7 +539,7 @@ def _athletes(code, tokens, raw):
             raise _Bad(f"short name of {key} is missing")
         athlete = Athlete(short=values[0], long=values[1] if len(values) > 1 and values[1] else None,
                           country=_opt(values, 2))
-        sides["blue" if key == "at1" else "red"] = athlete
+        sides[side_of_key(key)] = athlete
     return Athletes(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
@@ -591,7 +591,7 @@ _SC_KEYS = frozenset(("sc1", "sc2"))
 def _current_scores(code, tokens, raw):
     sides: dict[str, int] = {}
     for key, value in _keyed(tokens, _SC_KEYS):
-        sides["blue" if key == "sc1" else "red"] = _count(value, lambda: f"{key} score")
+        sides[side_of_key(key)] = _count(value, lambda: f"{key} score")
     return CurrentScores(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
@@ -798,110 +798,3 @@ def parse_datagram(data: bytes) -> list[PssEvent]:
         return [Invalid.model_construct(code="", raw="", athlete=None, type="invalid",
                                         error=f"datagram is not bytes ({type(exc).__name__})")]
     return parse_text(text)
-
-
-# ------------------------------------------------------------------------------ for the UI
-
-
-def athlete_side(athlete: int | None) -> str | None:
-    """1 -> 'blue', 2 -> 'red', 0 -> 'referee', anything else -> None."""
-    return ATHLETE_SIDES.get(athlete)
-
-
-ATHLETE_SIDES = {1: "blue", 2: "red", 0: "referee"}
-"""The wire's athlete numbers and their sides (``athlete_side`` as a dict, for hot loops)."""
-_WHO = {1: "Blue", 2: "Red", 0: "Referee"}
-
-
-def _who(athlete: int | None) -> str:
-    return _WHO.get(athlete, "Unidentified")
-
-
-def _pair(blue, red) -> str:
-    parts = []
-    if blue is not None:
-        parts.append(f"blue {blue}")
-    if red is not None:
-        parts.append(f"red {red}")
-    return ", ".join(parts)
-
-
-def _with_action(text: str, action: str | None) -> str:
-    return f"{text} ({action})" if action else text
-
-
-def describe(event: PssEvent) -> str:
-    """A short human description of an event for the UI, e.g. ``Blue scores 3 (head)``."""
-    t = event.type
-    if t == "points":
-        return f"{_who(event.athlete)} scores {event.point_type} ({POINT_NAMES[event.point_type]})"
-    if t == "hit_level":
-        return f"{_who(event.athlete)} hit level {event.level}"
-    if t == "warnings":
-        return f"Warnings: {_pair(event.blue, event.red)}"
-    if t == "injury":
-        return _with_action(f"Injury time {_who(event.athlete).lower()} {event.clock or ''}".rstrip(),
-                            event.action)
-    if t == "challenge":
-        state = {None: "requested", 1: "accepted", 0: "rejected", -1: "cancelled"}[event.accepted]
-        result = {None: "", 1: ", won", 0: ", lost"}[event.won]
-        return f"{_who(event.athlete)} challenge {state}{result}"
-    if t == "break":
-        return _with_action(f"Break {event.clock or ''}".rstrip(), event.action)
-    if t == "winner_rounds":
-        names = {0: "none", 1: "blue", 2: "red"}
-        return "Round winners: " + ", ".join(
-            f"R{r} {names[w]}" for r, w in sorted(event.winners.items()))
-    if t == "winner":
-        cls = f" ({event.classification})" if event.classification else ""
-        return f"Winner {event.name}{cls}"
-    if t == "winner_side":
-        return f"Winner: {event.side.lower()}"
-    if t == "athletes":
-        sides = [f"{a.short} ({a.country})" if a.country else a.short
-                 for a in (event.blue, event.red) if a is not None]
-        return "Athletes: " + " vs ".join(sides)
-    if t == "match_config":
-        details = ", ".join(x for x in (event.phase, event.category) if x)
-        return f"Match {event.number}" + (f": {details}" if details else "")
-    if t == "scores":
-        def rounds(d):
-            return "/".join(str(d[r]) for r in sorted(d))
-        return "Round scores: " + _pair(rounds(event.blue) if event.blue else None,
-                                        rounds(event.red) if event.red else None)
-    if t == "current_scores":
-        return f"Score {_pair(event.blue, event.red)}"
-    if t == "avt":
-        return f"AVT {event.value}"
-    if t == "clock":
-        return _with_action(f"Clock {event.clock}", event.action)
-    if t == "round":
-        return f"Round {event.round}"
-    if t == "fight_loaded":
-        return "Match loaded"
-    if t == "fight_ready":
-        return "Match ready"
-    if t == "supremacy":
-        return f"Supremacy {event.value}"
-    if t == "time_out":
-        return _with_action(f"Time-out {_who(event.athlete).lower()} {event.clock or ''}".rstrip(),
-                            event.action)
-    if t == "referees":
-        return "Officials: " + ", ".join(f"{o.role} {o.name}" for o in event.officials)
-    if t == "hardware_test":
-        return {0: "Hardware test closed", 1: "Hardware test open"}.get(
-            event.value, f"Hardware test hit {event.value}")
-    if t == "hello":
-        return "Sender connected"
-    if t == "bye":
-        return "Sender closing"
-    if t == "scoreboard_setting":
-        return f"Scoreboard {event.setting.replace('_', ' ')} {event.value}"
-    if t == "unknown":
-        if event.kind == "code":
-            return f"Unknown message {event.code}"
-        text = event.raw if len(event.raw) <= 60 else event.raw[:57] + "..."
-        return f"Status: {text}" if event.kind == "status" else f"Unrecognised text: {text}"
-    if t == "invalid":
-        return f"Invalid: {event.error}"
-    return t

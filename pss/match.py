@@ -1,4 +1,11 @@
-"""The live state of the match on one court, rebuilt from the PSS events as they arrive.
+"""The match on one court, rebuilt from the PSS events as they arrive, and the one rule for when a
+match starts and ends (``starts_match``, ``next_status``), which the live scoreboard (this
+``MatchState``) and the database's match tracking both follow.
+
+A match starts with ``pre;FightLoaded``; the athletes (``at1``...) or the configuration (``mch``)
+start one too when there is none yet (the app started in the middle of a match, or the
+FightLoaded datagram was lost). Its status goes ``loaded`` -> ``ready`` (``rdy;FightReady``) ->
+``running`` (the match clock starts) -> ``finished`` (the winner, ``win`` or ``wmh``).
 
 ``MatchState.apply`` is called on the dispatch thread for every event, in arrival order, and says
 whether anything a viewer can see changed (so the plugin pushes a snapshot only then).
@@ -24,10 +31,37 @@ built without validation carries one), and ``challenges`` keeps the newest ``MAX
 from __future__ import annotations
 
 from collections import deque
+from typing import Literal
 
 from host.timeutil import now_iso
 
 from .protocol import MAX_ROUNDS, PssEvent
+from .sides import SIDES, athlete_side
+
+MatchStatus = Literal["loaded", "ready", "running", "finished"]
+
+STARTS_A_MATCH_WHEN_NONE = frozenset(("athletes", "match_config"))
+"""Event types that start a match when the court has none (besides ``fight_loaded``)."""
+
+ENDS_A_MATCH = frozenset(("winner_side", "winner"))
+"""Event types that finish the current match."""
+
+
+def starts_match(kind: str, in_match: bool) -> bool:
+    """Whether an event of type ``kind`` begins a new match (``in_match``: one is current)."""
+    return kind == "fight_loaded" or (not in_match and kind in STARTS_A_MATCH_WHEN_NONE)
+
+
+def next_status(status: MatchStatus, event: PssEvent) -> MatchStatus:
+    """The status of the current match after ``event`` (a new match starts ``loaded``)."""
+    kind = event.type
+    if kind in ENDS_A_MATCH:
+        return "finished"
+    if kind == "fight_ready" and status == "loaded":
+        return "ready"
+    if kind == "clock" and event.action == "start" and status in ("loaded", "ready"):
+        return "running"
+    return status
 
 HIT_WINDOW_NS = 5_000_000_000
 """How far back (ns of ``received_ns``) a hit level still belongs to the next points event."""
@@ -37,7 +71,6 @@ _HIT_BUFFER = 32  # hit levels kept per athlete; older ones are outside any sane
 MAX_CHALLENGES = 64
 """Challenges kept in the state of one match (a real match has a handful); older ones go."""
 
-_SIDE = {1: "blue", 2: "red"}
 _CHALLENGE_STATE = {None: "requested", 1: "accepted", 0: "rejected", -1: "cancelled"}
 _RUNNING_ACTIONS = {"start": True, "stop": False, "stopEnd": False}
 
@@ -46,6 +79,7 @@ def _empty() -> dict:
     """The state of a court before any match is loaded."""
     return {
         "loaded": False,
+        "status": None,
         "ready": False,
         "connected": None,
         "match": {
@@ -94,10 +128,17 @@ class MatchState:
         ``received_ns`` orders hit levels against points (only differences matter);
         ``received_at`` (``now_iso()`` format) becomes ``updated_at``, now when not given.
         """
+        changed = False
+        if starts_match(event.type, self._s["loaded"]):
+            if event.type == "fight_loaded":
+                self.reset()
+            self._s["loaded"], self._s["status"], changed = True, "loaded", True
         handler = _APPLY.get(event.type)
         if handler is None:
-            return False  # unknown/invalid/avt-like messages change nothing a viewer sees
-        changed = handler(self, event, received_ns)
+            return changed  # unknown/invalid/avt-like messages change nothing a viewer sees
+        changed |= handler(self, event, received_ns)
+        if self._s["loaded"]:
+            changed |= self._put(self._s, "status", next_status(self._s["status"], event))
         if changed:
             self._updated_at = received_at or now_iso()
             self._updated_ns = received_ns
@@ -119,7 +160,8 @@ class MatchState:
     def snapshot(self) -> dict:
         """A JSON-serialisable copy of the state.
 
-        Keys: ``loaded``, ``ready``, ``connected`` (hel/bye), ``match`` (number, phase, category,
+        Keys: ``loaded`` (a match is current), ``status`` (``next_status``: loaded, ready,
+        running, finished; None before a match), ``ready``, ``connected`` (hel/bye), ``match`` (number, phase, category,
         division, match_id, rounds, round_duration, countdown, colors{blue_bg..red_fg},
         body_level, head_level, extra), ``athletes`` {blue, red: {short, long, country} | None},
         ``round``, ``clock`` {text, seconds, running, action}, ``current_scores`` {blue, red},
@@ -140,6 +182,7 @@ class MatchState:
         n_winners = max([rounds, *s["round_winners"]])
         return {
             "loaded": s["loaded"],
+            "status": s["status"],
             "ready": s["ready"],
             "connected": s["connected"],
             "match": {**s["match"], "colors": dict(s["match"]["colors"]),
@@ -179,9 +222,7 @@ class MatchState:
         return True
 
     def _fight_loaded(self, e, ns) -> bool:
-        self.reset()
-        self._s["loaded"] = True
-        return True
+        return True  # ``apply`` started the new match (``starts_match``)
 
     def _fight_ready(self, e, ns) -> bool:
         return self._put(self._s, "ready", True)
@@ -217,7 +258,7 @@ class MatchState:
         return True
 
     def _points(self, e, ns) -> bool:
-        side = _SIDE[e.athlete]
+        side = SIDES[e.athlete]
         levels = self.recent_hit_levels(e.athlete, ns)
         self._hits[e.athlete].clear()
         self._s["last_points"][side] = {"point_type": e.point_type, "points": e.point_type,
@@ -226,7 +267,7 @@ class MatchState:
 
     def _hit_level(self, e, ns) -> bool:
         self._hits[e.athlete].append((ns, e.level))
-        self._s["hit_levels"][_SIDE[e.athlete]] = e.level
+        self._s["hit_levels"][SIDES[e.athlete]] = e.level
         return True
 
     def _warnings(self, e, ns) -> bool:
@@ -303,19 +344,19 @@ class MatchState:
         old = self._s["injury"] or {}
         visible = {"show": True, "hide": False, "reset": False}.get(
             e.action, old.get("visible", True))
-        new = {"side": _side_name(e.athlete), "athlete": e.athlete, "text": e.clock,
+        new = {"side": athlete_side(e.athlete), "athlete": e.athlete, "text": e.clock,
                "seconds": e.seconds, "action": e.action, "visible": visible}
         return self._put(self._s, "injury", new)
 
     def _time_out(self, e, ns) -> bool:
         if e.action in ("hide", "reset", "stop", "stopEnd"):
-            return self._put(self._s["time_outs"], _SIDE[e.athlete], None)
+            return self._put(self._s["time_outs"], SIDES[e.athlete], None)
         new = {"text": e.clock, "seconds": e.seconds, "action": e.action}
-        return self._put(self._s["time_outs"], _SIDE[e.athlete], new)
+        return self._put(self._s["time_outs"], SIDES[e.athlete], new)
 
     def _challenge(self, e, ns) -> bool:
         challenges = self._s["challenges"]
-        side = _side_name(e.athlete)
+        side = athlete_side(e.athlete)
         entry = {"side": side, "athlete": e.athlete, "state": _CHALLENGE_STATE[e.accepted],
                  "won": None if e.won is None else bool(e.won), "round": self._s["round"]}
         # The answer to a pending request of the same side completes it instead of adding one.
@@ -364,8 +405,6 @@ def _round_count(rounds) -> int:
     return min(rounds, MAX_ROUNDS) if type(rounds) is int and rounds > 0 else 0
 
 
-def _side_name(athlete: int | None) -> str | None:
-    return {1: "blue", 2: "red", 0: "referee"}.get(athlete)
 
 
 _APPLY = {

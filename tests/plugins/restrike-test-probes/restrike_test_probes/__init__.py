@@ -1,0 +1,1 @@
+"""Test plugins for restrike, loaded through the ``restrike`` entry-point group."""
