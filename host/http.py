@@ -35,7 +35,7 @@ from starlette.routing import Route
 from host.bridge import invoke, js_arguments
 from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
                              connection_limit, guarded_protocol, host_name,
-                             rate_limit_server_logs, read_json_body)
+                             rate_limit_server_logs, read_json_body, write_stalled)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class SseHub:
                 if items:
                     yield f"data: {json.dumps(items, default=str)}\n\n"
         finally:
-            self._push.remove_sink(sink)
+            self._push.remove_sink(sink, stuck=write_stalled(request.scope))
 
 
 def create_http_app(app, token: str, allowed_hosts: set[str] | frozenset[str] | None = None,

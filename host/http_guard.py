@@ -31,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+STALLED = "restrike.write_stalled"
 FD_RESERVE = 256
 """File descriptors kept free of HTTP connections for the database, logs and UDP socket."""
 
@@ -266,6 +267,8 @@ def guarded_protocol(limits: HttpLimits, stats: HttpStats) -> type[H11Protocol]:
         def _stalled(self) -> None:
             self._stall_timer = None
             stats.count("write_timeouts")
+            if self.cycle is not None:  # tells the response why it ends (``write_stalled``)
+                self.cycle.scope["state"][STALLED] = True
             self._close()
 
         def connection_lost(self, exc) -> None:
@@ -277,6 +280,11 @@ def guarded_protocol(limits: HttpLimits, stats: HttpStats) -> type[H11Protocol]:
             stats.open_connections = len(self.connections)
 
     return GuardedH11Protocol
+
+
+def write_stalled(scope: dict) -> bool:
+    """Whether the server disconnected this request's client for not reading its response."""
+    return bool(scope.get("state", {}).get(STALLED))
 
 
 def connection_limit(wanted: int) -> int:

@@ -6,8 +6,9 @@ thread delivers what accumulated at most ``rate`` times per second (default 30) 
 Each sink has its own bounded buffer, so a slow or closed window cannot make ingest wait or grow
 memory: when a buffer is full the OLDEST pushes are dropped and counted (``stats()``), except
 the newest snapshot (``latest_only``) of each name, which a sink always keeps. Only UI pushes are
-ever dropped; stored data never goes through here. A sink removed while it was overflowing (a
-subscriber that stopped reading and was disconnected) is counted in ``disconnected_stuck``.
+ever dropped; stored data never goes through here. A receiver disconnected because it stopped
+taking its pushes (an event stream whose client stopped reading) is counted in
+``disconnected_stuck``.
 
 Two kinds of payload are bounded per delivery rather than per push: a snapshot
 (``emit(..., latest_only=True)``: only the newest survives) and a stream (``emit_items``: the
@@ -21,7 +22,6 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from operator import itemgetter
@@ -52,7 +52,6 @@ class Sink:
         self.dropped = 0
         self.delivered = 0
         self.failures = 0
-        self.overflowing_since: float | None = None  # first drop since the receiver last took
         self._lock = threading.Lock()
         self._ready: threading.Event | None = None
         if threaded:
@@ -85,10 +84,7 @@ class Sink:
             overflow = len(self._pending) - self._max
             for _ in range(max(overflow, 0)):
                 self._pending.popleft()
-            if overflow > 0:
-                self.dropped += overflow
-                if self.overflowing_since is None:
-                    self.overflowing_since = time.monotonic()
+            self.dropped += max(overflow, 0)
 
     def take(self) -> list[dict]:
         """Everything waiting, in the order emitted (counted as delivered)."""
@@ -98,7 +94,6 @@ class Sink:
             items = [item for _, item in merged]
             self._pending.clear()
             self._snapshots.clear()
-            self.overflowing_since = None
             self.delivered += len(items)
         return items
 
@@ -210,14 +205,14 @@ class PushService:
             self._sinks[id(sink)] = sink
         return sink
 
-    def remove_sink(self, sink: Sink) -> None:
-        """Forget a receiver; its drops stay in the totals of ``stats()``."""
+    def remove_sink(self, sink: Sink, stuck: bool = False) -> None:
+        """Forget a receiver; its drops stay in the totals of ``stats()``. ``stuck``: it goes
+        because it stopped taking its pushes (counted in ``disconnected_stuck``)."""
         with self._lock:
             if self._sinks.pop(id(sink), None) is None:
                 return
             self.dropped += sink.dropped
-            if sink.overflowing_since is not None:
-                self.disconnected_stuck += 1
+            self.disconnected_stuck += stuck
 
     def start(self) -> None:
         self._stop.clear()
@@ -270,8 +265,8 @@ class PushService:
     def stats(self) -> dict:
         """UI push counters: ``emitted``, ``dropped`` (buffer full or slow sinks, also those
         since removed), ``flushes``, ``trimmed`` (per stream name, items beyond a delivery's
-        ``limit``), ``disconnected_stuck`` (receivers removed while they overflowed: an event
-        stream whose client stopped reading), and per sink
+        ``limit``), ``disconnected_stuck`` (receivers disconnected because they stopped taking
+        their pushes: an event stream whose client stopped reading), and per sink
         ``{name, delivered, dropped, failures, pending}``."""
         with self._lock:
             sinks = list(self._sinks.values())
