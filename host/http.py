@@ -8,7 +8,10 @@
   missing → 401 and nothing runs. Tokens are compared in constant time.
 - Only files under ``frontend/`` are served; anything else is 404. Responses carry a strict
   Content-Security-Policy; requests from another origin (``Origin`` header) or for another
-  ``Host`` (DNS rebinding) are refused with 403.
+  ``Host`` (DNS rebinding: any name but loopback, the bind address, this machine's names and
+  addresses and ``Settings.allowed_hosts``, whatever the bind address) are refused with 403.
+- Connections, request heads and bodies are bounded in number, bytes and seconds
+  (``host.http_guard``; the ``"http"`` section of the config file, ``get_http_stats``).
 """
 
 from __future__ import annotations
