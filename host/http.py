@@ -8,7 +8,10 @@
   missing → 401 and nothing runs. Tokens are compared in constant time.
 - Only files under ``frontend/`` are served; anything else is 404. Responses carry a strict
   Content-Security-Policy; requests from another origin (``Origin`` header) or for another
-  ``Host`` (DNS rebinding) are refused with 403.
+  ``Host`` (DNS rebinding: any name but loopback, the bind address, this machine's names and
+  addresses and ``Settings.allowed_hosts``, whatever the bind address) are refused with 403.
+- Connections, request heads and bodies are bounded in number, bytes and seconds
+  (``host.http_guard``; the ``"http"`` section of the config file, ``get_http_stats``).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import json
 import logging
 import secrets
 import signal
+import sys
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
+import pydantic
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -32,7 +36,10 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from host.bridge import call
-from host.errors import CommandError, InvalidArgument
+from host.errors import CommandError
+from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
+                             connection_limit, guarded_protocol, host_name,
+                             rate_limit_server_logs, read_json_body, write_stalled)
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +57,16 @@ def new_token() -> str:
 
 
 class SseHub:
-    """Connects the push service's flusher thread to the asyncio SSE responses."""
+    """Connects the push service's flusher thread to the asyncio SSE responses.
 
-    def __init__(self, push, max_pending: int = 5_000):
+    Each client is a pulling sink of the push service: its response takes what waits only when
+    the previous write has gone out, so a client that stops reading holds at most
+    ``max_pending`` pushes (the oldest dropped and counted, the newest snapshot of each name
+    kept) plus one write in the transport; the server disconnects it once its writes have been
+    stuck for ``write_timeout`` (``host.http_guard``), counted in ``disconnected_stuck``.
+    """
+
+    def __init__(self, push, max_pending: int = 1_000):
         self._push = push
         self._max_pending = max_pending
         self.closing = threading.Event()
@@ -60,13 +74,11 @@ class SseHub:
     async def stream(self, request: Request):
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
-        pending: deque[str] = deque()
 
-        def deliver(batch: list[dict]) -> None:  # flusher thread
-            pending.append(json.dumps(batch, default=str))
+        def notify() -> None:  # flusher thread
             loop.call_soon_threadsafe(ready.set)
 
-        sink = self._push.add_sink("sse", deliver, max_pending=self._max_pending)
+        sink = self._push.add_sink("sse", notify=notify, max_pending=self._max_pending)
         try:
             yield ": connected\n\n"
             while not self.closing.is_set():
@@ -78,16 +90,27 @@ class SseHub:
                     yield ": keep-alive\n\n"
                     continue
                 ready.clear()
-                while pending:
-                    yield f"data: {pending.popleft()}\n\n"
+                items = sink.take()
+                if items:
+                    yield f"data: {json.dumps(items, default=str)}\n\n"
         finally:
-            self._push.remove_sink(sink)
+            self._push.remove_sink(sink, stuck=write_stalled(request.scope))
 
 
-def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> Starlette:
-    """The Starlette application serving ``frontend/`` and the bridge of ``app``."""
-    hub = SseHub(app.push)
+def create_http_app(app, token: str, allowed_hosts: set[str] | frozenset[str] | None = None,
+                    limits: HttpLimits | None = None) -> Starlette:
+    """The Starlette application serving ``frontend/`` and the bridge of ``app``.
+
+    ``allowed_hosts``: the names a request's ``Host`` may give (a port is ignored; loopback
+    names only when None); ``limits``: the request bounds (``host.http_guard.HttpLimits``).
+    """
+    limits = limits or HttpLimits()
+    stats = HttpStats()
+    hub = SseHub(app.push, limits.sse_max_pending)
     root = FRONTEND_DIR.resolve()
+    allowed = frozenset(host_name(h) for h in (allowed_hosts or LOOPBACK_NAMES))
+    if "get_http_stats" not in app.commands.names():
+        app.commands.register("get_http_stats", stats.snapshot, plugin="host")
 
     def authorised(request: Request) -> bool:
         given = request.headers.get("authorization", "")
@@ -102,19 +125,17 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
 
     def foreign(request: Request) -> bool:
         host = request.headers.get("host", "")
-        if allowed_hosts is not None and host not in allowed_hosts:
+        if host_name(host) not in allowed:
             return True  # a DNS-rebinding page names its own host here
         origin = request.headers.get("origin")
-        return origin is not None and origin != f"http://{host}"
+        return origin is not None and origin.lower() != f"http://{host.lower()}"
 
     async def invoke_command(request: Request) -> Response:
         # The body is the arguments as the caller sent them; host.binder decides their shape.
-        raw = await request.body()
+        args, refused = await read_json_body(request, limits, stats)
+        if refused is not None:
+            return refused
         try:
-            try:
-                args = json.loads(raw) if raw.strip() else None
-            except ValueError:
-                raise InvalidArgument("request body is not valid JSON") from None
             value = await asyncio.to_thread(call, app.commands, request.path_params["name"], args)
         except CommandError as exc:
             return JSONResponse({"error": exc.to_dict()}, exc.status)
@@ -181,6 +202,7 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
     http_app = Starlette(routes=routes, middleware=[Middleware(Guard)])
 
     http_app.state.sse_hub = hub
+    http_app.state.http_stats = stats
     return http_app
 
 
@@ -188,10 +210,15 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
     """Run the HTTP server on this thread until SIGINT/SIGTERM (uvicorn handles both)."""
     import uvicorn
 
-    allowed = {f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"}
-    http_app = create_http_app(app, token, allowed_hosts=allowed if host != "0.0.0.0" else None)
+    limits = http_limits(app.settings)
+    allowed = allowed_host_names(host, getattr(app.settings, "allowed_hosts", []))
+    http_app = create_http_app(app, token, allowed_hosts=allowed, limits=limits)
+    limits = limits.model_copy(update={"max_connections":
+                                       connection_limit(limits.max_connections)})
+    rate_limit_server_logs()
     config = uvicorn.Config(http_app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=2, lifespan="off")
+                            timeout_graceful_shutdown=2, lifespan="off", loop="asyncio",
+                            http=guarded_protocol(limits, http_app.state.http_stats))
     server = uvicorn.Server(config)
     original = server.handle_exit
 
@@ -207,6 +234,17 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
     if on_ready is not None:
         threading.Thread(target=_when_started, args=(server, on_ready), daemon=True).start()
     server.run()
+
+
+def http_limits(settings) -> HttpLimits:
+    """The ``"http"`` section of the config file, validated; one line and exit 2 if wrong."""
+    try:
+        return HttpLimits.model_validate(settings.config.get("http", {}))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'http'}: {e['msg']}"
+                             for e in exc.errors())
+        print(f"restrike: config section http: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _when_started(server, on_ready) -> None:

@@ -4,8 +4,11 @@
 thread delivers what accumulated at most ``rate`` times per second (default 30) to every sink
 (the pywebview window, each SSE client) as one batch ``[{"event": name, "payload": ...}, ...]``.
 Each sink has its own bounded buffer, so a slow or closed window cannot make ingest wait or grow
-memory: when a buffer is full the OLDEST pushes are dropped and counted (``stats()``). Only UI
-pushes are ever dropped; stored data never goes through here.
+memory: when a buffer is full the OLDEST pushes are dropped and counted (``stats()``), except
+the newest snapshot (``latest_only``) of each name, which a sink always keeps. Only UI pushes are
+ever dropped; stored data never goes through here. A receiver disconnected because it stopped
+taking its pushes (an event stream whose client stopped reading) is counted in
+``disconnected_stuck``.
 
 Two kinds of payload are bounded per delivery rather than per push: a snapshot
 (``emit(..., latest_only=True)``: only the newest survives) and a stream (``emit_items``: the
@@ -16,23 +19,35 @@ what a page can take, in one place.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 class Sink:
-    """One receiver of batches, with its own bounded buffer and drop counter."""
+    """One receiver of batches, with its own bounded buffer and drop counter.
 
-    def __init__(self, name: str, deliver: Callable[[list[dict]], None], max_pending: int,
-                 threaded: bool = False):
+    Pushed (``deliver(batch)`` is called with what accumulated) or pulled (``notify()`` says
+    something is waiting and the receiver calls ``take()`` when it can write: an SSE response
+    whose client reads slowly). Either way at most ``max_pending`` stream pushes wait, the
+    oldest are dropped and counted, and each snapshot name keeps only its newest payload, which
+    is never dropped (their number is bounded by the names the code emits).
+    """
+
+    def __init__(self, name: str, deliver: Callable[[list[dict]], None] | None, max_pending: int,
+                 threaded: bool = False, notify: Callable[[], None] | None = None):
         self.name = name
         self._deliver = deliver
-        self._pending: deque[dict] = deque()
+        self._notify = notify
+        self._pending: deque[tuple[int, dict]] = deque()  # (sequence, push), oldest first
+        self._snapshots: dict[str, tuple[int, dict]] = {}  # name -> its newest (sequence, push)
+        self._seq = 0
         self._max = max_pending
         self.dropped = 0
         self.delivered = 0
@@ -51,33 +66,59 @@ class Sink:
             self._ready.clear()
             self._drain_now()
 
-    def offer(self, items: list[dict]) -> None:
+    @property
+    def pending(self) -> int:
+        """Pushes waiting for this receiver (stream pushes plus one per snapshot name)."""
         with self._lock:
-            self._pending.extend(items)
+            return len(self._pending) + len(self._snapshots)
+
+    def offer(self, items: list[dict], latest: frozenset[str] = frozenset()) -> None:
+        """Queue ``items``; those whose event name is in ``latest`` are snapshots."""
+        with self._lock:
+            for item in items:
+                self._seq += 1
+                if item["event"] in latest:
+                    self._snapshots[item["event"]] = (self._seq, item)
+                else:
+                    self._pending.append((self._seq, item))
             overflow = len(self._pending) - self._max
             for _ in range(max(overflow, 0)):
                 self._pending.popleft()
             self.dropped += max(overflow, 0)
 
+    def take(self) -> list[dict]:
+        """Everything waiting, in the order emitted (counted as delivered)."""
+        with self._lock:
+            merged = heapq.merge(self._pending, sorted(self._snapshots.values()),
+                                 key=itemgetter(0))
+            items = [item for _, item in merged]
+            self._pending.clear()
+            self._snapshots.clear()
+            self.delivered += len(items)
+        return items
+
     def drain(self) -> None:
-        if self._ready is not None:
+        if self._notify is not None:
+            if self.pending:
+                self._call(self._notify, 0)
+        elif self._ready is not None:
             self._ready.set()
         else:
             self._drain_now()
 
     def _drain_now(self) -> None:
-        with self._lock:
-            items = list(self._pending)
-            self._pending.clear()
-        if not items:
-            return
+        items = self.take()
+        if items:
+            self._call(self._deliver, len(items), items)
+
+    def _call(self, function: Callable, count: int, *args) -> None:
         try:
-            self._deliver(items)
-            self.delivered += len(items)
+            function(*args)
         except Exception:
             self.failures += 1
-            self.dropped += len(items)
-            log.warning("push sink %s failed; %d pushes dropped", self.name, len(items),
+            self.dropped += count
+            self.delivered -= count
+            log.warning("push sink %s failed; %d pushes dropped", self.name, count,
                         exc_info=True)
 
 
@@ -100,6 +141,7 @@ class PushService:
         self.emitted = 0
         self.dropped = 0
         self.flushes = 0
+        self.disconnected_stuck = 0
 
     def emit(self, name: str, payload: Any, *, latest_only: bool = False) -> None:
         """Queue a push for the UI. Never blocks.
@@ -150,17 +192,27 @@ class PushService:
             pending.extend(items)
         self._wake.set()
 
-    def add_sink(self, name: str, deliver: Callable[[list[dict]], None],
-                 max_pending: int = 5_000, threaded: bool = False) -> Sink:
-        """Register a receiver; ``deliver(batch)`` runs on the flusher thread (or its own)."""
-        sink = Sink(name, deliver, max_pending, threaded)
+    def add_sink(self, name: str, deliver: Callable[[list[dict]], None] | None = None,
+                 max_pending: int = 5_000, threaded: bool = False,
+                 notify: Callable[[], None] | None = None) -> Sink:
+        """Register a receiver; ``deliver(batch)`` runs on the flusher thread (or its own).
+
+        With ``notify`` instead, the receiver pulls: ``notify()`` runs on the flusher thread
+        when pushes wait, and the receiver calls ``sink.take()`` when it can write them.
+        """
+        sink = Sink(name, deliver, max_pending, threaded, notify)
         with self._lock:
             self._sinks[id(sink)] = sink
         return sink
 
-    def remove_sink(self, sink: Sink) -> None:
+    def remove_sink(self, sink: Sink, stuck: bool = False) -> None:
+        """Forget a receiver; its drops stay in the totals of ``stats()``. ``stuck``: it goes
+        because it stopped taking its pushes (counted in ``disconnected_stuck``)."""
         with self._lock:
-            self._sinks.pop(id(sink), None)
+            if self._sinks.pop(id(sink), None) is None:
+                return
+            self.dropped += sink.dropped
+            self.disconnected_stuck += stuck
 
     def start(self) -> None:
         self._stop.clear()
@@ -178,6 +230,7 @@ class PushService:
         """Deliver what is buffered now (the flusher calls this; tests may too)."""
         with self._lock:
             batch, self._buffer = self._buffer, []
+            latest = frozenset(self._latest)
             self._latest.clear()
             streams, self._streams = self._streams, {}
             sinks = list(self._sinks.values())
@@ -186,7 +239,7 @@ class PushService:
         if batch:
             self.flushes += 1
             for sink in sinks:
-                sink.offer(batch)
+                sink.offer(batch, latest)
         for sink in sinks:
             sink.drain()
 
@@ -210,9 +263,11 @@ class PushService:
             self._stop.wait(self._interval)
 
     def stats(self) -> dict:
-        """UI push counters: ``emitted``, ``dropped`` (buffer full or slow sinks), ``flushes``,
-        ``trimmed`` (per stream name, items beyond a delivery's ``limit``), and per sink
-        ``{name, delivered, dropped, failures}``."""
+        """UI push counters: ``emitted``, ``dropped`` (buffer full or slow sinks, also those
+        since removed), ``flushes``, ``trimmed`` (per stream name, items beyond a delivery's
+        ``limit``), ``disconnected_stuck`` (receivers disconnected because they stopped taking
+        their pushes: an event stream whose client stopped reading), and per sink
+        ``{name, delivered, dropped, failures, pending}``."""
         with self._lock:
             sinks = list(self._sinks.values())
             trimmed = dict(self.trimmed)
@@ -221,9 +276,10 @@ class PushService:
             "dropped": self.dropped + sum(s.dropped for s in sinks),
             "flushes": self.flushes,
             "trimmed": trimmed,
+            "disconnected_stuck": self.disconnected_stuck,
             "sinks": [
                 {"name": s.name, "delivered": s.delivered, "dropped": s.dropped,
-                 "failures": s.failures}
+                 "failures": s.failures, "pending": s.pending}
                 for s in sinks
             ],
         }

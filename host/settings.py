@@ -31,6 +31,7 @@ class Settings(BaseModel):
     http_bind: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
     token: str | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     config: dict[str, dict] = Field(default_factory=dict)
 
