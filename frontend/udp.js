@@ -38,6 +38,12 @@ function counters(stats) {
     kernelDrops: stats?.kernel_drops ?? undefined,
     rejected: stats?.rejected,
     trimmed: stats?.ui?.trimmed,
+    // kept raw, invalid, because they broke a parser limit (get_udp_stats.over_limits)
+    overMessage: stats?.over_limits
+      && (stats.over_limits.max_fields_per_message + stats.over_limits.max_field_length),
+    overDatagram: stats?.over_limits?.max_messages_per_datagram,
+    ringDropped: stats?.ui?.ring_dropped_for_bytes,
+    cachesEmptied: (stats?.parse_cache?.clears ?? 0) + (stats?.storage?.shape_cache?.clears ?? 0),
   };
 }
 
@@ -100,6 +106,8 @@ function renderCounters(stats) {
     ['Stored', c.stored, 'stored'],
     ['Invalid', c.invalid, 'invalid'],
     ['Unknown', c.unknown, 'unknown'],
+    ['Messages over a field limit (stored raw)', c.overMessage, 'over_message_limits'],
+    ['Datagrams over the message cap (rest stored raw)', c.overDatagram, 'over_message_cap'],
     ['Dropped (queue full)', c.dropped, 'dropped'],
     ['Dropped (storage)', c.storageDropped, 'storage_dropped'],
     ['Waiting to be stored', c.pending, 'pending'],
@@ -110,6 +118,8 @@ function renderCounters(stats) {
     ['Kernel drops', c.kernelDrops, 'kernel_drops'],
     ['Refused sources', c.rejected, 'rejected'],
     ['Trimmed from live pushes', c.trimmed, 'trimmed'],
+    ['Live events dropped (ring bytes full)', c.ringDropped || undefined, 'ring_dropped'],
+    ['Parse caches emptied (full)', c.cachesEmptied || undefined, 'caches_emptied'],
   ].filter(([, v]) => v !== undefined);
   const entries = rows.map(([k, v, id]) => [k, fmtNumber(v), id]);
   if (c.storageError) entries.push(['Last storage error', c.storageError, 'storage_error']);

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from .protocol import PssEvent, parse_text
+from .protocol import DEFAULT_LIMITS, Limits, PssEvent, parse_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +41,10 @@ def ingest_datagram(
     received_ns: int,
     source_ip: str,
     source_port: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[IngestedEvent]:
     """Parse one datagram and wrap each message as an ``IngestedEvent`` (never raises on content,
-    always at least one event, so every datagram is stored)."""
+    always at least one event, so every datagram is stored; ``limits``: see ``protocol.Limits``)."""
     data = bytes(data)
     try:
         text = data.decode("utf-8")
@@ -55,5 +56,5 @@ def ingest_datagram(
     return [
         IngestedEvent(session_id, seq, index, received_at, received_ns, source_ip, source_port,
                       event.raw, raw_b64, event)
-        for index, event in enumerate(parse_text(text))
+        for index, event in enumerate(parse_text(text, limits))
     ]

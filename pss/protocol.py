@@ -23,7 +23,8 @@ Decisions the protocol leaves open:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union, get_args
+import threading
+from typing import Annotated, Literal, NamedTuple, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -38,7 +39,10 @@ __all__ = [
     "PssEvent",
     "EVENT_ADAPTER",
     "EVENT_MODELS",
+    "DEFAULT_LIMITS",
+    "Limits",
     "parse_datagram",
+    "parse_cache_stats",
     "parse_text",
 ]
 
@@ -51,6 +55,25 @@ golden point round is 4; the bound is generous but keeps a feed value from sizin
 
 MAX_ROUND_DURATION = 3600
 """Longest round duration (seconds) accepted in an ``mch`` message."""
+
+
+class Limits(NamedTuple):
+    """How much of a datagram is parsed; what lies beyond is stored raw as an ``invalid`` event
+    whose ``limit`` names the bound (the UDP settings carry them, see ``settings.UdpSettings``).
+
+    The protocol's largest message, ``mch``, has 16 fields; the longest field is a name or a
+    category of a few dozen characters; a datagram holds one message, rarely a handful (resync
+    replies). The defaults are four times that or more, so a real feed never meets them, while a
+    hostile one can make no message bigger than 64 fields of 256 characters, nor more than 64
+    events of one datagram.
+    """
+
+    max_messages_per_datagram: int = 64
+    max_fields_per_message: int = 64
+    max_field_length: int = 256
+
+
+DEFAULT_LIMITS = Limits()
 
 
 # --------------------------------------------------------------------------------------- models
@@ -308,10 +331,12 @@ class Unknown(_Event):
 
 
 class Invalid(_Event):
-    """A known message with a bad or missing field; ``error`` says which and why."""
+    """A known message with a bad or missing field; ``error`` says which and why. ``limit``
+    names the ``Limits`` field a message or datagram broke (it is then kept raw, unparsed)."""
 
     type: Literal["invalid"] = "invalid"
     error: str
+    limit: str | None = None
 
 
 PssEvent = Annotated[
@@ -700,27 +725,104 @@ _LINES = re.compile(r"\r\n|\n|\r")
 # --------------------------------------------------------------------------------------- parser
 
 
-# The feed repeats itself (a clock tick per second per court, the same score lines), and an
-# event is a frozen model, a pure function of its line: one made of immutable values is parsed
-# once and shared. Bounded: cleared when full.
-_SHARED: dict[str, PssEvent] = {}
-_SHARED_MAX = 4096
+class _LineCache:
+    """Events of repeated message lines, bounded in bytes.
+
+    The feed repeats itself (a clock tick per second per court, the same score lines), and an
+    event is a frozen model, a pure function of its line (and of the limits): one made of
+    immutable values is parsed once and shared. Only lines up to ``max_line`` characters are
+    kept (real ones are a few dozen), each costed at ``_ENTRY_BYTES`` plus twice its length (the
+    line and the substrings of its fields); when the next one would pass ``max_bytes`` the cache
+    is emptied and ``clears`` counts it. Limits other than the cached ones empty it too.
+    """
+
+    _ENTRY_BYTES = 640  # the dict slot, the model and its __dict__, measured with tracemalloc
+
+    def __init__(self, max_bytes: int = 2 * 1024 * 1024, max_line: int = 512):
+        self.max_bytes = max_bytes
+        self.max_line = max_line
+        self._events: dict[str, PssEvent] = {}
+        self._limits: Limits = DEFAULT_LIMITS
+        self._lock = threading.Lock()  # several receivers (apps) may share the module
+        self.bytes = 0
+        self.clears = 0
+        self.too_long = 0
+
+    def message(self, line: str, limits: Limits) -> PssEvent:
+        if limits is not self._limits:
+            self._use(limits)
+        event = self._events.get(line)
+        if event is not None:
+            return event
+        event = _message(line, limits)
+        if len(line) > self.max_line:
+            self.too_long += 1
+            return event
+        if not _IMMUTABLE.issuperset(map(type, event.__dict__.values())):
+            return event
+        size = self._ENTRY_BYTES + 2 * len(line)
+        with self._lock:
+            if self.bytes + size > self.max_bytes:
+                self._empty()
+                self.clears += 1
+            if limits is self._limits:  # not changed by another receiver meanwhile
+                self._events[line] = event
+                self.bytes += size
+        return event
+
+    def _use(self, limits: Limits) -> None:
+        with self._lock:
+            if limits != self._limits:
+                self._empty()
+            self._limits = limits
+
+    def _empty(self) -> None:
+        self._events = {}
+        self.bytes = 0
+
+    def stats(self) -> dict:
+        return {"entries": len(self._events), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                "max_line": self.max_line, "clears": self.clears, "too_long": self.too_long}
+
+
 _IMMUTABLE = frozenset((str, int, float, bool, type(None), tuple))
+_SHARED = _LineCache()
 
 
-def _shared_message(line: str) -> PssEvent:
-    event = _SHARED.get(line)
-    if event is None:
-        event = _message(line)
-        if _IMMUTABLE.issuperset(map(type, event.__dict__.values())):
-            if len(_SHARED) >= _SHARED_MAX:
-                _SHARED.clear()
-            _SHARED[line] = event
-    return event
+def parse_cache_stats() -> dict:
+    """The repeated-line parse cache: ``entries``, ``bytes`` (estimated) of ``max_bytes``,
+    ``clears`` (emptied because full), ``too_long`` (lines too long to be kept)."""
+    return _SHARED.stats()
 
 
-def _message(line: str) -> PssEvent:
+def _over_limits(line: str, limits: Limits) -> tuple[str, str] | None:
+    """(limit name, error) when a message line breaks a limit, else None. Counted in C (no
+    split of a hostile line into thousands of strings)."""
+    fields = line.count(";") + 1 - line.endswith(";")
+    if fields > limits.max_fields_per_message:
+        return "max_fields_per_message", (
+            f"message has {fields} fields, more than max_fields_per_message "
+            f"({limits.max_fields_per_message}): stored as received, not parsed")
+    longest = limits.max_field_length
+    if len(line) > longest:
+        size = max(map(len, line.split(";")))
+        if size > longest:
+            return "max_field_length", (
+                f"a field is {size} characters long, more than max_field_length ({longest}): "
+                f"stored as received, not parsed")
+    return None
+
+
+def _raw_invalid(line: str, limit: str, error: str) -> PssEvent:
+    return Invalid.model_construct(code="", raw=line, athlete=None, error=error, limit=limit,
+                                   type="invalid")
+
+
+def _message(line: str, limits: Limits = DEFAULT_LIMITS) -> PssEvent:
     """One message line (no line terminator) -> one event. Never raises."""
+    broken = _over_limits(line, limits)
+    if broken is not None:
+        return _raw_invalid(line, *broken)
     body = line[:-1] if line.endswith(";") else line
     tokens = body.split(";")
     code = tokens[0].strip()
@@ -757,34 +859,86 @@ def _invalid(code: str, line: str, error: str) -> PssEvent:
                                    athlete=_CODE_ATHLETE.get(code), error=error, type="invalid")
 
 
-def parse_text(text: str) -> list[PssEvent]:
-    """Parse decoded datagram text: one event per message line, at least one event, never raises."""
+def parse_text(text: str, limits: Limits = DEFAULT_LIMITS) -> list[PssEvent]:
+    """Parse decoded datagram text: one event per message line, at least one event, never raises.
+
+    At most ``limits.max_messages_per_datagram`` events are parsed; the rest of the text, from
+    the first message beyond the cap, becomes one more ``invalid`` event, kept raw.
+    """
     try:
-        return _parse_lines(text)
+        return _parse_lines(text, limits)
     except Exception as exc:  # last line of defence: the receiver must always store something
         return [Invalid.model_construct(code="", raw=text, athlete=None, type="invalid",
                                         error=f"datagram could not be parsed ({exc})")]
 
 
-def _parse_lines(text: str) -> list[PssEvent]:
+def _parse_lines(text: str, limits: Limits) -> list[PssEvent]:
     events: list[PssEvent] = []
+    message = _SHARED.message
     # Fast path for the usual single message ending in CRLF; the regex only for the rare rest.
     core = text[:-2] if text.endswith("\r\n") else text
-    lines = _LINES.split(core) if ("\n" in core or "\r" in core) else (core,)
-    for line in lines:
-        if not line:
-            continue  # empty lines are CR/LF framing, not messages
-        if line[:2] in ("hl", "pt") and (line.find("hl", 2) > 0 or line.find("pt", 2) > 0):
-            for part in _GLUED.split(line):
-                events.append(_shared_message(part))
-        else:
-            events.append(_shared_message(line))
+    if "\n" not in core and "\r" not in core:
+        if core:
+            _add_line(events, core, limits, message)
+            if len(events) > limits.max_messages_per_datagram:  # a glued line of many parts
+                del events[limits.max_messages_per_datagram:]
+                events.append(_over_cap(_glued_rest(core, limits.max_messages_per_datagram),
+                                        limits))
+    else:
+        cap = limits.max_messages_per_datagram
+        search = _LINES.search
+        pos, end = 0, len(core)
+        while pos <= end:
+            found = search(core, pos)
+            stop = found.start() if found else end
+            if stop > pos:  # empty lines are CR/LF framing, not messages
+                if len(events) >= cap:
+                    events.append(_over_cap(core[pos:], limits))
+                    break
+                before = len(events)
+                _add_line(events, core[pos:stop], limits, message)
+                if len(events) > cap:  # the line's glued parts went past the cap
+                    del events[cap:]
+                    rest = _glued_rest(core[pos:stop], cap - before) + core[stop:]
+                    events.append(_over_cap(rest, limits))
+                    break
+            if found is None:
+                break
+            pos = found.end()
     if not events:
         events.append(Invalid(raw=text, error="datagram is empty"))
     return events
 
 
-def parse_datagram(data: bytes) -> list[PssEvent]:
+def _add_line(events: list, line: str, limits: Limits, message) -> None:
+    """The events of one message line: one, or one per part of a glued ``hl1;50hl2;40``."""
+    if line[:2] in ("hl", "pt") and (line.find("hl", 2) > 0 or line.find("pt", 2) > 0):
+        broken = _over_limits(line, limits)
+        if broken is not None:
+            events.append(_raw_invalid(line, *broken))
+            return
+        for part in _GLUED.split(line):
+            events.append(message(part, limits))
+    else:
+        events.append(message(line, limits))
+
+
+def _glued_rest(line: str, parts: int) -> str:
+    """The text of a glued line from its part number ``parts`` (0-based) on."""
+    for number, found in enumerate(_GLUED.finditer(line), start=1):
+        if number == parts:
+            return line[found.end():]
+    return line
+
+
+def _over_cap(rest: str, limits: Limits) -> PssEvent:
+    cap = limits.max_messages_per_datagram
+    return _raw_invalid(rest, "max_messages_per_datagram", (
+        f"datagram has more than max_messages_per_datagram ({cap}) messages: the rest is "
+        f"stored as received, not parsed"))
+
+
+def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[PssEvent]:
     """Parse one UDP datagram into events, one per message. Never raises, never returns [].
 
     Bytes that are not UTF-8 are decoded with U+FFFD replacements; the events are still produced.
@@ -797,4 +951,4 @@ def parse_datagram(data: bytes) -> list[PssEvent]:
     except Exception as exc:  # not bytes-like at all
         return [Invalid.model_construct(code="", raw="", athlete=None, type="invalid",
                                         error=f"datagram is not bytes ({type(exc).__name__})")]
-    return parse_text(text)
+    return parse_text(text, limits)

@@ -309,14 +309,27 @@ class Shapes:
     up by model class and ``raw`` text, and a hit counts only when the cached model's fields
     equal this one's (``__dict__`` comparison, in C): two events share a shape only when their
     models are equal, whatever built them. Classes whose dump could depend on more than their
-    fields (not pydantic, extra or computed fields) are never cached. The cache is cleared when
-    it reaches ``max_size`` entries.
+    fields (not pydantic, extra or computed fields) are never cached.
+
+    Bounds: ``max_size`` entries and ``max_bytes`` bytes, an entry costed at ``ENTRY_BYTES``
+    plus three times its raw text (the text, the fields parsed from it, its ``parsed_data`` and
+    detail rows); an event whose raw text is longer than ``max_raw`` (a real message is a few
+    dozen characters; an invalid one kept raw can be 64 KiB) is built but not kept
+    (``too_long``). When an entry would pass a bound the cache is emptied (``clears``).
     """
 
-    def __init__(self, types: dict[str, int], unknown_type: int, max_size: int = 8192):
+    ENTRY_BYTES = 2048  # the key, the fields' dict, the shape's tuples and strings
+
+    def __init__(self, types: dict[str, int], unknown_type: int, max_size: int = 8192,
+                 max_bytes: int = 16 * 1024 * 1024, max_raw: int = 1024):
         self._types = types
         self._unknown_type = unknown_type
         self._max_size = max_size
+        self.max_bytes = max_bytes
+        self.max_raw = max_raw
+        self.bytes = 0
+        self.clears = 0
+        self.too_long = 0
         self._cacheable: dict[type, bool] = {}
         # (class, raw) -> (the model's fields, its shape); read directly by Writer._prepare
         self.cache: dict[tuple, tuple[dict, _Shape]] = {}
@@ -334,10 +347,25 @@ class Shapes:
         if hit is not None and hit[0] == fields:
             return hit[1]
         shape = self._build(event)
-        if len(self.cache) >= self._max_size:
+        raw = event.raw
+        if len(raw) > self.max_raw:
+            self.too_long += 1
+            return shape
+        size = self.ENTRY_BYTES + 3 * len(raw)
+        if len(self.cache) >= self._max_size or self.bytes + size > self.max_bytes:
             self.cache.clear()
+            self.bytes = 0
+            self.clears += 1
         self.cache[key] = (dict(fields), shape)
+        self.bytes += size
         return shape
+
+    def stats(self) -> dict:
+        """``entries``/``max_entries``, ``bytes`` (estimated)/``max_bytes``, ``clears`` (emptied
+        because full) and ``too_long`` (events not kept: raw text over ``max_raw``)."""
+        return {"entries": len(self.cache), "max_entries": self._max_size, "bytes": self.bytes,
+                "max_bytes": self.max_bytes, "max_raw": self.max_raw, "clears": self.clears,
+                "too_long": self.too_long}
 
     def _build(self, event) -> _Shape:
         cls = type(event)

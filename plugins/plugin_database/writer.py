@@ -381,6 +381,7 @@ class Writer:
                 "last_error": self._last_error,
                 "last_error_at": self._last_error_at,
                 "last_commit_at": self._last_commit_at,
+                "shape_cache": self._shapes.stats(),
             }
 
     # -- the writer thread --------------------------------------------------------------------

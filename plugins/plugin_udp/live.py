@@ -1,6 +1,13 @@
 """The live view of the feed: per-court match state and a ring of recent events in the UI's shape.
 
 Kept by the UDP service, fed on the dispatch thread, read by commands on pywebview's threads.
+
+Bounds: the ring keeps at most ``EVENT_RING`` events and ``EVENT_RING_BYTES`` bytes (an event
+costs its raw text, its ``raw_b64`` and ``RING_ENTRY_OVERHEAD``); beyond either the oldest
+events leave it (they are in the database), and those that left because of the byte bound are
+counted in ``ring_dropped_for_bytes``. A UI event carries at most ``UI_RAW_CHARS`` characters of
+its raw text (``raw_truncated`` says so; the database keeps it whole), so every push and page
+of events is small whatever arrived.
 """
 
 from __future__ import annotations
@@ -13,6 +20,11 @@ from pss.match import MatchState
 from pss.sides import athlete_side
 
 EVENT_RING = 1000
+EVENT_RING_BYTES = 8 * 1024 * 1024
+RING_ENTRY_OVERHEAD = 1024
+"""Bytes of a ring entry besides its text: the ingested event, its parsed model, the tuple."""
+UI_RAW_CHARS = 1024
+"""Raw text a UI event shows; a real message is a few dozen characters."""
 MAX_SOURCES = 64
 """Courts whose match state is kept; the least recently active one is forgotten beyond this."""
 
@@ -20,12 +32,18 @@ MAX_SOURCES = 64
 class LiveFeed:
     """Per-court match state and the ring of recent events; written by the dispatch thread."""
 
-    def __init__(self, ring_size: int = EVENT_RING, max_sources: int = MAX_SOURCES):
+    def __init__(self, ring_size: int = EVENT_RING, max_sources: int = MAX_SOURCES,
+                 ring_bytes: int = EVENT_RING_BYTES):
         self._lock = threading.Lock()
         # source "ip:port" -> [MatchState, round, clock text, last active monotonic ns]
         self._courts: dict[str, list] = {}
         self._names: dict[tuple[str, int], str] = {}
-        self._ring: deque[tuple] = deque(maxlen=ring_size)
+        # (entry, its bytes): entry is (IngestedEvent, source, round, clock)
+        self._ring: deque[tuple] = deque()
+        self._ring_size = ring_size
+        self._ring_max_bytes = ring_bytes
+        self._ring_bytes = 0
+        self.ring_dropped_for_bytes = 0
         self._max_sources = max_sources
         self.active: str | None = None
         self.evicted_sources = 0
@@ -64,11 +82,24 @@ class LiveFeed:
                 if court[0].apply(event, ev.received_ns, ev.received_at):
                     changed = source
                 entry = (ev, source, court[1], court[2])
-                self._ring.append(entry)
+                self._keep(entry)
                 added.append(entry)
             if events:
                 self.active = source
         return changed, added
+
+    def _keep(self, entry: tuple) -> None:
+        """Add to the ring, dropping the oldest beyond its event and byte bounds (lock held)."""
+        ev = entry[0]
+        size = RING_ENTRY_OVERHEAD + len(ev.raw) + (len(ev.raw_b64) if ev.raw_b64 else 0)
+        ring = self._ring
+        ring.append((entry, size))
+        self._ring_bytes += size
+        while len(ring) > self._ring_size:
+            self._ring_bytes -= ring.popleft()[1]
+        while self._ring_bytes > self._ring_max_bytes and len(ring) > 1:
+            self._ring_bytes -= ring.popleft()[1]
+            self.ring_dropped_for_bytes += 1
 
     def snapshot(self, source: str | None = None) -> dict | None:
         """The match state of ``source`` (default: the most recently active court), or None."""
@@ -86,13 +117,16 @@ class LiveFeed:
     def recent(self, limit: int | None = None) -> list[dict]:
         """The most recent events in the UI's shape, newest last."""
         with self._lock:
-            entries = list(self._ring)
+            entries = [entry for entry, _ in self._ring]
         if limit is not None:
             entries = entries[-limit:] if limit > 0 else []
         return [ui_event(*entry) for entry in entries]
 
     def sizes(self) -> dict:
-        return {"event_ring": len(self._ring), "event_ring_capacity": self._ring.maxlen,
+        return {"event_ring": len(self._ring), "event_ring_capacity": self._ring_size,
+                "event_ring_bytes": self._ring_bytes,
+                "event_ring_max_bytes": self._ring_max_bytes,
+                "event_ring_dropped_for_bytes": self.ring_dropped_for_bytes,
                 "match_states": len(self._courts), "match_states_capacity": self._max_sources}
 
 
@@ -104,6 +138,11 @@ def ui_event(ev, source: str, round_: int | None, clock: str | None) -> dict:
         text = describe(event)
     except Exception:  # a description must never cost the event
         text = kind
+    raw, raw_b64 = ev.raw, ev.raw_b64
+    truncated = len(raw) > UI_RAW_CHARS or (raw_b64 is not None and len(raw_b64) > UI_RAW_CHARS)
+    if truncated:
+        raw = raw[:UI_RAW_CHARS]
+        raw_b64 = None if raw_b64 is None else raw_b64[:UI_RAW_CHARS]
     return {
         "type": kind,
         "event_code": event.code,
@@ -111,8 +150,9 @@ def ui_event(ev, source: str, round_: int | None, clock: str | None) -> dict:
         "round": round_,
         "time": clock,
         "timestamp": ev.received_at,
-        "raw_data": ev.raw,
-        "raw_b64": ev.raw_b64,
+        "raw_data": raw,
+        "raw_b64": raw_b64,
+        "raw_truncated": truncated,
         "description": text,
         "is_valid": kind not in ("invalid", "unknown"),
         "error": getattr(event, "error", None),

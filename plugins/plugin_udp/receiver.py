@@ -10,12 +10,18 @@ datagram and never blocks on the queue. ``udp-dispatch`` parses
 
 Queue policy: the queue between the two is bounded by a datagram count and a byte total
 (defaults 500,000 datagrams / 128 MiB: many minutes of a full tournament, whose real load is a
-few datagrams per second per court). When a bound would be exceeded the NEWEST datagram is
+few datagrams per second per court). A datagram costs its payload plus ``ITEM_OVERHEAD`` bytes
+(the Python objects that carry it), so the byte bound is the queue's memory, small datagrams
+included. When a bound would be exceeded the NEWEST datagram is
 refused and counted as ``queue_dropped``; the receive thread goes on reading, so the kernel
 buffer never backs up because of us. This queue is also where a backlog waits when a plugin is
 slower than the feed: the database plugin's hook waits for room in the writer's queue
 (back-pressure), which slows the dispatcher, not the receive thread - and a raw datagram costs
 far less memory here than its parsed events do there.
+
+Parsing limits (``pss.protocol.Limits``, from the settings): a message beyond the field limits,
+or the rest of a datagram beyond the message cap, is one raw ``invalid`` event naming the limit;
+``over_limits`` counts them by limit.
 
 Clocks: ``received_ns`` is ``host.timeutil.clock_ns()`` at reception, so any plugin in the process
 can measure its own latency as ``clock_ns() - event.received_ns``; ``received_at`` is the
@@ -44,10 +50,14 @@ from collections.abc import Callable, Iterable
 
 from host.timeutil import clock_ns, to_iso
 from pss.ingested import ingest_datagram
+from pss.protocol import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 65536
+ITEM_OVERHEAD = 256
+"""Bytes a queued datagram costs besides its payload: its tuple, the bytes object's header and
+three ints (220 measured with sys.getsizeof, rounded up)."""
 MAX_BATCH_EVENTS = 512
 MAX_BATCH_DELAY_NS = 5_000_000
 MAX_CLIENTS = 1024
@@ -151,13 +161,15 @@ def kernel_socket_info(sock: socket.socket) -> dict | None:
 class DatagramQueue:
     """Bounded FIFO between the receive threads and the dispatcher; ``put`` never blocks.
 
-    Bounded by ``max_items`` datagrams and ``max_bytes`` payload bytes: when either would be
-    exceeded, ``put`` refuses the newest datagram, counts it in ``dropped`` and returns False.
+    Bounded by ``max_items`` datagrams and ``max_bytes`` bytes (payload plus ``item_overhead``
+    each): when either would be exceeded, ``put`` refuses the newest datagram, counts it in
+    ``dropped`` and returns False.
     """
 
-    def __init__(self, max_items: int, max_bytes: int):
+    def __init__(self, max_items: int, max_bytes: int, item_overhead: int = ITEM_OVERHEAD):
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.item_overhead = item_overhead
         self._items: deque = deque()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -183,8 +195,9 @@ class DatagramQueue:
             queue = self._items
             room = self.max_items - len(queue)
             accepted = 0
+            overhead = self.item_overhead
             for item in items:
-                size = len(item[0])
+                size = len(item[0]) + overhead
                 if accepted >= room or self._bytes + size > self.max_bytes:
                     break
                 queue.append(item)
@@ -207,7 +220,7 @@ class DatagramQueue:
             if not count:
                 return []
             out = [items.popleft() for _ in range(count)]
-            self._bytes -= sum(len(item[0]) for item in out)
+            self._bytes -= sum(len(item[0]) for item in out) + self.item_overhead * count
             return out
 
     def take(self, max_items: int, timeout: float) -> list:
@@ -425,8 +438,10 @@ class Receiver:
 
     def __init__(self, session_id: str, deliver: Callable[[list], None], *,
                  allowed_sources: Iterable[str] = (), queue_max_datagrams: int = 500_000,
-                 queue_max_bytes: int = 128 * 1024 * 1024, batch_receive: bool = True):
+                 queue_max_bytes: int = 128 * 1024 * 1024, batch_receive: bool = True,
+                 limits: Limits = DEFAULT_LIMITS):
         self.session_id = session_id
+        self.limits = limits
         self.batch_receive = batch_receive
         self._deliver = deliver
         self.queue = DatagramQueue(queue_max_datagrams, queue_max_bytes)
@@ -458,6 +473,8 @@ class Receiver:
         self.events_valid = 0
         self.events_invalid = 0
         self.events_unknown = 0
+        # invalid events kept raw because they broke a parser limit, by limit (Limits fields)
+        self.over_limits = dict.fromkeys(Limits._fields, 0)
         self.batches = 0
         self.deliver_errors = 0
         self.last_deliver_error: str | None = None
@@ -618,11 +635,14 @@ class Receiver:
         data, ip, port, wall_ns, mono_ns, seq = item
         events = ingest_datagram(data, session_id=self.session_id, seq=seq,
                                  received_at=self._iso(wall_ns), received_ns=mono_ns,
-                                 source_ip=ip, source_port=port)
+                                 source_ip=ip, source_port=port, limits=self.limits)
         for ev in events:
             kind = ev.event.type
             if kind == "invalid":
                 self.events_invalid += 1
+                limit = ev.event.limit
+                if limit is not None:
+                    self.over_limits[limit] += 1
             elif kind == "unknown":
                 self.events_unknown += 1
             else:
@@ -682,6 +702,8 @@ class Receiver:
             "events_valid": self.events_valid,
             "events_invalid": self.events_invalid,
             "events_unknown": self.events_unknown,
+            "over_limits": dict(self.over_limits),
+            "limits": self.limits._asdict(),
             "batches": self.batches,
             "deliver_errors": self.deliver_errors,
             "last_deliver_error": self.last_deliver_error,

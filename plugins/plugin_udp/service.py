@@ -26,6 +26,7 @@ from host.timeutil import now_iso
 
 from . import simulator
 from .live import LiveFeed, ui_event
+from pss.protocol import parse_cache_stats
 from .receiver import BindError, Receiver, open_socket
 from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
                        settings_from_app)
@@ -100,7 +101,8 @@ class UdpService:
         session_id = str(uuid.uuid4())
         self.receiver = Receiver(
             session_id, self._deliver, allowed_sources=s.allowed_sources,
-            queue_max_datagrams=s.queue_max_datagrams, queue_max_bytes=s.queue_max_bytes)
+            queue_max_datagrams=s.queue_max_datagrams, queue_max_bytes=s.queue_max_bytes,
+            limits=s.limits())
         self.receive_buffer_granted = granted
         session = {
             "session_id": session_id,
@@ -379,7 +381,9 @@ class UdpService:
             "clients": receiver.client_list() if receiver else [],
             "ui": {"pushed_events": self.pushed_events,
                    "trimmed": self.app.push.stats()["trimmed"].get("pss_event", 0),
-                   "sources": self.feed.sources(), "evicted_sources": self.feed.evicted_sources},
+                   "sources": self.feed.sources(), "evicted_sources": self.feed.evicted_sources,
+                   "ring_dropped_for_bytes": self.feed.ring_dropped_for_bytes},
+            "parse_cache": parse_cache_stats(),
             "simulation": self.simulation_status(),
         })
         return merged

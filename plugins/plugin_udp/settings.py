@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from host.commands import validation_error
+from pss.protocol import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,20 @@ class UdpSettings(BaseModel):
                             description="start receiving when the app starts")
     queue_max_datagrams: int = Field(500_000, ge=1_000, le=10_000_000, strict=True,
                                      description="datagrams waiting for the dispatch thread")
-    queue_max_bytes: int = Field(128 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024 ** 3,
-                                 strict=True,
-                                 description="payload bytes waiting for the dispatch thread")
+    queue_max_bytes: int = Field(
+        128 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024 ** 3, strict=True,
+        description="bytes waiting for the dispatch thread (payload + 256 per datagram)")
+    # The parser's limits (protocol.Limits, which explains the defaults): beyond them a message
+    # or the rest of a datagram is stored raw as an invalid event naming the limit.
+    max_messages_per_datagram: int = Field(
+        DEFAULT_LIMITS.max_messages_per_datagram, ge=1, le=65_536, strict=True,
+        description="messages parsed per datagram; the rest is stored raw as one invalid event")
+    max_fields_per_message: int = Field(
+        DEFAULT_LIMITS.max_fields_per_message, ge=16, le=65_536, strict=True,
+        description="';'-separated fields of a message; beyond: stored raw, invalid")
+    max_field_length: int = Field(
+        DEFAULT_LIMITS.max_field_length, ge=64, le=65_536, strict=True,
+        description="characters of one field; beyond: the message is stored raw, invalid")
 
     @field_validator("bind")
     @classmethod
@@ -92,6 +104,11 @@ class UdpSettings(BaseModel):
             single = network.num_addresses == 1
             out.append(str(network.network_address) if single else str(network))
         return tuple(out)
+
+    def limits(self) -> Limits:
+        """The parser's limits these settings give."""
+        return Limits(self.max_messages_per_datagram, self.max_fields_per_message,
+                      self.max_field_length)
 
     def public(self) -> dict:
         """The settings as the UI shows them (snake_case keys)."""

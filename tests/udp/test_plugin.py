@@ -271,7 +271,7 @@ def test_events_are_kept_in_the_ui_shape_newest_last_and_bounded(udp_app):
     assert points == {
         "type": "points", "event_code": "pt2", "athlete": "red", "round": 2, "time": "1:30",
         "timestamp": rec.events[2].received_at, "raw_data": "pt2;3", "raw_b64": None,
-        "description": "Red scores 3 (head)", "is_valid": True, "error": None, "seq": 3,
+        "raw_truncated": False, "description": "Red scores 3 (head)", "is_valid": True, "error": None, "seq": 3,
         "index": 0, "source": f"{rec.events[2].source_ip}:{rec.events[2].source_port}",
         "session_id": rec.events[2].session_id,
     }

@@ -13,8 +13,11 @@ from pss import describe as describing
 from pss.describe import describe
 from pss.ingested import IngestedEvent, ingest_datagram
 from pss.protocol import (
+    DEFAULT_LIMITS,
     EVENT_ADAPTER,
     EVENT_MODELS,
+    Limits,
+    parse_cache_stats,
     parse_datagram,
     parse_text,
 )
@@ -207,7 +210,8 @@ ODD_EXPECTED = {
     b"pt1;\xff\xfe3;": [dict(type="invalid", code="pt1", athlete=1, raw="pt1;\ufffd\ufffd3;",
                              error="pt1: point type must be an integer 1..5, got "
                                    "'\ufffd\ufffd3'")],
-    b"x" * 9000: [dict(type="unknown", kind="text", code="", raw="x" * 9000)],
+    # one field of 9000 characters: beyond max_field_length, kept raw and unparsed
+    b"x" * 9000: [dict(type="invalid", code="", raw="x" * 9000, limit="max_field_length")],
     "at1;N. O'BRIEN;Niamh O'BRIEN;IRL;at2;Z. ŻÓŁTY;Zofia ŻÓŁTY;POL;".encode(): [
         dict(type="athletes",
              blue={"short": "N. O'BRIEN", "long": "Niamh O'BRIEN", "country": "IRL"},
@@ -320,12 +324,48 @@ def test_the_models_bound_every_number_that_sizes_per_round_data(event):
         EVENT_ADAPTER.validate_python(event)
 
 
-def test_datagram_of_64_kib_is_parsed_whole():
+def test_datagram_of_64_kib_is_kept_whole_in_at_most_cap_plus_one_events():
     data = (b"clk;1:00\r\n" * 6553)[:65507]  # the largest UDP payload, cut mid-message
     events = parse_datagram(data)
-    assert len(events) == 6551
-    assert "\r\n".join(e.raw for e in events) == data.decode()
-    assert {e.type for e in events} == {"clock"}
+    cap = DEFAULT_LIMITS.max_messages_per_datagram
+    assert len(events) == cap + 1
+    assert "\r\n".join(e.raw for e in events) == data.decode()  # nothing lost
+    assert {e.type for e in events[:cap]} == {"clock"}
+    assert events[cap].type == "invalid" and events[cap].limit == "max_messages_per_datagram"
+    assert f"max_messages_per_datagram ({cap})" in events[cap].error
+
+
+@pytest.mark.parametrize("text, limit", [
+    ("zz00001;" + ";".join(["ab"] * 20_000), "max_fields_per_message"),
+    ("Udp Port 6000 connected " + "y" * 300, "max_field_length"),
+    ("hl1;5" * 100, "max_fields_per_message"),  # a glued line is checked before it is split
+])
+def test_a_message_beyond_a_limit_is_one_raw_invalid_event_naming_it(text, limit):
+    events = parse_text(text)
+    assert len(events) == 1
+    event = events[0]
+    assert (event.type, event.raw, event.limit) == ("invalid", text, limit)
+    assert limit in event.error
+    assert len(event.__dict__) == len(type(event).model_fields)  # no list of values kept
+
+
+def test_glued_parts_count_towards_the_message_cap():
+    text = "pt1;3\r\nhl1;5hl2;6;pt1;3hl1;7\r\nclk;1:00"
+    events = parse_text(text, Limits(max_messages_per_datagram=3))
+    assert [e.raw for e in events] == ["pt1;3", "hl1;5", "hl2;6", "pt1;3hl1;7\r\nclk;1:00"]
+    assert events[-1].limit == "max_messages_per_datagram"
+
+
+def test_the_parse_cache_is_bounded_in_bytes():
+    before = parse_cache_stats()
+    for i in range(20_000):
+        parse_text(f"clk;{i // 60}:{i % 60:02d}")
+        parse_text(f"zz{i};" + "q" * 200)
+    after = parse_cache_stats()
+    assert after["bytes"] <= after["max_bytes"]
+    assert after["clears"] > before["clears"]
+    parse_text("zz;" + "a" * 600)
+    assert parse_cache_stats()["too_long"] == after["too_long"] + 1
 
 
 def test_every_event_round_trips_through_the_adapter(odd_datagrams):

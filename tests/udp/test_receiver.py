@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from plugins.plugin_udp.receiver import (
+    ITEM_OVERHEAD,
     BindError,
     DatagramQueue,
     Receiver,
@@ -173,10 +174,12 @@ def test_a_full_queue_drops_the_newest_counts_it_and_never_blocks(start_receiver
 
 
 def test_queue_byte_bound():
-    queue = DatagramQueue(max_items=100, max_bytes=10)
+    each = 4 + ITEM_OVERHEAD  # a datagram costs its payload and the objects that carry it
+    queue = DatagramQueue(max_items=100, max_bytes=2 * each + 1)
     items = [(b"abcd", "ip", 1, 0, 0, i) for i in range(4)]
     assert queue.put_many(items) == 2
-    assert (len(queue), queue.bytes, queue.dropped, queue.high_water_bytes) == (2, 8, 2, 8)
+    assert (len(queue), queue.bytes, queue.dropped, queue.high_water_bytes) == (
+        2, 2 * each, 2, 2 * each)
     assert [i[5] for i in queue.take(10, 0)] == [0, 1]
     assert queue.bytes == 0
 
