@@ -14,7 +14,7 @@ import pytest
 from host.errors import InvalidArgument, Unavailable
 from tests.conftest import free_port, wait_for
 
-from .test_plugin import UDP_ONLY, call, send
+from .test_plugin import UDP_ONLY, Recorder, call, send
 
 NOT_THIS_COMPUTER = "198.51.100.7"  # TEST-NET-2: documentation only, never a real host
 
@@ -200,3 +200,26 @@ def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(
             app.stop()
         if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
             subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+@pytest.mark.parametrize("allowed, heard", [
+    (["127.0.0.1"], True), (["127.0.0.0/8"], True), (["10.20.30.40"], False),
+    (["::1"], False),
+])
+def test_the_allow_list_judges_ipv4_senders_on_a_dual_stack_bind(make_app, allowed, heard):
+    """Bound to :: the kernel hands IPv4 senders over as ::ffff:a.b.c.d: the allow-list still
+    compares them with the IPv4 addresses the operator typed."""
+    recorder = Recorder()
+    port = free_port(socket.SOCK_DGRAM)
+    app = make_app(builtins=UDP_ONLY, extra_plugins=(recorder,), udp_bind="::", udp_port=port,
+                   config={"udp": {"allowed_sources": allowed}}).start()
+    assert call(app, "get_udp_status") == "Running"
+    send(("127.0.0.1", port), b"pt1;3\r\n", b"pt2;1\r\n")
+    wait_for(lambda: call(app, "get_udp_stats")["datagrams"] == 2)
+    stats = call(app, "get_udp_stats")
+    if heard:
+        wait_for(lambda: len(recorder.events) == 2)
+        assert stats["rejected"] == 0
+        assert {ev.source_ip for ev in recorder.events} <= {"127.0.0.1", "::ffff:127.0.0.1"}
+    else:
+        assert stats["rejected"] == 2 and stats["events"] == 0 and recorder.events == []
