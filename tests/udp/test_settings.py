@@ -13,6 +13,7 @@ import pytest
 
 from host.errors import InvalidArgument, Unavailable
 from tests.conftest import free_port, wait_for
+from tests.reliability.test_disk_full import page_of  # noqa: F401 - fixture (chromium)
 
 from .test_plugin import UDP_ONLY, Recorder, call, send
 
@@ -223,3 +224,45 @@ def test_the_allow_list_judges_ipv4_senders_on_a_dual_stack_bind(make_app, allow
         assert {ev.source_ip for ev in recorder.events} <= {"127.0.0.1", "::ffff:127.0.0.1"}
     else:
         assert stats["rejected"] == 2 and stats["events"] == 0 and recorder.events == []
+
+
+@pytest.mark.e2e
+def test_the_udp_screen_shows_the_saved_address_that_did_not_bind_and_counts_sent_live(
+        tmp_path, page_of):
+    """In chromium: the UDP screen says the saved address could not be used and where the app
+    listens instead; the simulation banner's sent count grows while the run goes on."""
+    from host.app import App
+    from host.settings import Settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
+        taken.bind(("::1", 0))
+        port = taken.getsockname()[1]
+        # started as the CLI does with --udp-port only: the bind address is the saved one
+        app = App(Settings(data_dir=data, udp_port=port), load_entrypoints=False)
+        try:
+            app.start()
+            page = page_of(app)
+            page.click("#tab-udp")
+            problem = page.locator("#udp-settings-problem")
+            problem.wait_for(state="visible", timeout=20_000)
+            text = problem.inner_text()
+            assert f"[::1]:{port} cannot be used" in text and "already in use" in text, text
+            assert f"listening on 0.0.0.0:{port} instead" in text, text
+            page.wait_for_function(
+                "() => document.querySelector('#udp-status').textContent.startsWith("
+                f"'Listening on 0.0.0.0:{port}')", timeout=20_000)
+
+            app.commands.call("simulate_match", {"speed": 1.0})  # minutes long
+            page.wait_for_function(
+                """() => {
+                  const b = document.querySelector('#udp-sim-banner');
+                  const m = !b.hidden && /is sending.*\\(([\\d,.\\s]+) datagrams sent/.exec(
+                    b.textContent);
+                  return m && Number(m[1].replace(/\\D/g, '')) >= 2;
+                }""", timeout=30_000)
+            assert app.commands.call("get_udp_stats")["simulation"]["running"]
+        finally:
+            app.stop()
