@@ -4,6 +4,7 @@ simulation's live sent count."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -11,9 +12,9 @@ import socket
 import psutil
 import pytest
 
-from host.errors import InvalidArgument, Unavailable
+from host.errors import InvalidArgument, StorageFull, Unavailable
 from tests.conftest import free_port, wait_for
-from tests.reliability.test_disk_full import page_of  # noqa: F401 - fixture (chromium)
+from tests.reliability.test_disk_full import page_of, small_fs  # noqa: F401 - fixtures
 
 from .test_plugin import UDP_ONLY, Recorder, call, send
 
@@ -22,6 +23,17 @@ NOT_THIS_COMPUTER = "198.51.100.7"  # TEST-NET-2: documentation only, never a re
 
 def saved_file(app):
     return app.settings.data_dir / "udp-settings.json"
+
+
+@contextlib.contextmanager
+def saved_address_taken(data_dir):
+    """A data dir whose saved address is ::1, and another program holding that address on a
+    port (yielded) until the block ends. The default (0.0.0.0, IPv4) on the port stays free."""
+    data_dir.mkdir()
+    (data_dir / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
+        taken.bind(("::1", 0))
+        yield taken.getsockname()[1]
 
 
 @pytest.fixture
@@ -137,11 +149,7 @@ def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_defa
     from tests.host.test_headless import TOKEN, start_headless, stop
 
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
-        taken.bind(("::1", 0))
-        port = taken.getsockname()[1]
+    with saved_address_taken(data) as port:
         proc, base = start_headless(data, "--udp-port", str(port))
         try:
             def stats():
@@ -163,44 +171,27 @@ def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_defa
 
 
 def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(make_app,
-                                                                                 tmp_path):
+                                                                                 small_fs):
     """A real full file system (a 1 MiB tmpfs, filled): the typed error, no file left half
     written, the saved settings as they were."""
-    from tests.reliability.test_disk_full import _can_mount
-
-    if not _can_mount():
-        pytest.skip("needs root on Linux to mount a small tmpfs")
-    import subprocess
-
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    app = None
+    data = small_fs.path / "data"
+    app = make_app(builtins=UDP_ONLY, data_dir=data).start()
     try:
-        data = mount_point / "data"
-        app = make_app(builtins=UDP_ONLY, data_dir=data).start()
         call(app, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])
         before = (data / "udp-settings.json").read_bytes()
-        with open(mount_point / "filler", "wb", buffering=0) as filler:  # every block left
+        with open(small_fs.path / "filler", "wb", buffering=0) as filler:  # every block left
             try:
                 while True:
                     filler.write(b"\0" * 4096)
             except OSError:
                 pass
-        from host.errors import StorageFull
         with pytest.raises(StorageFull, match="^The disk is full: ") as caught:
             call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
         assert caught.value.type == "storage_full" and caught.value.status == 507
         assert (data / "udp-settings.json").read_bytes() == before
         assert sorted(p.name for p in data.iterdir()) == ["udp-settings.json"]
     finally:
-        if app is not None:
-            app.stop()
-        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+        app.stop()  # before the file system is unmounted
 
 
 @pytest.mark.parametrize("allowed, heard", [
@@ -235,11 +226,7 @@ def test_the_udp_screen_shows_the_saved_address_that_did_not_bind_and_counts_sen
     from host.settings import Settings
 
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
-        taken.bind(("::1", 0))
-        port = taken.getsockname()[1]
+    with saved_address_taken(data) as port:
         # started as the CLI does with --udp-port only: the bind address is the saved one
         app = App(Settings(data_dir=data, udp_port=port), load_entrypoints=False)
         try:
