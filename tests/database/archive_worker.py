@@ -1,15 +1,19 @@
 """Database helpers of the archive tests, and the subprocess the crash test kills.
 
-As a script: ``python archive_worker.py DB_PATH archive|restore [CHUNK]`` opens the file like the
-writer does, runs one archive operation over every event, prints ``STARTED <total>`` on its first
-progress report (the transaction has begun), ``PROGRESS <done> <total>`` after each chunk and
-``DONE <n>`` after the commit, flushing each line so the test can kill it at a known stage.
+As a script: ``python archive_worker.py DB_PATH archive|restore [CHUNK [PAUSE]]`` opens the file
+like the writer does, runs one archive operation over every event, prints ``STARTED <total>`` on
+its first progress report (the transaction has begun), ``PROGRESS <done> <total>`` after each
+chunk and ``DONE <n>`` after the commit, flushing each line. With ``PAUSE`` (a number of events
+moved, or ``done``) it stops there - inside the transaction, in the progress report of that many
+events, or after the commit - prints ``PAUSED <done>`` and waits to be killed: the test's
+SIGKILL lands at exactly that point, whatever the machine's speed.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script: make the project importable
@@ -88,8 +92,13 @@ def fill_events(
 def main(argv: list[str]) -> int:
     path, op = argv[0], argv[1]
     chunk = int(argv[2]) if len(argv) > 2 else archive.CHUNK_EVENTS
+    pause = argv[3] if len(argv) > 3 else None
     conn = open_writer(path)
     started = False
+
+    def wait_to_be_killed(done: int) -> None:
+        print(f"PAUSED {done}", flush=True)
+        threading.Event().wait()
 
     def progress(_op: str, done: int, total: int) -> None:
         nonlocal started
@@ -97,6 +106,8 @@ def main(argv: list[str]) -> int:
             started = True
             print(f"STARTED {total}", flush=True)
         print(f"PROGRESS {done} {total}", flush=True)
+        if pause is not None and pause != "done" and done == int(pause):
+            wait_to_be_killed(done)
 
     if op == "archive":
         n = archive.archive_old_events(conn, 0, now="2999-01-01T00:00:00Z", progress=progress,
@@ -107,6 +118,8 @@ def main(argv: list[str]) -> int:
     else:
         raise SystemExit(f"unknown operation {op!r}")
     print(f"DONE {n}", flush=True)
+    if pause == "done":
+        wait_to_be_killed(n)
     conn.close()
     return 0
 

@@ -1,8 +1,9 @@
 """SIGKILL in the middle of an archive or a restore leaves a consistent database.
 
-A subprocess (``archive_worker.py``) moves every event of a real file; the test waits for its
-``STARTED`` marker (the transaction is open), lets it run a random number of chunks plus a random
-short delay, and kills it with SIGKILL. Then: ``PRAGMA integrity_check`` is ok, every event is in
+A subprocess (``archive_worker.py``) moves every event of a real file and stops at a point the
+test chose - after a (seeded) random number of chunks inside the transaction, after the last
+chunk just before COMMIT, or just after COMMIT - and says so (``PAUSED``); the test waits for that
+line and kills it with SIGKILL, so the kill lands exactly there on any machine. Then: ``PRAGMA integrity_check`` is ok, every event is in
 exactly one of ``pss_events_v2`` / ``pss_events_v2_archive`` with all its details beside it and
 its values unchanged, and the operation happened all or nothing.
 
@@ -64,9 +65,10 @@ def same_rows_as(conn: sqlite3.Connection, source: Path) -> bool:
 class Worker:
     """The archive subprocess, its stdout lines read by a thread into a queue."""
 
-    def __init__(self, path: Path, op: str):
+    def __init__(self, path: Path, op: str, pause: str | None = None):
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "archive_worker.py"), str(path), op, str(CHUNK)],
+            [sys.executable, str(HERE / "archive_worker.py"), str(path), op, str(CHUNK),
+             *([pause] if pause is not None else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -164,36 +166,27 @@ def check_consistent(path: Path, fresh: Path, op: str, context: str) -> str:
     return "before" if source_count == N_EVENTS else "after"
 
 
-@pytest.mark.parametrize(
-    "op, moment",
-    [("archive", "chunk"), ("archive", "commit"), ("restore", "chunk"), ("restore", "commit")],
-)
+@pytest.mark.parametrize("op", ["archive", "restore"])
+@pytest.mark.parametrize("moment", ["chunk", "commit", "committed"])
 def test_sigkill_mid_operation_leaves_every_event_in_exactly_one_table(bases, op, moment):
     rng = random.Random(f"{SEED}-{op}-{moment}")
     path = bases["root"] / f"{op}-{moment}.db"
     shutil.copy(bases[op], path)
     chunks = -(-N_EVENTS // CHUNK)
-    worker = Worker(path, op)
+    # where the worker stops: after a random number of chunks (none up to all but the last),
+    # after the last one (COMMIT comes next), or after the COMMIT
+    pause = {"chunk": str(rng.randrange(chunks) * CHUNK), "commit": str(N_EVENTS),
+             "committed": "done"}[moment]
+    worker = Worker(path, op, pause)
     assert worker.wait_for("STARTED") == f"STARTED {N_EVENTS}"
-    if moment == "chunk":
-        # Let a random number of chunks through (none up to all but the last), then a bit more.
-        for _ in range(rng.randrange(chunks)):
-            worker.wait_for("PROGRESS")
-        delay = rng.uniform(0.0, 0.02)
-    else:
-        worker.wait_for(f"PROGRESS {N_EVENTS} ")  # the last chunk is in: COMMIT comes next
-        delay = rng.uniform(0.0, 0.005)
-    threading.Event().wait(delay)
+    paused = worker.wait_for("PAUSED")
     unfinished = worker.kill()
-    context = (f"seed {SEED}, {op} killed at {moment} after {worker.seen[-1]!r} "
-               f"+ {delay * 1000:.1f} ms")
-    if moment == "chunk":
-        assert unfinished, f"{context}: finished before the kill (raise RESTRIKE_CRASH_EVENTS)"
+    context = f"seed {SEED}, {op} killed at {moment}: {paused!r}"
+    assert unfinished == (moment != "committed"), context
+    assert paused == f"PAUSED {N_EVENTS if moment != 'chunk' else pause}", context
     state = check_consistent(path, bases["archive"], op, context)
-    if unfinished and moment == "chunk":
-        assert state == "before", f"{context}: uncommitted work survived"
-    print(f"{context}: {'killed mid-operation' if unfinished else 'finished first'}, "
-          f"database {state} the {op}")
+    assert state == ("after" if moment == "committed" else "before"), (
+        f"{context}: the database is {state} the {op}")
 
 
 def test_complete_archive_run_moved_everything(bases):

@@ -111,20 +111,38 @@ def test_a_path_that_is_a_directory_fails_naming_it_and_touches_nothing(tmp_path
     assert (blocker / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only directories")
-def test_a_directory_that_is_not_writable_fails_naming_the_path(tmp_path):
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """An empty directory nobody can write into, root included: for an ordinary user one
+    without write permission; as root (who ignores permissions) a read-only tmpfs mounted
+    there. Skipped only when root cannot mount (no ``mount``, no privilege in a container)."""
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        with pytest.raises(DatabaseOpenError) as err:
-            DatabaseService.open(locked / DB_FILE, DatabaseConfig())
-        assert str(locked / DB_FILE) in str(err.value)
-        assert "not writable" in str(err.value)
-        assert list(locked.iterdir()) == []
-    finally:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        locked.chmod(0o500)
+        yield locked
         locked.chmod(0o700)
+        return
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)],
+                          capture_output=True, text=True) if sys.platform.startswith("linux") \
+        else None
+    if done is None or done.returncode:
+        pytest.skip("as root a directory is only unwritable on a read-only file system, and "
+                    f"mounting one failed: {done.stderr.strip() if done else sys.platform}")
+    try:
+        yield locked
+    finally:
+        if subprocess.run(["umount", str(locked)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(locked)], capture_output=True)
+
+
+def test_a_directory_that_is_not_writable_fails_naming_the_path(unwritable_dir):
+    locked = unwritable_dir
+    with pytest.raises(DatabaseOpenError) as err:
+        DatabaseService.open(locked / DB_FILE, DatabaseConfig())
+    assert str(locked / DB_FILE) in str(err.value)
+    assert "not writable" in str(err.value)
+    assert list(locked.iterdir()) == []
 
 
 def _session(session_id: str, started_at: str) -> dict:

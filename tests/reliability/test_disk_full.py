@@ -180,6 +180,19 @@ def test_a_slow_writer_slows_ingest_and_the_backlog_waits_upstream_without_loss(
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def serve_bridge(app, token: str) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """The app's own HTTP bridge (``host.http.create_http_app``) served from this process on a
+    free port, once it answers; stop it with ``server.should_exit = True`` and a join."""
+    port = free_port()
+    http_app = create_http_app(app, token, allowed_hosts={f"127.0.0.1:{port}"})
+    server = uvicorn.Server(uvicorn.Config(http_app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, message="the HTTP server")
+    return server, thread, port
+
+
 @pytest.fixture
 def page_of(make_app, pw):
     """``page_of(app)``: the app's own HTTP bridge (``host.http.create_http_app``) served from
@@ -189,13 +202,7 @@ def page_of(make_app, pw):
     opened = []
 
     def open_page(app):
-        port = free_port()
-        http_app = create_http_app(app, "ui-token", allowed_hosts={f"127.0.0.1:{port}"})
-        server = uvicorn.Server(uvicorn.Config(http_app, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_for(lambda: server.started, 20, message="the HTTP server")
+        server, thread, port = serve_bridge(app, "ui-token")
         browser = pw.chromium.launch(executable_path=str(CHROMIUM),
                                          args=["--no-sandbox", "--disable-gpu"])
         opened.append((server, thread, browser))

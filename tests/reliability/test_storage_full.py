@@ -9,15 +9,11 @@ bridge (``host.http.create_http_app``) served from this process, with a real HTT
 from __future__ import annotations
 
 import logging
-import threading
 
 import httpx
 import pytest
-import uvicorn
 
-from host.http import create_http_app
-from tests.conftest import free_port, wait_for
-from tests.reliability.test_disk_full import UNLIMITED_PAGES, set_max_pages
+from tests.reliability.test_disk_full import UNLIMITED_PAGES, serve_bridge, set_max_pages
 
 TOKEN = "full-token"
 
@@ -28,13 +24,7 @@ def http_of():
     opened = []
 
     def serve(app) -> httpx.Client:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(
-            create_http_app(app, TOKEN, allowed_hosts={f"127.0.0.1:{port}"}),
-            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_for(lambda: server.started, 20, message="the HTTP server")
+        server, thread, port = serve_bridge(app, TOKEN)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                               headers={"Authorization": f"Bearer {TOKEN}"})
         opened.append((server, thread, client))

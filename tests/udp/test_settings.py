@@ -4,6 +4,7 @@ simulation's live sent count."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -11,16 +12,28 @@ import socket
 import psutil
 import pytest
 
-from host.errors import InvalidArgument, Unavailable
+from host.errors import InvalidArgument, StorageFull, Unavailable
 from tests.conftest import free_port, wait_for
+from tests.reliability.test_disk_full import page_of, small_fs  # noqa: F401 - fixtures
 
-from .test_plugin import UDP_ONLY, call, send
+from .test_plugin import UDP_ONLY, Recorder, call, send
 
 NOT_THIS_COMPUTER = "198.51.100.7"  # TEST-NET-2: documentation only, never a real host
 
 
 def saved_file(app):
     return app.settings.data_dir / "udp-settings.json"
+
+
+@contextlib.contextmanager
+def saved_address_taken(data_dir):
+    """A data dir whose saved address is ::1, and another program holding that address on a
+    port (yielded) until the block ends. The default (0.0.0.0, IPv4) on the port stays free."""
+    data_dir.mkdir()
+    (data_dir / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
+        taken.bind(("::1", 0))
+        yield taken.getsockname()[1]
 
 
 @pytest.fixture
@@ -136,11 +149,7 @@ def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_defa
     from tests.host.test_headless import TOKEN, start_headless, stop
 
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "udp-settings.json").write_text(json.dumps({"bind": "::1"}))
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as taken:
-        taken.bind(("::1", 0))
-        port = taken.getsockname()[1]
+    with saved_address_taken(data) as port:
         proc, base = start_headless(data, "--udp-port", str(port))
         try:
             def stats():
@@ -162,41 +171,85 @@ def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_defa
 
 
 def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(make_app,
-                                                                                 tmp_path):
+                                                                                 small_fs):
     """A real full file system (a 1 MiB tmpfs, filled): the typed error, no file left half
     written, the saved settings as they were."""
-    from tests.reliability.test_disk_full import _can_mount
-
-    if not _can_mount():
-        pytest.skip("needs root on Linux to mount a small tmpfs")
-    import subprocess
-
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    app = None
+    data = small_fs.path / "data"
+    app = make_app(builtins=UDP_ONLY, data_dir=data).start()
     try:
-        data = mount_point / "data"
-        app = make_app(builtins=UDP_ONLY, data_dir=data).start()
         call(app, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])
         before = (data / "udp-settings.json").read_bytes()
-        with open(mount_point / "filler", "wb", buffering=0) as filler:  # every block left
+        with open(small_fs.path / "filler", "wb", buffering=0) as filler:  # every block left
             try:
                 while True:
                     filler.write(b"\0" * 4096)
             except OSError:
                 pass
-        from host.errors import StorageFull
         with pytest.raises(StorageFull, match="^The disk is full: ") as caught:
             call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
         assert caught.value.type == "storage_full" and caught.value.status == 507
         assert (data / "udp-settings.json").read_bytes() == before
         assert sorted(p.name for p in data.iterdir()) == ["udp-settings.json"]
     finally:
-        if app is not None:
+        app.stop()  # before the file system is unmounted
+
+
+@pytest.mark.parametrize("allowed, heard", [
+    (["127.0.0.1"], True), (["127.0.0.0/8"], True), (["10.20.30.40"], False),
+    (["::1"], False),
+])
+def test_the_allow_list_judges_ipv4_senders_on_a_dual_stack_bind(make_app, allowed, heard):
+    """Bound to :: the kernel hands IPv4 senders over as ::ffff:a.b.c.d: the allow-list still
+    compares them with the IPv4 addresses the operator typed."""
+    recorder = Recorder()
+    port = free_port(socket.SOCK_DGRAM)
+    app = make_app(builtins=UDP_ONLY, extra_plugins=(recorder,), udp_bind="::", udp_port=port,
+                   config={"udp": {"allowed_sources": allowed}}).start()
+    assert call(app, "get_udp_status") == "Running"
+    send(("127.0.0.1", port), b"pt1;3\r\n", b"pt2;1\r\n")
+    wait_for(lambda: call(app, "get_udp_stats")["datagrams"] == 2)
+    stats = call(app, "get_udp_stats")
+    if heard:
+        wait_for(lambda: len(recorder.events) == 2)
+        assert stats["rejected"] == 0
+        assert {ev.source_ip for ev in recorder.events} <= {"127.0.0.1", "::ffff:127.0.0.1"}
+    else:
+        assert stats["rejected"] == 2 and stats["events"] == 0 and recorder.events == []
+
+
+@pytest.mark.e2e
+def test_the_udp_screen_shows_the_saved_address_that_did_not_bind_and_counts_sent_live(
+        tmp_path, page_of):
+    """In chromium: the UDP screen says the saved address could not be used and where the app
+    listens instead; the simulation banner's sent count grows while the run goes on."""
+    from host.app import App
+    from host.settings import Settings
+
+    data = tmp_path / "data"
+    with saved_address_taken(data) as port:
+        # started as the CLI does with --udp-port only: the bind address is the saved one
+        app = App(Settings(data_dir=data, udp_port=port), load_entrypoints=False)
+        try:
+            app.start()
+            page = page_of(app)
+            page.click("#tab-udp")
+            problem = page.locator("#udp-settings-problem")
+            problem.wait_for(state="visible", timeout=20_000)
+            text = problem.inner_text()
+            assert f"[::1]:{port} cannot be used" in text and "already in use" in text, text
+            assert f"listening on 0.0.0.0:{port} instead" in text, text
+            page.wait_for_function(
+                "() => document.querySelector('#udp-status').textContent.startsWith("
+                f"'Listening on 0.0.0.0:{port}')", timeout=20_000)
+
+            app.commands.call("simulate_match", {"speed": 1.0})  # minutes long
+            page.wait_for_function(
+                """() => {
+                  const b = document.querySelector('#udp-sim-banner');
+                  const m = !b.hidden && /is sending.*\\(([\\d,.\\s]+) datagrams sent/.exec(
+                    b.textContent);
+                  return m && Number(m[1].replace(/\\D/g, '')) >= 2;
+                }""", timeout=30_000)
+            assert app.commands.call("get_udp_stats")["simulation"]["running"]
+        finally:
             app.stop()
-        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
