@@ -61,6 +61,10 @@ class Hooks:
         return sorted(c.name for c in self._pm.get_hookcallers(plugin) or [])
 
     # -- the hooks ------------------------------------------------------------------------
+    def addoption(self, parser: Any) -> None:
+        """Let every plugin add its command-line options to ``parser`` (before parsing)."""
+        self._pm.hook.restrike_addoption(parser=parser)
+
     def register_commands(self, register_for: Callable[[str], Callable], app: Any) -> None:
         """Let every plugin register its commands; ``register_for(plugin)`` gives its register."""
         for impl in self._impls("restrike_register_commands"):

@@ -25,6 +25,7 @@ from host.timeutil import now_iso
 
 from . import simulator
 from .live import LiveFeed, ui_event
+from .options import demo_requested
 from .receiver import BindError, Receiver, open_socket
 from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
                        settings_from_app)
@@ -289,7 +290,7 @@ class UdpService:
                 self.start()
             except Unavailable:
                 pass  # an error state (get_udp_status says why), never a failed app start-up
-        if self.app.settings.demo:
+        if demo_requested(self.app.settings):
             if self.status == "Running":
                 self.simulate(senders=1, speed=DEMO_SPEED, matches=None, demo=True)
             else:
