@@ -83,7 +83,8 @@ class UdpService:
             except BindError as exc:
                 self.status = "Error"
                 self.error = str(exc.strerror)
-                log.error("UDP server not started: %s", self.error)
+                log.error("UDP server not started: %s (the app runs without ingest: change "
+                          "--udp-bind/--udp-port or the UDP screen)", self.error)
                 self._emit_status()
                 raise Unavailable(self.error) from None
         sock, granted = opened
