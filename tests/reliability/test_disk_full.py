@@ -346,5 +346,5 @@ def test_an_unopenable_database_path_fails_clearly_and_changes_nothing(tmp_path)
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "Traceback" not in output, output
-    assert "ERROR" in output and str(blocker) in output, output
+    assert "cannot start: " in output and str(blocker) in output, output  # one line, exit 2
     assert (blocker / "keep.txt").read_text() == "mine"
