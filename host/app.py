@@ -1,7 +1,8 @@
 """The running host: settings, plugin manager, hooks, commands and push service, together.
 
-Start-up order: plugins register their commands, the push service starts, then each plugin's
-``restrike_startup`` runs in order. ``stop()`` shuts down exactly the plugins whose start-up ran,
+Start-up order: the data dir is locked for this process (``host.instance``: one instance per
+data dir, taken before anything in it is touched), plugins register their commands, the push
+service starts, then each plugin's ``restrike_startup`` runs in order. ``stop()`` shuts down exactly the plugins whose start-up ran,
 in reverse order, then the push service. Several apps can live in one process (tests): plugins
 keep their state in ``app.extensions``, never in module globals.
 """
@@ -13,7 +14,8 @@ import threading
 
 from host.commands import CommandRegistry
 from host.hooks import Hooks, StartupError
-from host.plugins import make_plugin_manager
+from host.instance import DataDirLock, acquire
+from host.plugins import PluginInfo, make_plugin_manager
 from host.push import PushService
 from host.settings import Settings
 
@@ -36,6 +38,7 @@ class App:
         self.extensions: dict[str, object] = {}
         self._started: list[str] = []
         self._stopped = threading.Event()
+        self._data_lock: DataDirLock | None = None
         self._register_host_commands()
 
     def _register_host_commands(self) -> None:
@@ -64,18 +67,26 @@ class App:
             for info in self.plugin_infos.values()
         ]
 
+    def lock_data_dir(self) -> None:
+        """Take ``settings.data_dir`` (created if missing) for this app; ``start`` does it when
+        not done yet. Raises ``host.instance.DataDirInUse`` naming the process that holds it."""
+        if self._data_lock is None:
+            self._data_lock = acquire(self.settings.data_dir)
+
     def start(self) -> "App":
-        """Register commands, start the push service and every plugin (in order)."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.hooks.register_commands(
-            lambda plugin: (lambda name, fn: self.commands.register(name, fn, plugin=plugin)),
-            self,
-        )
-        self.push.start()
+        """Lock the data dir, register commands, start the push service and every plugin (in
+        order). On failure, what had started is stopped again and the lock released."""
+        self.lock_data_dir()
         try:
+            self.hooks.register_commands(
+                lambda plugin: (lambda name, fn: self.commands.register(name, fn, plugin=plugin)),
+                self,
+            )
+            self.push.start()
             self._started = self.hooks.startup(self)
-        except StartupError as exc:
-            self._started = exc.started
+        except BaseException as exc:
+            if isinstance(exc, StartupError):
+                self._started = exc.started
             self.stop()
             raise
         log.info("restrike started: plugins %s", ", ".join(self._started))
@@ -88,6 +99,8 @@ class App:
         self._stopped.set()
         self.hooks.shutdown(self, self._started)
         self.push.stop()
+        if self._data_lock is not None:
+            self._data_lock.release()
         log.info("restrike stopped")
 
     def __enter__(self) -> "App":

@@ -3,51 +3,120 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
 from host.app import App
-from host.settings import Settings, default_data_dir, load_config_file
+from host.instance import DataDirInUse
+from host.options import (OneLineParser, UsageError, config_from_args, fail, port_number,
+                          print_error)
+from host.settings import (Settings, check_host_name, default_data_dir, host_config,
+                           load_config_file)
 
 log = logging.getLogger("restrike")
 
+PROG = "restrike"
+DEFAULTS = Settings(data_dir=Path("."))  # the documented defaults (--help), never a data dir
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="restrike",
+
+def _host_name(text: str) -> str:
+    try:
+        return check_host_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser(hooks=None) -> argparse.ArgumentParser:
+    """The ``restrike`` parser; with ``hooks``, the plugins' options (``restrike_addoption``)."""
+    parser = OneLineParser(
+        prog=PROG,
         description="Receive, store and show the World Taekwondo PSS scoring feed.",
         epilog="Plugins may add commands: restrike simulate --help",
     )
     parser.add_argument("--headless", action="store_true",
-                        help="no window: serve the UI and the command bridge over HTTP")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help=f"where the database lives (default {default_data_dir()})")
-    # No argparse defaults: a flag given wins over the settings saved from the UI, an absent
-    # one does not (Settings knows which were given).
-    parser.add_argument("--udp-bind", default=None,
-                        help="address the PSS feed arrives on (default 0.0.0.0, or as saved "
-                             "from the UDP screen)")
-    parser.add_argument("--udp-port", type=int, default=None,
-                        help="UDP port of the PSS feed (default 6000, or as saved from the UDP "
-                             "screen)")
-    parser.add_argument("--demo", action="store_true",
-                        help="start the built-in simulated match feed against our own port")
-    parser.add_argument("--http-bind", default=None,
-                        help="address of the HTTP server (default 127.0.0.1; needed explicitly "
-                             "for any other address)")
-    parser.add_argument("--http-port", type=int, default=8765, help="HTTP port (headless mode)")
+                        help="no window: serve the UI and the command bridge over HTTP "
+                             "(default: a window when there is a display)")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where the database lives, one instance per directory "
+                             f"(default {default_data_dir()})")
+    parser.add_argument("--http-bind", default=None, metavar="ADDR",
+                        help=f"address of the HTTP server (default {DEFAULTS.http_bind}; "
+                             "needed explicitly for any other address)")
+    parser.add_argument("--http-port", type=port_number, default=DEFAULTS.http_port,
+                        metavar="PORT", help="HTTP port in headless mode (default %(default)s)")
+    parser.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=None,
+                        type=_host_name, metavar="NAME",
+                        help="another name the HTTP server answers to besides loopback, its "
+                             "address and this machine's names; repeat for more (default: none)")
     parser.add_argument("--token", default=None,
                         help="HTTP access token (default: $RESTRIKE_TOKEN, else random)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="JSON file of per-plugin settings: {\"udp\": {...}, ...}")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE.json",
+                        help="JSON file of sections: {\"udp\": {...}, \"database\": {...}, "
+                             "\"host\": {\"allowed_hosts\": [...]}} (default: none); "
+                             "options given here win over it")
+    parser.add_argument("--log-level", default=DEFAULTS.log_level,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="default %(default)s")
+    if hooks is not None:
+        hooks.addoption(parser)
     return parser
+
+
+def settings_from_args(args: argparse.Namespace, headless: bool) -> Settings:
+    """The app's settings from parsed arguments; ``UsageError`` naming the option if refused."""
+    config: dict[str, dict] = {}
+    if args.config is not None:
+        try:
+            config = load_config_file(args.config)
+            hosts = host_config(config).allowed_hosts
+        except ValueError as exc:
+            fail(f"--config {args.config}: {exc}")
+    else:
+        hosts = []
+    data_dir = args.data_dir or default_data_dir()
+    if data_dir.exists() and not data_dir.is_dir():
+        fail(f"--data-dir {data_dir}: not a directory")
+    return Settings(
+        data_dir=data_dir, headless=headless,
+        http_bind=args.http_bind or DEFAULTS.http_bind, http_port=args.http_port,
+        allowed_hosts=args.allowed_hosts if args.allowed_hosts is not None else hosts,
+        token=args.token or os.environ.get("RESTRIKE_TOKEN"), log_level=args.log_level,
+        config=config_from_args(args, config),
+    )
+
+
+_BIND_ERRORS = {  # errno -> (option, reason), for the HTTP server's address
+    errno.EADDRINUSE: ("--http-port", "{where} is already in use by another program"),
+    errno.EACCES: ("--http-port", "{where}: permission denied (ports below 1024 need root)"),
+    errno.EADDRNOTAVAIL: ("--http-bind", "{host} is not an address of this machine"),
+}
+
+
+def check_http_address(host: str, port: int) -> None:
+    """Refuse, before anything starts, an HTTP address that cannot be bound (``UsageError``).
+
+    A probe: uvicorn binds it again right after (with ``SO_REUSEADDR``, as here)."""
+    where = f"{host}:{port}"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except socket.gaierror:
+        fail(f"--http-bind {host}: not an address or a known host name")
+    except OSError as exc:
+        log.debug("HTTP address %s cannot be bound", where, exc_info=True)
+        option, reason = _BIND_ERRORS.get(
+            exc.errno, ("--http-port", "{where} cannot be opened: " + str(exc.strerror or exc)))
+        value = host if option == "--http-bind" else port
+        fail(f"{option} {value}: {reason.format(where=where, host=host)}")
 
 
 def _no_display() -> bool:
@@ -77,10 +146,18 @@ def _tune_gc() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``restrike [options]``: run the app; ``restrike <command> ...``: a plugin's command.
+
+    Exit status 0 after a normal stop, 2 (with one line on stderr naming the option and the
+    reason) for a refused option, config file, data dir or port, or an app that cannot start.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-"):
         return _subcommand(argv)
-    args = build_parser().parse_args(argv)
+    # Plugins are loaded first, so that their options are part of the parser (and of --help);
+    # the app gets its real settings once the arguments are parsed.
+    app = App(Settings())
+    args = build_parser(app.hooks).parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     headless = args.headless
@@ -88,28 +165,23 @@ def main(argv: list[str] | None = None) -> int:
         print("restrike: no display found: starting --headless (open the URL below in a browser)",
               flush=True)
         headless = True
-    given = {name: value for name, value in (("udp_bind", args.udp_bind),
-                                             ("udp_port", args.udp_port))
-             if value is not None}
-    settings = Settings(
-        data_dir=args.data_dir or default_data_dir(),
-        headless=headless, demo=args.demo, **given,
-        http_bind=args.http_bind or "127.0.0.1", http_port=args.http_port,
-        token=args.token or os.environ.get("RESTRIKE_TOKEN"), log_level=args.log_level,
-        config=load_config_file(args.config) if args.config else {},
-    )
-    if settings.http_bind not in ("127.0.0.1", "localhost", "::1") and not args.http_bind:
-        raise SystemExit("restrike: a non-loopback HTTP address needs --http-bind")
+    try:
+        app.settings = settings_from_args(args, headless)
+        _lock(app)
+        if headless:
+            check_http_address(app.settings.http_bind, app.settings.http_port)
+    except UsageError as exc:
+        return print_error(PROG, str(exc))
 
     _tune_gc()
     stop = threading.Event()
     if headless:
-        return _run_headless(settings)
+        return _run_headless(app)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     threading.Thread(target=_signal_thread, args=(stop,), name="signals", daemon=True).start()
-    app = _start(settings)
-    if app is None:
-        return 1
+    status = _start(app)
+    if status:
+        return status
     try:
         from host.window import run_window
 
@@ -119,23 +191,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start(settings: Settings) -> App | None:
-    """A started app, or None after logging why it could not start (plugins already stopped)."""
-    app = App(settings)
+def _lock(app: App) -> None:
+    """Take the data dir for this process before anything in it is touched."""
+    data_dir = app.settings.data_dir
     try:
-        return app.start()
+        app.lock_data_dir()
+    except DataDirInUse as exc:
+        fail(str(exc))
+    except OSError as exc:
+        log.debug("data dir %s", data_dir, exc_info=True)
+        fail(f"--data-dir {data_dir}: {exc.strerror or exc}")
+
+
+def _start(app: App) -> int:
+    """Start ``app``: 0, or 2 after one line on stderr saying why it could not start (plugins
+    already stopped; the traceback is in the log at DEBUG)."""
+    try:
+        app.start()
     except Exception as exc:
-        log.error("restrike could not start: %s", exc)
-        return None
+        log.debug("start-up failed", exc_info=True)
+        return print_error(PROG, f"cannot start: {exc}")
+    return 0
 
 
-def _run_headless(settings: Settings) -> int:
+def _run_headless(app: App) -> int:
     from host.http import new_token, serve
 
+    settings = app.settings
     token = settings.token or new_token()
-    app = _start(settings)
-    if app is None:
-        return 1
+    status = _start(app)
+    if status:
+        return status
     host = settings.http_bind
     url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{settings.http_port}/?token={token}"
     try:
@@ -152,6 +238,6 @@ def _subcommand(argv: list[str]) -> int:
     commands = app.hooks.cli_subcommands()
     if name not in commands:
         known = ", ".join(sorted(commands)) or "none"
-        print(f"restrike: unknown command {name!r} (commands: {known})", file=sys.stderr)
-        return 2
+        return print_error(PROG, f"unknown command {name!r} (commands: {known}; "
+                                 f"options start with --, see {PROG} --help)")
     return int(commands[name](rest) or 0)

@@ -10,6 +10,7 @@ and cannot keep the others from running.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,10 @@ class Hooks:
         return [i.plugin_name for i in reversed(impls) if not (i.wrapper or i.hookwrapper)]
 
     # -- the hooks ------------------------------------------------------------------------
+    def addoption(self, parser: argparse.ArgumentParser) -> None:
+        """Let every plugin add its command-line options to ``parser`` (before parsing)."""
+        self._pm.hook.restrike_addoption(parser=parser)
+
     def register_commands(self, register_for: Callable[[str], Register], app: App) -> None:
         """Let every plugin register its commands; ``register_for(plugin)`` gives its register.
 

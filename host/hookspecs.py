@@ -17,6 +17,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
+def restrike_addoption(parser):
+    """Add this plugin's command-line options to ``restrike`` (as pytest's ``pytest_addoption``).
+
+    ``parser`` is the ``argparse.ArgumentParser`` of ``restrike``; add your options to your own
+    group (``parser.add_argument_group("my plugin")``). Give each option
+    ``dest="<section>.<key>"`` and ``default=argparse.SUPPRESS``: a value given on the command
+    line then reaches your plugin as ``app.settings.config[section][key]``, winning over the
+    config file's value, and an absent option leaves the section as the file has it (validate
+    the section with your own pydantic model). Use an argparse ``type`` that checks the value,
+    so a bad one is refused with one line naming the option. Called once, before the arguments
+    are parsed and before the app is created or started; not called for subcommands.
+    """
+
+
+@hookspec
 def restrike_register_commands(register, app):
     """Register the commands this plugin offers to the frontend.
 

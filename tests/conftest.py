@@ -59,8 +59,15 @@ def make_app(tmp_path):
 
     def factory(builtins=None, extra_plugins=(), load_entrypoints=False, **settings):
         settings.setdefault("data_dir", tmp_path / f"data{len(apps)}")
-        settings.setdefault("udp_bind", "127.0.0.1")
-        settings.setdefault("udp_port", free_port(socket.SOCK_DGRAM))
+        # udp_bind/udp_port/demo: shorthands for the udp section (--udp-bind, --udp-port, --demo)
+        udp = {"bind": settings.pop("udp_bind", "127.0.0.1"),
+               "port": (settings.pop("udp_port") if "udp_port" in settings
+                        else free_port(socket.SOCK_DGRAM))}
+        if settings.pop("demo", False):
+            udp["demo"] = True
+        config = dict(settings.get("config") or {})
+        config["udp"] = {**udp, **config.get("udp", {})}
+        settings["config"] = config
         app = App(Settings(**settings), builtins=builtins, extra_plugins=extra_plugins,
                   load_entrypoints=load_entrypoints)
         apps.append(app)

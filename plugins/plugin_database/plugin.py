@@ -16,6 +16,7 @@ import pydantic
 
 from host.errors import Unavailable
 from host.hookspecs import hookimpl
+from host.settings import section_error
 
 from . import export, maintenance, maintenance_commands, queries, tournaments
 from .service import DB_FILE, DatabaseConfig, DatabaseService
@@ -58,9 +59,7 @@ def restrike_startup(app):
     try:
         config = DatabaseConfig.model_validate(section)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'database'}: {e['msg']}"
-                             for e in exc.errors(include_url=False))
-        raise ValueError(f"config section 'database' is invalid: {problems}") from None
+        raise section_error(exc, EXTENSION) from None
     path = Path(app.settings.data_dir) / DB_FILE
     app.extensions[EXTENSION] = DatabaseService.open(path, config)
 

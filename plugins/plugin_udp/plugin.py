@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from host.hookspecs import hookimpl
+from pydantic import ValidationError
 
-from . import simulator
+from host.hookspecs import hookimpl
+from host.settings import section_error
+
+from . import options, simulator
 from .commands import commands
 from .service import service_of
 
 
 @hookimpl
+def restrike_addoption(parser):
+    """``--udp-bind``, ``--udp-port`` and ``--demo`` (see ``options``)."""
+    options.add_options(parser)
+
+
+@hookimpl
 def restrike_register_commands(register, app):
-    service_of(app)  # reads and validates the settings: a bad config section fails here
+    try:
+        service_of(app)  # reads and validates the settings: a bad config section fails here
+        options.demo_requested(app.settings)
+    except ValidationError as exc:
+        raise section_error(exc, options.SECTION) from None
     for name, function in commands(app).items():
         register(name, function)
 

@@ -27,6 +27,7 @@ from host.timeutil import now_iso
 from . import simulator
 from .live import LiveFeed, ui_event
 from pss.protocol import parse_cache_stats
+from .options import demo_requested
 from .receiver import BindError, Receiver, open_socket
 from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
                        settings_from_app)
@@ -94,7 +95,8 @@ class UdpService:
             except BindError as exc:
                 self.status = "Error"
                 self.error = str(exc.strerror)
-                log.error("UDP server not started: %s", self.error)
+                log.error("UDP server not started: %s (the app runs without ingest: change "
+                          "--udp-bind/--udp-port or the UDP screen)", self.error)
                 self._emit_status()
                 raise Unavailable(self.error) from None
         sock, granted = opened
@@ -328,7 +330,7 @@ class UdpService:
                 self.start()
             except Unavailable:
                 self._fall_back_to_default()
-        if self.app.settings.demo:
+        if demo_requested(self.app.settings):
             if self.status == "Running":
                 self.simulate(senders=1, speed=DEMO_SPEED, matches=None, demo=True)
             else:

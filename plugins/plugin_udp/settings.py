@@ -1,9 +1,9 @@
 """The UDP plugin's settings: a pydantic model at the edge (config file section and the UI).
 
-Where each value comes from, the later winning: the defaults; the ``"udp"`` section of the
-config file (everything but ``bind``/``port``); what the operator saved with
+Where each value comes from, the later winning: the defaults; what the operator saved with
 ``update_udp_settings`` (``udp-settings.json`` in the data dir, so a change made at the court
-survives a restart); and ``--udp-bind``/``--udp-port`` when given on the command line.
+survives a restart); the ``"udp"`` section of the config file; and ``--udp-bind``/``--udp-port``
+when given on the command line.
 
 The UI sends camelCase keys (``receiveBuffer``), Python code uses snake_case; both are accepted.
 Unknown keys are refused, so a typo is an error, not a silent default. Numbers must be JSON
@@ -176,26 +176,20 @@ class StartSettings:
 def settings_from_app(app_settings) -> StartSettings:
     """The plugin's settings at start (see the module docstring for the order).
 
-    The config section may not carry ``bind``/``port``: those are the host's ``--udp-bind`` and
-    ``--udp-port``, so there is one place that sets them. Raises ``pydantic.ValidationError``
-    for a bad config section; saved settings that are no longer valid are logged, reported in
-    ``problem`` and ignored.
+    ``app_settings.config["udp"]`` holds the config file's section with ``--udp-bind``/
+    ``--udp-port`` merged in (the host does that, ``restrike_addoption``). Raises
+    ``pydantic.ValidationError`` for a bad section; saved settings that are no longer valid are
+    logged, reported in ``problem`` and ignored.
     """
-    section = dict(app_settings.config.get("udp", {}) or {})
-    for key in ("bind", "port"):
-        if key in section:
-            raise ValueError(f"udp.{key}: set it with --udp-{key} (the config file's udp "
-                             f"section holds receive_buffer, allowed_sources, autostart)")
-    base = {"bind": app_settings.udp_bind, "port": app_settings.udp_port, **section}
-    given = {key: getattr(app_settings, f"udp_{key}") for key in ("bind", "port")
-             if f"udp_{key}" in app_settings.model_fields_set}
-    default = UdpSettings(**{**base, **given})
+    section = {key: value for key, value in (app_settings.config.get("udp", {}) or {}).items()
+               if key not in ("demo",)}  # a start-up switch (options.START_ONLY), not a setting
+    default = UdpSettings(**section)  # a bad section is the operator's error: raise it as such
     saved = saved_settings(app_settings.data_dir)
     if not saved:
         return StartSettings(default, None, None)
     try:
         SettingsChange.model_validate(saved)  # as update_udp_settings would take it now
-        chosen = UdpSettings(**{**base, **saved, **given})
+        chosen = UdpSettings(**{**saved, **section})
     except ValidationError as exc:
         reason = validation_error(exc).message
         log.error("the UDP settings saved in %s are not valid any more and are ignored: %s",
@@ -205,7 +199,7 @@ def settings_from_app(app_settings) -> StartSettings:
     if (chosen.bind, chosen.port) == (default.bind, default.port):
         return StartSettings(chosen, None, None)
     unmoved = {key: value for key, value in saved.items() if key not in ("bind", "port")}
-    return StartSettings(chosen, UdpSettings(**{**base, **unmoved, **given}), None)
+    return StartSettings(chosen, UdpSettings(**{**unmoved, **section}), None)
 
 
 def saved_settings(data_dir: Path) -> dict:

@@ -22,6 +22,7 @@ import threading
 import time
 
 from host.errors import InvalidArgument
+from host.options import OneLineParser, positive_int
 
 __all__ = ["generate_match", "main", "send", "sender_datagrams", "sender_timeline"]
 
@@ -342,8 +343,10 @@ def send(
 
     Returns ``{"target", "sent", "errors", "elapsed_s", "stopped", "senders": [{"index",
     "datagrams", "sent", "errors", "last_error", "source_port"}, ...]}``; socket errors are counted
-    per sender and sending goes on. ``progress``, when given, gets those per-sender dicts before
-    sending starts: their ``sent`` and ``errors`` count live (each written by its sender only).
+    per sender and sending goes on. The sockets are connected to the target, so a refusal (ICMP
+    port unreachable: nothing listens there) shows as ``ConnectionRefusedError`` in
+    ``last_error``. ``progress``, when given, is extended with those per-sender dicts before
+    sending starts; they count as datagrams go (read them from another thread).
     """
     family, sockaddr = _check(target, senders, rate, matches, speed)
     stop = stop if stop is not None else threading.Event()
@@ -364,6 +367,7 @@ def send(
             if family == socket.AF_INET:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.bind(("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0))
+            sock.connect(sockaddr)  # so that the kernel reports a refusing target to us
             result["source_port"] = sock.getsockname()[1]
         except OSError as exc:
             result["errors"] += 1
@@ -377,7 +381,7 @@ def send(
             pass
         if sock is not None:
             with sock:
-                _pace(sock, sockaddr, timelines[index], start_box[0], rate, speed, stop, result)
+                _pace(sock, timelines[index], start_box[0], rate, speed, stop, result)
 
     threads = [threading.Thread(target=run, args=(i,), name=f"sim-sender-{i}", daemon=True)
                for i in range(senders)]
@@ -407,7 +411,7 @@ def send(
     }
 
 
-def _pace(sock, sockaddr, timeline, start, rate, speed, stop, result) -> None:
+def _pace(sock, timeline, start, rate, speed, stop, result) -> None:
     paced_by_time = rate is None and 0 < speed < math.inf
     for i, (t, data) in enumerate(timeline):
         if stop.is_set():
@@ -423,9 +427,9 @@ def _pace(sock, sockaddr, timeline, start, rate, speed, stop, result) -> None:
             if delay > 0 and stop.wait(delay):
                 return
         try:
-            sock.sendto(data, sockaddr)
+            sock.send(data)
             result["sent"] += 1
-        except OSError as exc:  # e.g. ICMP unreachable reported on a later send
+        except OSError as exc:  # e.g. ICMP port unreachable, reported on a later send
             result["errors"] += 1
             result["last_error"] = f"{type(exc).__name__}: {exc}"
 
@@ -441,30 +445,98 @@ def _target(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``restrike simulate``: send simulated PSS matches over UDP; prints a summary.
+PROGRESS_EVERY_S = 5.0
+"""How often ``restrike simulate`` prints how far it is."""
 
-    Exit code 0 when everything was sent, 1 when some sends failed, 130 when interrupted.
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} must be a number above 0")
+    return value
+
+
+def _refused(progress: list[dict]) -> bool:
+    return any("ConnectionRefused" in (r["last_error"] or "") for r in progress)
+
+
+def _report(progress: list[dict], target: str, done: threading.Event) -> None:
+    """Print progress every ``PROGRESS_EVERY_S`` and warn once when the target refuses."""
+    warned = False
+    next_at = time.monotonic() + PROGRESS_EVERY_S
+    while True:
+        finished = done.wait(0.2)  # the warning comes within 0.2 s of the first refusal
+        if not warned and _refused(progress):
+            warned = True
+            print(f"restrike simulate: warning: {target} refuses the datagrams (ICMP port "
+                  "unreachable): nothing listens there; is restrike running with that "
+                  "--udp-port?", file=sys.stderr, flush=True)
+        if finished:
+            return
+        if time.monotonic() >= next_at:
+            next_at += PROGRESS_EVERY_S
+            sent = sum(r["sent"] for r in progress)
+            total = sum(r["datagrams"] for r in progress)
+            errors = sum(r["errors"] for r in progress)
+            print(f"  {sent}/{total} datagrams sent, {errors} error(s)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``restrike simulate``: send simulated PSS matches over UDP; prints where it sends, its
+    progress every few seconds, a warning when the target refuses, and a summary.
+
+    Exit code 0 when everything was sent, 1 when some sends failed, 2 for a refused option
+    (one line on stderr), 130 when interrupted.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="restrike simulate",
         description="Send realistic simulated WT PSS matches over UDP (one socket per court).")
-    parser.add_argument("--target", type=_target, default=("127.0.0.1", 6000),
-                        help="HOST:PORT to send to (default 127.0.0.1:6000)")
-    parser.add_argument("--senders", type=int, default=1, help="courts sending in parallel")
-    parser.add_argument("--rate", type=float, default=None,
+    parser.add_argument("--target", type=_target, default=("127.0.0.1", 6000), metavar="HOST:PORT",
+                        help="where to send (default 127.0.0.1:6000)")
+    parser.add_argument("--senders", type=positive_int, default=1, metavar="N",
+                        help="courts sending in parallel (default %(default)s)")
+    parser.add_argument("--rate", type=_positive, default=None, metavar="PER_S",
                         help="datagrams/s per sender (default: paced by match time / --speed)")
-    parser.add_argument("--matches", type=int, default=1, help="matches per sender")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the match streams")
-    parser.add_argument("--speed", type=float, default=1.0,
-                        help="match-time compression when --rate is not given (0 or inf: "
-                             "as fast as possible)")
+    parser.add_argument("--matches", type=positive_int, default=1, metavar="N",
+                        help="matches per sender (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the match streams: the same seed sends the same datagrams "
+                             "(default %(default)s)")
+    parser.add_argument("--speed", type=_non_negative, default=1.0,
+                        help="match-time compression unless a rate is given (default "
+                             "%(default)s: real time; 0 or inf: as fast as possible)")
     args = parser.parse_args(argv)
-    try:
-        result = send(args.target, senders=args.senders, rate=args.rate, matches=args.matches,
-                      seed=args.seed, speed=args.speed)
+    try:  # refused before the first line says where it sends
+        _check(args.target, args.senders, args.rate, args.matches, args.speed)
     except InvalidArgument as exc:
         parser.error(f"--{exc.field}: {exc.message}" if exc.field else exc.message)
+    target = f"{args.target[0]}:{args.target[1]}"
+    pacing = (f"{args.rate:g} datagrams/s per sender" if args.rate is not None
+              else f"match time / {args.speed:g}" if 0 < args.speed < math.inf
+              else "as fast as possible")
+    print(f"sending {args.matches} match(es) from each of {args.senders} sender(s) to {target} "
+          f"({pacing}); Ctrl-C stops", flush=True)
+    progress: list[dict] = []
+    done = threading.Event()
+    reporter = threading.Thread(target=_report, args=(progress, target, done),
+                                name="sim-progress", daemon=True)
+    reporter.start()
+    try:
+        result = send(args.target, senders=args.senders, rate=args.rate, matches=args.matches,
+                      seed=args.seed, speed=args.speed, progress=progress)
+    finally:
+        done.set()
+        reporter.join()
     print(f"sent {result['sent']} datagrams to {result['target']} from {args.senders} "
           f"sender(s) in {result['elapsed_s']:.3f} s, {result['errors']} error(s)"
           + (" (stopped)" if result["stopped"] else ""))

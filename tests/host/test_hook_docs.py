@@ -15,6 +15,7 @@ HOOKS = sorted(
     if name.startswith("restrike_")
 )
 FACADE = {  # how tests reach a hook through the typed façade / app
+    "restrike_addoption": "hooks.addoption(",
     "restrike_register_commands": "app.start(",
     "restrike_startup": "restrike_startup",
     "restrike_shutdown": "restrike_shutdown",

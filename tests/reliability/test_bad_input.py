@@ -74,13 +74,14 @@ json_values = st.recursive(
 def app(tmp_path_factory):
     """A started app with some feed, a tournament and an archived event to work on."""
     root = tmp_path_factory.mktemp("bad-input")
-    application = App(Settings(data_dir=root / "data", udp_bind="127.0.0.1",
-                               udp_port=free_port(socket.SOCK_DGRAM)), load_entrypoints=False)
+    udp = {"bind": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM)}
+    application = App(Settings(data_dir=root / "data", config={"udp": udp}),
+                      load_entrypoints=False)
     application.start()
     application.export_dir = root / "exports"  # type: ignore[attr-defined]
     application.export_dir.mkdir()
     (application.export_dir / "link").symlink_to(root / "data" / "restrike_vta.db")
-    send_all(application.settings.udp_port, sender_datagrams(9, 0, 1)[:300])
+    send_all(application.settings.config["udp"]["port"], sender_datagrams(9, 0, 1)[:300])
     wait_for(lambda: application.extensions["database"].writer.stats()["stored"] >= 300, 20)
     ok, _ = invoke(application.commands, "tournament_create", {"name": "Open", "durationDays": 2})
     assert ok
@@ -172,7 +173,7 @@ def test_commands_kept_from_valid_calls_refuse_bad_arguments(app):
         ok, value = call_cleanly(app, name, args)
         assert not ok and value["type"] == "validation_error" and value["field"], (name, value)
     # One valid call each, on our own port: they work.
-    port = app.settings.udp_port
+    port = app.settings.config["udp"]["port"]
     assert call_cleanly(app, "pss_start_listener", [port]) == (True, "Running")
     ok, value = call_cleanly(app, "update_udp_settings", {"settings": {"port": port}})
     assert ok and value["port"] == port
@@ -260,7 +261,7 @@ def test_a_many_line_non_utf8_datagram_is_not_stored_once_per_line(make_app):
     app = make_app()
     app.start()
     datagram = b"\xff\n" * 2_000
-    send_all(app.settings.udp_port, [datagram])
+    send_all(app.settings.config["udp"]["port"], [datagram])
     writer = app.extensions["database"].writer
     events = DEFAULT_LIMITS.max_messages_per_datagram + 1
     wait_for(lambda: writer.stats()["stored"] == events, 20)
@@ -280,7 +281,7 @@ def test_absurd_numbers_in_a_message_are_bounded_not_used_as_sizes(make_app):
     app.start()
     absurd = (b"mch;101;Final;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;"
               b"100000;120;cntDown;18;10\r\n")
-    send_all(app.settings.udp_port, [absurd, b"s11;1;s21;0\r\n", b"pt1;1\r\n"])
+    send_all(app.settings.config["udp"]["port"], [absurd, b"s11;1;s21;0\r\n", b"pt1;1\r\n"])
     writer = app.extensions["database"].writer
     wait_for(lambda: writer.stats()["stored"] == 3, 20)
     ok, state = invoke(app.commands, "pss_get_match_state", None)

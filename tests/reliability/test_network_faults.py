@@ -81,7 +81,7 @@ send(("127.0.0.1", int(sys.argv[1])), senders=1, rate=500, matches=2, seed=int(s
 def test_senders_that_vanish_mid_match_do_not_stop_the_listener(make_app):
     app = make_app()
     app.start()
-    port = app.settings.udp_port
+    port = app.settings.config["udp"]["port"]
     session_id = call(app, "get_udp_stats")["session"]["session_id"]
 
     # Three sockets bound up front, so no two senders can share a source port.
@@ -155,7 +155,7 @@ def test_an_icmp_error_on_the_listening_socket_is_counted_and_listening_goes_on(
     assert "ConnectionRefused" in stats["last_recv_error"]
     assert call(app, "get_udp_status") == "Running"
     datagrams = sender_datagrams(24, 0, 1)[:50]
-    source = send_all(app.settings.udp_port, datagrams)
+    source = send_all(app.settings.config["udp"]["port"], datagrams)
     wait_for(lambda: call(app, "get_udp_stats")["storage"]["stored"]
              == sum(len(m) for m in expected_messages(datagrams)), 10)
     session_id = call(app, "get_udp_stats")["session"]["session_id"]

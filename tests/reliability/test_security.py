@@ -228,7 +228,7 @@ def test_a_plugin_exposes_only_its_registered_commands(make_app):
 def export_app(make_app, tmp_path):
     app = make_app()
     app.start()
-    send_all(app.settings.udp_port, [b"pt1;3\r\n", b"pt2;1\r\n"])
+    send_all(app.settings.config["udp"]["port"], [b"pt1;3\r\n", b"pt2;1\r\n"])
     wait_for(lambda: app.extensions["database"].writer.stats()["stored"] == 2, 10)
     chosen = tmp_path / "chosen"
     chosen.mkdir()
@@ -295,7 +295,7 @@ def test_feed_and_command_text_is_stored_verbatim_never_run_as_sql(make_app):
             b"mch;101;Final;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;3;120;"
             b"cntDown;18;10\r\n", f"wmh;{INJECTION_NO_SEP};2-0 PTF\r\n".encode(),
             f"{INJECTION}\r\n".encode()]
-    send_all(app.settings.udp_port, feed)
+    send_all(app.settings.config["udp"]["port"], feed)
     writer = app.extensions["database"].writer
     wait_for(lambda: writer.stats()["stored"] >= len(feed), 10)
     ok, tournament = invoke(app.commands, "tournament_create",

@@ -17,7 +17,7 @@ LINES = "\r\n".join(["w"] * 21_835)  # 65,503 bytes: 21,835 one-word messages
 
 def send_paced(app, datagrams: list[bytes], chunk: int = 20) -> None:
     """Send in chunks, each once the app has received the one before (no kernel drops)."""
-    address = (app.settings.udp_bind, app.settings.udp_port)
+    address = (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for start in range(0, len(datagrams), chunk):
             for data in datagrams[start:start + chunk]:

@@ -99,7 +99,7 @@ def test_the_match_arrives_complete_in_order_and_gives_the_expected_state(make_a
                                                                            senders):
     collector = Collector()
     app = make_app(builtins=UDP_ONLY, extra_plugins=(collector,)).start()
-    address = (app.settings.udp_bind, app.settings.udp_port)
+    address = (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
     datagrams = load(shared_dir, "match_basic.jsonl")
     expect = expected(shared_dir)
     assert len(datagrams) == expect["datagrams"]
@@ -127,7 +127,7 @@ def test_the_match_arrives_complete_in_order_and_gives_the_expected_state(make_a
 def test_odd_datagrams_are_all_counted_and_the_receiver_goes_on(make_app, shared_dir):
     collector = Collector()
     app = make_app(builtins=UDP_ONLY, extra_plugins=(collector,)).start()
-    address = (app.settings.udp_bind, app.settings.udp_port)
+    address = (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
     datagrams = load(shared_dir, "odd_datagrams.jsonl")
     send_all(address, datagrams, 1)
     wait_for(lambda: (s := app.commands.call("get_udp_stats"))["dispatched_datagrams"]
@@ -153,7 +153,7 @@ def test_odd_datagrams_are_all_counted_and_the_receiver_goes_on(make_app, shared
                     reason="the database plugin is not there yet")
 def test_with_the_database_everything_received_is_stored(make_app, shared_dir):
     app = make_app().start()  # the real built-ins: database, then UDP
-    address = (app.settings.udp_bind, app.settings.udp_port)
+    address = (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
     # the odd ones first: the match that follows starts with pre;FightLoaded
     datagrams = load(shared_dir, "odd_datagrams.jsonl") + load(shared_dir, "match_basic.jsonl")
     send_all(address, datagrams, 1)

@@ -57,7 +57,7 @@ def udp_app(make_app):
     def start(recorder=None, extra=(), **settings):
         recorder = recorder or Recorder()
         app = make_app(builtins=UDP_ONLY, extra_plugins=(*extra, recorder), **settings).start()
-        return app, recorder, (app.settings.udp_bind, app.settings.udp_port)
+        return app, recorder, (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
 
     return start
 
@@ -179,7 +179,8 @@ def test_settings_changed_in_the_ui_are_used_at_the_next_start(make_app, tmp_pat
     first.stop()
 
     # Started as the CLI does without --udp-port: the saved port is used.
-    again = App(Settings(data_dir=data_dir, udp_bind="127.0.0.1"), builtins=UDP_ONLY,
+    again = App(Settings(data_dir=data_dir, config={"udp": {"bind": "127.0.0.1"}}),
+                builtins=UDP_ONLY,
                 load_entrypoints=False)
     try:
         again.start()

@@ -132,7 +132,7 @@ def test_a_saved_bind_address_that_is_gone_is_reported_and_the_default_used(make
     assert NOT_THIS_COMPUTER in stats["settings_problem"]
     assert "is not an address of this computer" in stats["settings_problem"]
     assert "not valid any more" in caplog.text and NOT_THIS_COMPUTER in caplog.text
-    send((app.settings.udp_bind, stats["port"]), b"hel;\r\n")
+    send((app.settings.config["udp"]["bind"], stats["port"]), b"hel;\r\n")
     wait_for(lambda: call(app, "get_udp_stats")["datagrams"] == 1)
     # saving settings that bind clears the report
     call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
@@ -228,7 +228,8 @@ def test_the_udp_screen_shows_the_saved_address_that_did_not_bind_and_counts_sen
     data = tmp_path / "data"
     with saved_address_taken(data) as port:
         # started as the CLI does with --udp-port only: the bind address is the saved one
-        app = App(Settings(data_dir=data, udp_port=port), load_entrypoints=False)
+        app = App(Settings(data_dir=data, config={"udp": {"port": port}}),
+                  load_entrypoints=False)
         try:
             app.start()
             page = page_of(app)
