@@ -189,7 +189,7 @@ def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(
             call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
         assert caught.value.type == "storage_full" and caught.value.status == 507
         assert (data / "udp-settings.json").read_bytes() == before
-        assert sorted(p.name for p in data.iterdir()) == ["udp-settings.json"]
+        assert sorted(p.name for p in data.iterdir()) == ["restrike.lock", "udp-settings.json"]
     finally:
         app.stop()  # before the file system is unmounted
 
