@@ -48,3 +48,17 @@ class Unavailable(CommandError):
 
     type = "unavailable"
     status = 503
+
+
+class StorageFull(CommandError):
+    """The disk (or the user's quota) is full: nothing was written, the state is unchanged."""
+
+    type = "storage_full"
+    status = 507
+
+
+class PermissionDenied(CommandError):
+    """The operating system does not allow the command to write (or read) where it was asked."""
+
+    type = "permission_denied"
+    status = 403
