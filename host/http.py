@@ -32,6 +32,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from host.bridge import invoke, js_arguments
+from host.http_ui import public_response, status_of, ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,7 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
         ok, value = await asyncio.to_thread(invoke, app.commands, name, args)
         if ok:
             return JSONResponse(value)
-        status = {"validation_error": 422, "not_found": 404, "conflict": 409,
-                  "unavailable": 503}.get(value["type"], 500)
-        return JSONResponse({"error": value}, status)
+        return JSONResponse({"error": value}, status_of(value["type"]))
 
     async def events(request: Request) -> Response:
         return StreamingResponse(hub.stream(request), media_type="text/event-stream",
@@ -143,6 +142,7 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
     routes = [
         Route("/api/invoke/{name}", invoke_command, methods=["POST"]),
         Route("/api/events", events, methods=["GET"]),
+        *ui_routes(app),  # downloads, the icon (host.http_ui)
         Route("/{path:path}", static, methods=["GET", "HEAD"]),
     ]
     security_headers = [
@@ -165,8 +165,9 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
             if foreign(request):
                 rejection = PlainTextResponse("cross-origin request refused", 403)
             elif not authorised(request):
-                rejection = JSONResponse({"error": {"type": "unauthorized", "field": "token",
-                                                    "message": "a valid token is required"}}, 401)
+                rejection = public_response(request) or JSONResponse(  # a page, the icon
+                    {"error": {"type": "unauthorized", "field": "token",
+                               "message": "a valid token is required"}}, 401)
             set_cookie = "token" in request.query_params and rejection is None
 
             async def send_with_headers(message):

@@ -1,0 +1,125 @@
+"""What the HTTP mode adds for a person at a browser: a page instead of raw JSON when the token
+is missing, the favicon, and file downloads.
+
+- ``GET /`` (or ``/index.html``) without the token: a small HTML page (401) saying how to open
+  the app (the address printed at start-up, which ends in ``?token=…``). Nothing else is shown.
+- ``GET /favicon.ico``: the icon, with or without the token (it reveals nothing).
+- ``POST /api/download/<command>?filename=NAME``: runs a command that writes a file (it takes a
+  ``path`` argument; the JSON body holds its other, named arguments) into a fresh directory in
+  the data directory, then streams that file as an attachment named ``NAME`` and removes it.
+  Errors are the command's, as from ``/api/invoke``; the command's (small) result is in the
+  ``X-Command-Result`` header. The file is complete before the first
+  byte is sent, so a failure is always an error response, never a truncated download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from host.bridge import invoke
+from host.errors import CommandError
+
+FAVICON = Path(__file__).resolve().parent.parent / "frontend" / "favicon.svg"
+MAX_DOWNLOAD_BODY = 64 * 1024  # named arguments of a command, not data
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+NO_TOKEN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>restrike</title>
+<link rel="icon" href="/favicon.ico"></head>
+<body><h1>restrike is running</h1>
+<p>This address needs the access token. Open the address restrike printed when it started:
+it ends in <code>?token=</code> followed by the token, e.g.
+<code>http://127.0.0.1:8765/?token=…</code>.</p>
+<p>Lost it? Start restrike again (it prints the address again), or start it with
+<code>--token</code> to choose the token yourself.</p></body></html>
+"""
+
+
+def status_of(error_type: str) -> int:
+    """The HTTP status of an error ``type`` (the ``status`` of its ``CommandError`` class)."""
+    statuses = {cls.type: cls.status for cls in CommandError.__subclasses__()}
+    return statuses.get(error_type, 500)
+
+
+def public_response(request: Request) -> Response | None:
+    """The answer to a request without a valid token, when there is a friendlier one than 401
+    JSON (``None`` otherwise)."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    if request.url.path in ("/", "/index.html"):
+        return HTMLResponse(NO_TOKEN_PAGE, 401, headers={"Cache-Control": "no-store"})
+    return favicon(request)
+
+
+def favicon(request: Request) -> Response | None:
+    """The icon for ``/favicon.ico`` (public), else ``None``."""
+    if request.url.path != "/favicon.ico":
+        return None
+    return FileResponse(FAVICON, media_type="image/svg+xml",
+                        headers={"Cache-Control": "max-age=86400"})
+
+
+def _error(type_: str, message: str, field: str | None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message, "field": field}},
+                        status_of(type_))
+
+
+def ui_routes(app) -> list[Route]:
+    """The routes of this module for ``app``: downloads and the icon."""
+    return [Route("/api/download/{name}", _downloader(app), methods=["POST"]),
+            Route("/favicon.ico", favicon, methods=["GET", "HEAD"])]
+
+
+def _downloader(app):
+    """``POST /api/download/{name}`` for ``app`` (see the module docstring)."""
+
+    async def download(request: Request) -> Response:
+        filename = request.query_params.get("filename", "")
+        if not _FILENAME.fullmatch(filename):
+            return _error("validation_error", "filename must be 1-100 letters, digits, '.', "
+                          "'_' or '-', starting with a letter or digit", "filename")
+        raw = await request.body()
+        if len(raw) > MAX_DOWNLOAD_BODY:
+            return _error("validation_error", "the request body is too large", None)
+        try:
+            args = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return _error("validation_error", "request body is not valid JSON", None)
+        if not isinstance(args, dict) or "path" in args:
+            return _error("validation_error", "the body must be an object of named arguments "
+                          "without path (the server chooses where the file is written)", None)
+        try:
+            folder = Path(os.path.realpath(tempfile.mkdtemp(
+                prefix=".download-", dir=app.settings.data_dir)))
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            return _error("storage_full" if full else "internal_error",
+                          "the disk is full" if full else "cannot prepare the download", None)
+        name = request.path_params["name"]
+        ok, value = await asyncio.to_thread(invoke, app.commands, name,
+                                            {**args, "path": str(folder / filename)})
+        if not ok or not (folder / filename).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            value = value if not ok else {"type": "validation_error", "field": None,
+                                          "message": f"{name} does not write a file"}
+            return JSONResponse({"error": value}, status_of(value["type"]))
+        summary = json.dumps(value)  # e.g. {path, rows}: ASCII, so a valid header value
+        headers = {"Cache-Control": "no-store"}
+        if len(summary) <= 1000:
+            headers["X-Command-Result"] = summary
+        return FileResponse(folder / filename, filename=filename, headers=headers,
+                            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+
+    return download
