@@ -42,7 +42,7 @@ const BY_KIND = {
   },
   count: { validation_error: '{label} must be a whole number of 1 or more.' },
   country: { validation_error: '{label} must be a three-letter code, e.g. KOR.' },
-  text: { validation_error: '{label} must be filled in (and not be very long).' },
+  text: { validation_error: '{label} is not accepted. Check what you typed.' },
   choice: {
     validation_error: 'Choose a {label} from the list.',
     not_found: 'The chosen {label} no longer exists. Reload the list and choose again.',
@@ -54,15 +54,21 @@ const BY_KIND = {
   },
 };
 
-/** Finer sentences for a file path, by what the command's message says (checked in order). */
-const FILE_REASONS = [
+/** Finer validation sentences, by kind of input and what the command's message says (in order). */
+const REASONS = {
+  text: [
+    [/at least|required|empty/, '{label} must be filled in.'],
+    [/at most/, '{label} is too long.'],
+  ],
+  file: [
   [/symbolic link/, '{label} (or a folder above it) is a symbolic link, which is never followed. Choose the real folder.'],
   [/absolute/, '{label} must be a full path starting with “/”, e.g. /home/operator/events.csv.'],
   [/does not exist/, 'The folder in {label} does not exist. Choose an existing folder.'],
   [/is a directory|must name a file/, '{label} names a folder. Add a file name, e.g. events.csv.'],
   [/special file|not a regular file/, '{label} is a device or special file, not an ordinary file. Choose another name.'],
   [/too long/, 'A name in {label} is too long. Choose a shorter one.'],
-];
+  ],
+};
 
 /** error type -> sentence, when the field has none of its own (or there is no field). */
 const BY_TYPE = {
@@ -119,8 +125,8 @@ export function describe(err, command) {
   const { label, kind } = fieldInfo(command, err?.field);
   if (label) {
     const values = { label };
-    const finer = kind === 'file' && type === 'validation_error'
-      ? FILE_REASONS.find(([re]) => re.test(reason)) : null;
+    const finer = type === 'validation_error'
+      ? (REASONS[kind] ?? []).find(([re]) => re.test(reason)) : null;
     const sentence = finer?.[1] ?? BY_KIND[kind]?.[type];
     if (sentence) return fill(sentence, values);
   }
