@@ -77,7 +77,10 @@ def _error(type_: str, message: str, field: str | None) -> JSONResponse:
 
 
 def ui_routes(app) -> list[Route]:
-    """The routes of this module for ``app``: downloads and the icon."""
+    """The routes of this module for ``app``: downloads and the icon. Download directories a
+    previous run left behind (it was killed mid-download) are removed first."""
+    for stale in Path(app.settings.data_dir).glob(".download-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     return [Route("/api/download/{name}", _downloader(app), methods=["POST"]),
             Route("/favicon.ico", favicon, methods=["GET", "HEAD"])]
 
@@ -90,9 +93,11 @@ def _downloader(app):
         if not _FILENAME.fullmatch(filename):
             return _error("validation_error", "filename must be 1-100 letters, digits, '.', "
                           "'_' or '-', starting with a letter or digit", "filename")
-        raw = await request.body()
-        if len(raw) > MAX_DOWNLOAD_BODY:
-            return _error("validation_error", "the request body is too large", None)
+        raw = b""
+        async for chunk in request.stream():  # bounded: stop reading past the limit
+            raw += chunk
+            if len(raw) > MAX_DOWNLOAD_BODY:
+                return _error("validation_error", "the request body is too large", None)
         try:
             args = json.loads(raw) if raw.strip() else {}
         except ValueError:

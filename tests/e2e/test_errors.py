@@ -118,6 +118,7 @@ def test_an_existing_file_without_replace(window_app, tmp_path):
     page = window_app.page
     goto_tab(page, "database")
     expect(page.locator("#export-path")).to_be_visible()
+    expect(page.locator("#export-choose")).to_be_visible()  # the native "Save as" dialog
     target = tmp_path / "events.csv"
     target.write_text("precious")
     page.fill("#export-path", str(target))
@@ -165,6 +166,8 @@ def test_a_browser_downloads_the_export(browser_app):
                                     "'zzw;download-%'").fetchone()[0] == 3, 30, 0.1, "stored")
     goto_tab(page, "database")
     expect(page.locator("#export-path")).to_be_hidden()  # nothing to type
+    expect(page.locator("#export-choose")).to_be_hidden()
+    expect(page.locator("#export-overwrite")).to_be_hidden()
     page.select_option("#export-format", "jsonl")
     with page.expect_download(timeout=TIMEOUT) as info:
         page.click("#export-run")
@@ -193,3 +196,24 @@ def test_without_the_token_a_page_says_how_to_open_the_app(browser_app):
             assert icon.status_code == 200, headers
             assert icon.headers["content-type"].startswith("image/svg+xml")
             assert icon.content.startswith(b"<svg")
+
+
+def test_a_refused_download_is_an_error_answer_not_a_file(browser_app):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=browser_app.http_base, timeout=10, headers=auth) as client:
+        url = "/api/download/export_events?filename=events.csv"
+        bad_format = client.post(url, json={"filters": None, "format": "xlsx"})
+        assert bad_format.status_code == 422
+        assert bad_format.json()["error"]["field"] == "format"
+        assert "content-disposition" not in bad_format.headers
+        chosen_path = client.post(url, json={"format": "csv", "path": "/etc/passwd"})
+        assert chosen_path.status_code == 422
+        bad_name = client.post("/api/download/export_events?filename=../x.csv",
+                               json={"format": "csv"})
+        assert bad_name.status_code == 422 and bad_name.json()["error"]["field"] == "filename"
+        too_big = client.post(url, content=b"{" + b" " * 70_000 + b"}")
+        assert too_big.status_code == 422
+        assert client.post(url, json={"format": "csv"}, headers={"Authorization": ""}
+                           ).status_code == 401
+    wait_for(lambda: not list(browser_app.data_dir.glob(".download-*")), 10, 0.05,
+             "no download directory left")
