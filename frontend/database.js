@@ -240,7 +240,7 @@ async function chooseFile() {
   const form = $('#export-form');
   const typed = $('#export-path').value.trim();
   const chosen = await runFor(form, 'choose_save_file', {
-    suggestedName: typed ? typed.split('/').pop() : exportFilename($('#export-format').value),
+    suggestedName: typed.split('/').pop() || exportFilename($('#export-format').value),
     directory: typed.includes('/') ? typed.slice(0, typed.lastIndexOf('/')) : '',
   });
   if (!chosen) return;  // cancelled (null) or an error (shown)
