@@ -3,10 +3,16 @@
 //
 // Destructive operations ask first with the in-page dialog. While one runs, archive_progress
 // pushes ({operation, done, total, percent}) drive the progress bar. Errors that name a field
-// (error.field, camelCase) appear under that field; others in the toast area.
+// (error.field, camelCase) appear under that field; others in the toast area. Inputs are checked
+// (errors.js) before anything runs and before any confirmation is asked.
+//
+// Export: in the desktop window the operator picks the file with the native "Save as" dialog
+// (Choose…, the window's choose_save_file command) or types its path; in a browser the file is
+// downloaded (POST /api/download/export_events).
 
 import { $, setText, fillDl, runFor, confirmDialog, clearErrors, poller, fmtNumber, fmtBytes,
-  fmtDateTime, labelOf, toast, h } from './ui.js';
+  fmtDateTime, labelOf, toast, h, showError } from './ui.js';
+import { check, describe } from './errors.js';
 
 let ctx;
 let poolPoll;
@@ -22,7 +28,7 @@ const POOL_FIELDS = [
 
 async function refreshPool() {
   let s;
-  try { s = await ctx.invoke('get_database_pool_stats'); } catch (err) { setText($('#pool-meter-text'), err.message); return; }
+  try { s = await ctx.invoke('get_database_pool_stats'); } catch (err) { setText($('#pool-meter-text'), describe(err)); return; }
   const pct = Number(s.pool_utilization) || 0;
   $('#pool-meter').value = pct;
   setText($('#pool-meter-text'), `${pct.toFixed(0)} % in use`);
@@ -32,7 +38,7 @@ async function refreshPool() {
 
 async function refreshArchive() {
   let s;
-  try { s = await ctx.invoke('get_archive_statistics'); } catch (err) { toast(`Archive statistics: ${err.message}`); return; }
+  try { s = await ctx.invoke('get_archive_statistics'); } catch (err) { toast(`Archive statistics: ${describe(err)}`); return; }
   fillDl($('#archive-stats'), [
     ['Archived events', fmtNumber(s.archived_events), 'archived_events'],
     ['Archived details', fmtNumber(s.archived_details), 'archived_details'],
@@ -64,8 +70,20 @@ async function refreshInfo() {
   try {
     fillDl($('#db-info'), infoEntries(await ctx.invoke('database_get_info')));
   } catch (err) {
-    toast(`Database information: ${err.message}`);
+    toast(`Database information: ${describe(err)}`);
   }
+}
+
+/** Check typed inputs (errors.js); shows the first problem under its field. True if fine. */
+function valid(form, command, typed, { required, out = $('#op-result') } = {}) {
+  clearErrors(form);
+  const problem = check(command, typed, required);
+  if (problem) {
+    showError(problem, form, command);
+    out.className = 'result';
+    setText(out, '');  // an older result would read as this attempt's
+  }
+  return !problem;
 }
 
 /** A typed number stays a number; anything else goes as typed so the command names the problem. */
@@ -110,7 +128,7 @@ function result(text, ok = true) {
   setText(el, text);
 }
 
-async function operation(form, label, name, args, describe) {
+async function operation(form, label, name, args, summary) {
   if (busy) { toast('Another database operation is still running.', 'info'); return; }
   busy = true;
   progressStart(label);
@@ -118,7 +136,7 @@ async function operation(form, label, name, args, describe) {
   try {
     const value = await runFor(form, name, args);
     if (value !== undefined) {
-      result(describe(value, ((performance.now() - started) / 1000).toFixed(1)));
+      result(summary(value, ((performance.now() - started) / 1000).toFixed(1)));
       refreshArchive();
       refreshInfo();
     } else {
@@ -138,6 +156,7 @@ function setupOperations() {
   $('#archive-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const form = ev.currentTarget;
+    if (!valid(form, 'archive_old_events', { daysOld: $('#archive-days').value })) return;
     const days = intOrText($('#archive-days').value);
     await operation(form, 'Archiving', 'archive_old_events', { daysOld: days },
       (n) => (n ? `Archived ${events(n)} older than ${days} days.`
@@ -148,6 +167,7 @@ function setupOperations() {
     const form = ev.currentTarget;
     const startDate = $('#restore-start').value.trim();
     const endDate = $('#restore-end').value.trim();
+    if (!valid(form, 'restore_from_archive', { startDate, endDate })) return;
     await operation(form, 'Restoring', 'restore_from_archive', { startDate, endDate },
       (n) => (n ? `Restored ${events(n)} created from ${startDate} to ${endDate} (inclusive).`
         : `Nothing to restore from ${startDate} to ${endDate}.`));
@@ -155,7 +175,7 @@ function setupOperations() {
   $('#cleanup-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const form = ev.currentTarget;
-    clearErrors(form);
+    if (!valid(form, 'cleanup_old_archive_data', { daysOld: $('#cleanup-days').value })) return;
     const days = intOrText($('#cleanup-days').value);
     const ok = await confirmDialog({
       title: 'Delete archived events?',
@@ -195,32 +215,90 @@ function setupOperations() {
         : `Integrity check found ${problems.length} problem(s): ${problems.slice(0, 5).join('; ')}`);
     } catch (err) {
       out.className = 'result result-bad';
-      setText(out, err.message);
+      setText(out, describe(err, 'database_run_integrity_check'));
     } finally {
       button.disabled = false;
     }
   });
-  $('#export-form').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const form = ev.currentTarget;
-    const filters = {};
-    const match = $('#export-match').value;
-    if (match) filters.matchId = Number(match);
-    const since = $('#export-start').value.trim();
-    const until = $('#export-end').value.trim();
-    if (since) filters.since = since;
-    if (until) filters.until = nextDayIfDate(until);  // "To" includes the day typed
-    const out = $('#export-result');
-    setText(out, 'Exporting…');
-    out.className = 'result';
-    const r = await runFor(form, 'export_events', {
-      filters, format: $('#export-format').value, path: $('#export-path').value.trim(),
-      overwrite: $('#export-overwrite').checked,
-    });
-    if (r === undefined) { setText(out, ''); return; }
-    out.className = 'result result-ok';
-    setText(out, `Exported ${events(r.rows)} to ${r.path}.`);
+  $('#export-form').addEventListener('submit', exportEvents);
+  $('#export-choose').addEventListener('click', chooseFile);
+  if (downloads()) $('#export-form').classList.add('export-download');
+}
+
+/** In a browser (HTTP mode) the file is downloaded; the window writes where the operator chose. */
+function downloads() {
+  return window.pywebview?.platform === 'http';
+}
+
+function exportFilename(format) {
+  const day = new Date().toISOString().slice(0, 10);
+  return `restrike-events-${day}.${format}`;
+}
+
+/** The native "Save as" dialog (window only): fills the File field. */
+async function chooseFile() {
+  const form = $('#export-form');
+  const typed = $('#export-path').value.trim();
+  const chosen = await runFor(form, 'choose_save_file', {
+    suggestedName: typed.split('/').pop() || exportFilename($('#export-format').value),
+    directory: typed.includes('/') ? typed.slice(0, typed.lastIndexOf('/')) : '',
   });
+  if (!chosen) return;  // cancelled (null) or an error (shown)
+  $('#export-path').value = chosen.path;
+  // The dialog already asked whether to replace an existing file: that answer was yes.
+  $('#export-overwrite').checked = Boolean(chosen.exists);
+}
+
+async function exportEvents(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const since = $('#export-start').value.trim();
+  const until = $('#export-end').value.trim();
+  const path = $('#export-path').value.trim();
+  const typed = downloads() ? { since, until } : { since, until, path };
+  if (!valid(form, 'export_events', typed, { required: ['path'], out: $('#export-result') })) return;
+  const filters = {};
+  const match = $('#export-match').value;
+  if (match) filters.matchId = Number(match);
+  if (since) filters.since = since;
+  if (until) filters.until = nextDayIfDate(until);  // "To" includes the day typed
+  const format = $('#export-format').value;
+  const out = $('#export-result');
+  setText(out, 'Exporting…');
+  out.className = 'result';
+  const r = downloads() ? await download(form, { filters, format }, exportFilename(format))
+    : await runFor(form, 'export_events', { filters, format, path, overwrite: $('#export-overwrite').checked });
+  if (r === undefined) { setText(out, ''); return; }
+  out.className = 'result result-ok';
+  setText(out, `Exported ${events(r.rows)} to ${r.path}.`);
+}
+
+/** POST /api/download/export_events, then save the answer as a file (browser mode). */
+async function download(form, args, filename) {
+  const buttons = [...form.querySelectorAll('button')];
+  for (const b of buttons) b.disabled = true;
+  try {
+    const token = sessionStorage.getItem('restrike_token') || '';
+    const res = await fetch(`/api/download/export_events?filename=${encodeURIComponent(filename)}`, {
+      method: 'POST', body: JSON.stringify(args),
+      headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw body.error ?? { type: 'internal_error', message: `HTTP ${res.status}` };
+    }
+    const result = JSON.parse(res.headers.get('X-Command-Result') || '{}');
+    const url = URL.createObjectURL(await res.blob());
+    h('a', { href: url, download: filename }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    clearErrors(form.closest('.panel'));
+    return { rows: result.rows, path: `the browser's downloads (${filename})` };
+  } catch (err) {
+    showError(err, form, 'export_events');
+    return undefined;
+  } finally {
+    for (const b of buttons) b.disabled = false;
+  }
 }
 
 /** "2026-11-28" -> "2026-11-29" (the export's until is exclusive); other text unchanged. */

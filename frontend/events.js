@@ -7,6 +7,7 @@
 // only (the database has everything).
 
 import { h, $, setText, toast } from './ui.js';
+import { describe } from './errors.js';
 
 const MAX_ROWS = 500;
 const MAX_KEPT = 5000;
@@ -289,7 +290,7 @@ async function loadMatches() {
   try {
     list = await ctx.invoke('pss_get_matches');
   } catch (err) {
-    toast(`Cannot list the stored matches: ${err.message}`);
+    toast(`Cannot list the stored matches: ${describe(err)}`);
     return;
   }
   const rows = Array.isArray(list) ? list : (list?.matches ?? []);
@@ -316,7 +317,7 @@ async function showMatch(value) {
   try {
     list = await ctx.invoke('pss_get_events_for_match', [Number(value)]);
   } catch (err) {
-    toast(`Cannot load the events of this match: ${err.message}`);
+    toast(`Cannot load the events of this match: ${describe(err)}`);
     setText($('#ev-source'), 'stored match (failed to load)');
     return;
   }

@@ -2,6 +2,7 @@
 // most ~30 a second) and from pss_get_match_state() at load.
 
 import { h, $, setText, toast } from './ui.js';
+import { describe } from './errors.js';
 import * as M from './scoreboard-model.js';
 
 let ctx;
@@ -112,7 +113,7 @@ export function init(c) {
     try {
       update(await ctx.invoke('pss_get_match_state', source ? { source } : []));
     } catch (err) {
-      toast(err.message);
+      toast(describe(err));
     }
   });
   overlayHint();
@@ -145,6 +146,6 @@ export async function load() {
     const snapshot = await ctx.invoke('pss_get_match_state');
     if (!pushed) update(snapshot);  // a push that arrived meanwhile is newer
   } catch (err) {
-    toast(`No match state: ${err.message}`, 'info');
+    toast(`No match state: ${describe(err)}`, 'info');
   }
 }

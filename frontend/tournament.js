@@ -2,6 +2,7 @@
 // days, start a day, set or clear the UDP tournament context.
 
 import { h, $, setText, runFor, confirmDialog, toast } from './ui.js';
+import { describe } from './errors.js';
 
 let ctx;
 let tournaments = [];
@@ -70,7 +71,7 @@ async function loadDays() {
     days = Array.isArray(list) ? list : (list?.days ?? []);
   } catch (err) {
     days = [];
-    toast(`Cannot list the days: ${err.message}`);
+    toast(`Cannot list the days: ${describe(err)}`);
   }
   renderDays();
 }
@@ -80,7 +81,7 @@ async function loadTournaments(selectId) {
     const list = await ctx.invoke('tournament_get_all');
     tournaments = Array.isArray(list) ? list : (list?.tournaments ?? []);
   } catch (err) {
-    toast(`Cannot list the tournaments: ${err.message}`);
+    toast(`Cannot list the tournaments: ${describe(err)}`);
     tournaments = [];
   }
   const select = $('#ctx-tournament');
@@ -97,7 +98,7 @@ async function loadContext() {
     context = await ctx.invoke('get_udp_tournament_context');
   } catch (err) {
     context = null;
-    toast(`Tournament context: ${err.message}`, 'info');
+    toast(`Tournament context: ${describe(err)}`, 'info');
   }
   renderContext();
 }

@@ -5,6 +5,7 @@
 // every second, and the top bar shows the server state); the chart is drawn only when visible.
 
 import { h, $, setText, runFor, poller, fmtNumber, fmtAgo, fmtDateTime, fillDl, toast } from './ui.js';
+import { describe } from './errors.js';
 
 const HISTORY = 300;  // seconds of chart
 let ctx;
@@ -221,7 +222,7 @@ async function refresh() {
   try {
     stats = await ctx.invoke('get_udp_stats');
   } catch (err) {
-    setText($('#udp-status'), `No UDP plugin: ${err.message}`);
+    setText($('#udp-status'), `No UDP plugin: ${describe(err)}`);
     document.documentElement.dataset.udp = 'unavailable';
     return;
   }

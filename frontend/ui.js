@@ -5,6 +5,7 @@
 // CSSOM (element.style.x = ...), which the CSP allows.
 
 import { invoke } from './api.js';
+import { describe } from './errors.js';
 
 /** Create an element: h('td', {class: 'x', text: 'y', title, dataset: {}, on: {click}}, ...kids). */
 export function h(tag, props = {}, ...children) {
@@ -65,20 +66,28 @@ function fieldBox(scope, field) {
 
 /** Remove every field error shown inside scope. */
 export function clearErrors(scope) {
-  for (const box of scope.querySelectorAll('[data-field]')) {
-    const out = box.querySelector('.field-error');
-    if (out) out.textContent = '';
-    box.classList.remove('has-error');
-    for (const input of box.querySelectorAll('input, select, textarea')) input.removeAttribute('aria-invalid');
-  }
+  for (const box of scope.querySelectorAll('[data-field]')) clearBox(box);
+}
+
+// An error under a field clears as soon as that field changes.
+document.addEventListener('input', (ev) => clearBox(ev.target.closest?.('[data-field].has-error')));
+document.addEventListener('change', (ev) => clearBox(ev.target.closest?.('[data-field].has-error')));
+
+function clearBox(box) {
+  if (!box) return;
+  const out = box.querySelector('.field-error');
+  if (out) out.textContent = '';
+  box.classList.remove('has-error');
+  for (const input of box.querySelectorAll('input, select, textarea')) input.removeAttribute('aria-invalid');
 }
 
 /**
- * Show a rejected command's error: next to the field it names when that field is in scope,
+ * Show a rejected command's error, in the operator's words (errors.js; command names the
+ * command, for its field labels): next to the field it names when that field is in scope,
  * else in the toast area. Returns the element the message went to.
  */
-export function showError(err, scope) {
-  const message = (err && err.message) || String(err);
+export function showError(err, scope, command) {
+  const message = describe(err, command);
   const box = fieldBox(scope, err && err.field);
   if (box) {
     const out = box.querySelector('.field-error');
@@ -100,9 +109,11 @@ export async function runFor(scope, name, args, { busyEl } = {}) {
   for (const b of buttons) b.disabled = true;
   if (busyEl) busyEl.classList.add('busy');
   try {
-    return await invoke(name, args);
+    const value = await invoke(name, args);
+    clearErrors(scope?.closest('.panel') ?? document);  // success: older errors are stale
+    return value;
   } catch (err) {
-    showError(err, scope);
+    showError(err, scope, name);
     return undefined;
   } finally {
     for (const b of buttons) b.disabled = false;

@@ -62,3 +62,10 @@ class StorageFull(CommandError):
 
     def __init__(self, detail: str, field: str | None = None):
         super().__init__(f"The disk is full: {detail}", field)
+
+
+class PermissionDenied(CommandError):
+    """The operating system does not allow the command to write (or read) where it was asked."""
+
+    type = "permission_denied"
+    status = 403

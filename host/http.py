@@ -40,6 +40,7 @@ from host.errors import CommandError
 from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
                              connection_limit, guarded_protocol, host_name,
                              rate_limit_server_logs, read_json_body, write_stalled)
+from host.http_ui import public_response, ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | frozenset[str] | 
     routes = [
         Route("/api/invoke/{name}", invoke_command, methods=["POST"]),
         Route("/api/events", events, methods=["GET"]),
+        *ui_routes(app),  # downloads, the icon (host.http_ui)
         Route("/{path:path}", static, methods=["GET", "HEAD"]),
     ]
     security_headers = [
@@ -183,8 +185,9 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | frozenset[str] | 
             if foreign(request):
                 rejection = PlainTextResponse("cross-origin request refused", 403)
             elif not authorised(request):
-                rejection = JSONResponse({"error": {"type": "unauthorized", "field": "token",
-                                                    "message": "a valid token is required"}}, 401)
+                rejection = public_response(request) or JSONResponse(  # a page, the icon
+                    {"error": {"type": "unauthorized", "field": "token",
+                               "message": "a valid token is required"}}, 401)
             set_cookie = "token" in request.query_params and rejection is None
 
             async def send_with_headers(message):

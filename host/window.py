@@ -10,11 +10,42 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Annotated
+
+from pydantic import StringConstraints
 
 from host.bridge import make_js_api
+from host.errors import Unavailable
 from host.http import FRONTEND_DIR
 
 log = logging.getLogger(__name__)
+
+
+def save_dialog_command(holder: list):
+    """The window-only command ``choose_save_file`` (the page asks it before a path-taking
+    command such as an export; a browser downloads instead)."""
+
+    def choose_save_file(suggested_name: Annotated[str, StringConstraints(max_length=255)] = "",
+                         directory: Annotated[str, StringConstraints(max_length=4096)] = ""
+                         ) -> dict | None:
+        """Open the native "Save as" dialog; ``{path, exists}`` of the file the operator chose,
+        or ``None`` if they cancelled. ``suggested_name`` fills the name box; ``directory``
+        (default: the home directory) is where the dialog opens. The dialog itself asks before
+        an existing file is chosen, so ``exists`` means the operator agreed to replace it.
+        """
+        import webview
+
+        if not holder:
+            raise Unavailable("the window is not open yet")
+        start = directory if directory and os.path.isdir(directory) else os.path.expanduser("~")
+        chosen = holder[0].create_file_dialog(webview.FileDialog.SAVE, directory=start,
+                                              save_filename=os.path.basename(suggested_name))
+        if not chosen:
+            return None
+        path = chosen[0] if isinstance(chosen, (list, tuple)) else chosen
+        return {"path": path, "exists": os.path.lexists(path)}
+
+    return choose_save_file
 
 
 def run_window(app, stop_requested) -> None:
@@ -29,6 +60,8 @@ def run_window(app, stop_requested) -> None:
             os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
     import webview
 
+    holder: list = []  # the window, once created (the command is registered before it exists)
+    app.commands.register("choose_save_file", save_dialog_command(holder), plugin="host")
     cdp_port = os.environ.get("RESTRIKE_CDP_PORT")
     if cdp_port:
         webview.settings["REMOTE_DEBUGGING_PORT"] = int(cdp_port)
@@ -36,6 +69,7 @@ def run_window(app, stop_requested) -> None:
         "restrike", str(FRONTEND_DIR / "index.html"), js_api=make_js_api(app.commands),
         width=1280, height=800, min_size=(1024, 700), background_color="#0d1117",
     )
+    holder.append(window)
 
     def deliver(batch: list[dict]) -> None:
         window.run_js(f"window.__restrikePush && window.__restrikePush({json.dumps(batch)})")

@@ -8,9 +8,10 @@ import os
 
 import pytest
 
-from host.errors import Conflict, InvalidArgument
+from host.errors import Conflict, InvalidArgument, PermissionDenied, StorageFull
 from plugins.plugin_database.export import COLUMNS
 from plugins.plugin_database.plugin import service_of
+from tests.tmpfs import fill, tmpfs
 
 from .conftest import Feed, call, match_datagrams, store
 
@@ -120,3 +121,57 @@ def test_bad_targets_write_nothing(loaded, tmp_path, path, fmt, field):
     assert "Errno" not in err.value.message and "\x00" not in err.value.message
     assert sorted(tmp_path.rglob("*")) == before
     assert not (tmp_path.parent / "events.csv").exists()
+
+
+# ------------------------------------------------- links anywhere, special files, atomic replace
+
+
+def test_a_symbolic_link_in_a_parent_directory_is_refused(loaded, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    for overwrite in (False, True):
+        with pytest.raises(InvalidArgument, match="symbolic link") as err:
+            call(loaded, "export_events", None, "csv", str(tmp_path / "via" / "events.csv"),
+                 overwrite)
+        assert err.value.field == "path"
+    assert list(real.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["/proc/self/environ", "/dev/null", "/proc"])
+def test_special_files_and_directories_are_refused(loaded, path):
+    for overwrite in (False, True):
+        with pytest.raises(InvalidArgument) as err:
+            call(loaded, "export_events", None, "csv", path, overwrite)
+        assert err.value.field == "path" and "Errno" not in err.value.message
+
+
+def test_overwrite_replaces_in_one_step_and_leaves_no_temporary_file(loaded, tmp_path):
+    target = tmp_path / "events.csv"
+    target.write_text("old")
+    inode = target.stat().st_ino
+    call(loaded, "export_events", None, "csv", str(target), True)
+    assert target.read_text().startswith("id,timestamp")
+    assert target.stat().st_ino != inode  # a new file renamed over it, not truncated in place
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
+
+
+def test_a_full_disk_is_storage_full_and_the_existing_file_survives(loaded, tmp_path):
+    with tmpfs(tmp_path / "small", "size=64k") as disk:
+        target = disk / "events.jsonl"
+        target.write_text("precious")
+        store(service_of(loaded), Feed().events([f"zzf;{'x' * 200};{i}" for i in range(2000)]))
+        fill(disk)
+        for overwrite, fresh in ((True, target), (False, disk / "new.jsonl")):
+            with pytest.raises(StorageFull) as err:
+                call(loaded, "export_events", None, "jsonl", str(fresh), overwrite)
+            assert err.value.field == "path" and err.value.to_dict()["type"] == "storage_full"
+        assert target.read_text() == "precious"
+        assert sorted(p.name for p in disk.iterdir()) == ["events.jsonl", "filler"]
+
+
+def test_a_read_only_file_system_is_permission_denied(loaded, tmp_path):
+    with tmpfs(tmp_path / "ro", "size=64k,ro") as disk:
+        with pytest.raises(PermissionDenied) as err:
+            call(loaded, "export_events", None, "csv", str(disk / "events.csv"))
+        assert err.value.field == "path" and err.value.to_dict()["type"] == "permission_denied"

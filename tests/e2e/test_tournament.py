@@ -20,12 +20,13 @@ def test_tournament_context_is_stamped_on_incoming_events(app, db):
     # Errors of the command appear under the field they name; nothing is created.
     page.fill("#tour-name", "")
     page.click("#tour-create")
-    expect(page.locator("#tour-name-error")).to_contain_text("name", timeout=TIMEOUT)
+    expect(page.locator("#tour-name-error")).to_have_text("Name must be filled in.",
+                                                          timeout=TIMEOUT)
     page.fill("#tour-name", name)
     page.fill("#tour-days", "0")
     page.click("#tour-create")
-    expect(page.locator("#tour-days-error")).to_contain_text("greater than or equal to 1",
-                                                             timeout=TIMEOUT)
+    expect(page.locator("#tour-days-error")).to_have_text(
+        "Days must be a whole number of 1 or more.", timeout=TIMEOUT)
     expect(page.locator("#tour-name-error")).to_be_hidden()
     assert db.execute("SELECT count(*) FROM tournaments WHERE name = ?", (name,)).fetchone()[0] == 0
 
