@@ -17,6 +17,7 @@ from typing import Any
 
 from host.commands import CommandRegistry, to_snake
 from host.errors import CommandError
+from host.jobs import Jobs, outcome
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +26,10 @@ NAMED_KEY = "__named__"
 
 
 def invoke(registry: CommandRegistry, name: str, args: Any) -> tuple[bool, Any]:
-    """Run a command; ``(True, result)`` or ``(False, {type, message, field})``. Never raises."""
-    try:
-        return True, registry.call(name, args)
-    except CommandError as exc:
-        return False, exc.to_dict()
-    except Exception:  # the registry maps command failures; this is a bug in the host itself
-        log.exception("bridge failure calling %s", name)
-        return False, {"type": "internal_error", "message": f"{name} failed", "field": None}
+    """Run a command on this thread; ``(True, result)`` or ``(False, {type, message, field})``.
+    Never raises. The app's transports go through ``app.jobs`` instead (``host.jobs``), which
+    also keeps long commands to one at a time."""
+    return outcome(name, lambda: registry.call(name, args))
 
 
 def js_arguments(registry: CommandRegistry, name: str, args: tuple) -> Any:
@@ -55,12 +52,16 @@ def js_arguments(registry: CommandRegistry, name: str, args: tuple) -> Any:
     return list(args)
 
 
-def make_js_api(registry: CommandRegistry) -> object:
-    """An object whose public methods are exactly the registered commands."""
+def make_js_api(registry: CommandRegistry, jobs: Jobs | None = None) -> object:
+    """An object whose public methods are exactly the registered commands. With ``jobs``
+    (the app's), each call runs through it: pywebview gives every call its own thread, where a
+    quick command runs; a long one takes the one job slot (``conflict`` while another runs)."""
 
     def method_for(name: str):
         def method(self, *args):
-            ok, value = invoke(registry, name, js_arguments(registry, name, args))
+            arguments = js_arguments(registry, name, args)
+            ok, value = (jobs.call(name, arguments) if jobs is not None
+                         else invoke(registry, name, arguments))
             return value if ok else {ERROR_KEY: value}
 
         method.__name__ = name

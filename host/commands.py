@@ -38,6 +38,17 @@ def to_camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+JOB_MARK = "__restrike_job__"
+
+
+def runs_as_job(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a command as long (archive, vacuum, export...): it then runs as a *job*, one at a
+    time on its own thread, never on the pool that answers the quick commands; a second one
+    while it runs fails with ``conflict`` naming it (``host.jobs``). Put it above the ``def``."""
+    setattr(function, JOB_MARK, True)
+    return function
+
+
 class DuplicateCommand(RuntimeError):
     """Two plugins registered the same command name (a start-up error)."""
 
@@ -50,6 +61,8 @@ class Command:
     params: tuple[str, ...]
     model: type[pydantic.BaseModel]
     doc: str
+    job: bool = False
+    """Marked with ``runs_as_job``: runs as a job (``host.jobs``)."""
 
 
 def _arguments_model(name: str, function: Callable) -> tuple[tuple[str, ...], type]:
@@ -102,7 +115,8 @@ class CommandRegistry:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"command name {name!r} from plugin {plugin} is not snake_case")
         params, model = _arguments_model(name, function)
-        command = Command(name, plugin, function, params, model, inspect.getdoc(function) or "")
+        command = Command(name, plugin, function, params, model, inspect.getdoc(function) or "",
+                          job=bool(getattr(function, JOB_MARK, False)))
         with self._lock:
             existing = self._commands.get(name)
             if existing is not None:
@@ -150,6 +164,12 @@ class CommandRegistry:
 
     def call(self, name: str, args: Any = None) -> Any:
         """Validate and run a command; returns a JSON-ready result or raises ``CommandError``."""
+        return self.prepare(name, args)[1]()
+
+    def prepare(self, name: str, args: Any = None) -> tuple[Command, Callable[[], Any]]:
+        """Validate the arguments now (``CommandError`` if bad) and return the command and a
+        function that runs it (``call`` = ``prepare`` then run): the executor decides where
+        and when it runs (``host.jobs``) only after the arguments were found good."""
         command = self.get(name)
         kwargs = self.bind(command, args)
         try:
@@ -157,6 +177,10 @@ class CommandRegistry:
         except pydantic.ValidationError as exc:
             raise validation_error(exc) from None
         values = {p: getattr(validated, p) for p in command.params}
+        return command, lambda: self._run(command, values)
+
+    def _run(self, command: Command, values: dict[str, Any]) -> Any:
+        name = command.name
         try:
             result = command.function(**values)
             return to_jsonable_python(result)

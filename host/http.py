@@ -31,7 +31,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from host.bridge import invoke, js_arguments
+from host.bridge import js_arguments
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | None = None) -> S
         name = request.path_params["name"]
         if isinstance(args, list):  # the page's api.x(...) shim: same rule as the window bridge
             args = js_arguments(app.commands, name, tuple(args))
-        ok, value = await asyncio.to_thread(invoke, app.commands, name, args)
+        ok, value = await asyncio.wrap_future(app.jobs.submit(name, args))  # host/jobs.py
         if ok:
             return JSONResponse(value)
         status = {"validation_error": 422, "not_found": 404, "conflict": 409,

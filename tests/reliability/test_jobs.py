@@ -1,0 +1,188 @@
+"""Commands never wait behind maintenance (issue 10, item 6).
+
+The app under test is the real one (built-in plugins, real UDP feed, real SQLite file), served
+over its own HTTP bridge (``host.http.create_http_app`` under uvicorn) in this process and
+called with a real HTTP client, so the test can hold a long job at a checkpoint it controls:
+a ``app.jobs`` listener (the hook that pushes ``job_progress`` to the page), which runs on the
+database writer between two chunks of the archival and waits for an ``Event``. No sleeps: every
+wait is on an event or a condition.
+
+On the old main these fail: an archival and a few queued cleanups filled asyncio's default
+thread pool, so ``get_udp_status`` waited behind them; a second maintenance command queued on
+the writer instead of being refused; the archive commands waited for the writer without a
+timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+
+from host.bridge import ERROR_KEY, make_js_api
+from host.http import create_http_app
+from plugins.plugin_udp.simulator import sender_datagrams
+from tests.conftest import free_port, wait_for
+from tests.reliability.conftest import send_all
+
+TOKEN = "jobs-token"
+ANSWERED_WITHIN = 5.0  # "answered at all": a generous functional bound, not a speed target
+
+
+@pytest.fixture
+def served(make_app):
+    """``served(app)``: start ``app``'s HTTP bridge in this process; returns an httpx client."""
+    running = []
+
+    def serve(app) -> httpx.Client:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(
+            create_http_app(app, TOKEN, allowed_hosts={f"127.0.0.1:{port}"}),
+            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started, 20, message="the HTTP server")
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                              headers={"Authorization": f"Bearer {TOKEN}"})
+        running.append((server, thread, client))
+        return client
+
+    yield serve
+    for server, thread, client in running:
+        client.close()
+        server.should_exit = True
+        thread.join(10)
+
+
+def fed_app(make_app, **config):
+    """A started app with a real match fed through UDP and stored: events to archive."""
+    app = make_app(config={"database": config} if config else {})
+    app.start()
+    datagrams = sender_datagrams(3, 0, 1)
+    send_all(app.settings.udp_port, datagrams)
+    service = app.extensions["database"]
+    wait_for(lambda: service.writer.stats()["stored"] >= len(datagrams), 20,
+             message="the feed stored")
+    return app
+
+
+class Checkpoint:
+    """Holds the named job at its first progress report (inside the archival's transaction,
+    on the writer thread) until ``release()``."""
+
+    def __init__(self, app, name: str):
+        self.name = name
+        self.reached = threading.Event()
+        self._release = threading.Event()
+        self.status: dict | None = None
+        app.jobs.add_listener(self._listen)
+
+    def _listen(self, status: dict) -> None:
+        if status["name"] == self.name and status["total"] is not None \
+                and not status.get("finished") and not self.reached.is_set():
+            self.status = status
+            self.reached.set()
+            self._release.wait(60)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def post(client: httpx.Client, name: str, args=None, timeout: float = 30.0) -> httpx.Response:
+    return client.post(f"/api/invoke/{name}", json=[] if args is None else args, timeout=timeout)
+
+
+def test_status_answers_while_an_archival_is_held_and_more_maintenance_is_refused(
+        make_app, served):
+    app = fed_app(make_app)
+    client = served(app)
+    stored = app.extensions["database"].writer.stats()["stored"]
+    checkpoint = Checkpoint(app, "archive_old_events")
+    calls = ThreadPoolExecutor(16)
+    archival = calls.submit(post, client, "archive_old_events", {"daysOld": 0})
+    assert checkpoint.reached.wait(20), "the archival did not reach its first chunk"
+    try:
+        # What froze the old app: more maintenance queued behind the archival. Each is refused
+        # at once, naming the running job and its progress; none occupies a thread.
+        refused = [calls.submit(post, client, name, args, ANSWERED_WITHIN)
+                   for name, args in [("cleanup_old_archive_data", [0])] * 8 + [
+                       ("optimize_archive_tables", None), ("database_run_integrity_check", None),
+                       ("restore_from_archive", ["2000-01-01", "2100-01-01"])]]
+        for future in refused:
+            answer = future.result()
+            assert answer.status_code == 409, answer.text
+            error = answer.json()["error"]
+            assert error["type"] == "conflict"
+            assert "archive_old_events" in error["message"]
+            assert f"0 of {stored:,} done" in error["message"], error["message"]
+        # Status and read commands answer meanwhile, many at once.
+        statuses = [calls.submit(post, client, "get_udp_status", None, ANSWERED_WITHIN)
+                    for _ in range(24)]
+        assert {f.result().status_code for f in statuses} == {200}
+        assert post(client, "get_udp_stats", None, ANSWERED_WITHIN).status_code == 200
+        job = post(client, "get_job_status", None, ANSWERED_WITHIN).json()
+        assert job["running"]["name"] == "archive_old_events"
+        assert (job["running"]["done"], job["running"]["total"]) == (0, stored)
+        assert job["conflicts"] == 11
+        # Bad arguments are still named as such, not hidden behind the conflict.
+        bad = post(client, "cleanup_old_archive_data", {"daysOld": -1}, ANSWERED_WITHIN)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "daysOld"
+    finally:
+        checkpoint.release()
+    done = archival.result(30)
+    assert done.status_code == 200 and done.json() == stored  # the original command contract
+    job = post(client, "get_job_status").json()
+    assert job["running"] is None
+    assert job["last"]["name"] == "archive_old_events" and job["last"]["ok"] is True
+    # The slot is free again: the next maintenance runs.
+    assert post(client, "cleanup_old_archive_data", [0]).json() == stored
+    calls.shutdown()
+
+
+def test_an_archival_the_writer_cannot_start_in_time_is_unavailable_and_frees_the_slot(
+        make_app, served):
+    app = fed_app(make_app, write_timeout=0.5)
+    client = served(app)
+    writer = app.extensions["database"].writer
+    inside, gate = threading.Event(), threading.Event()
+
+    def busy_writer(conn):
+        inside.set()
+        gate.wait(60)
+
+    blocker = threading.Thread(target=writer.run, args=(busy_writer,), daemon=True)
+    blocker.start()
+    assert inside.wait(10)
+    try:
+        answer = post(client, "archive_old_events", [0], timeout=10)
+        assert answer.status_code == 503, answer.text
+        assert "within 0.5 s" in answer.json()["error"]["message"]
+        job = post(client, "get_job_status").json()
+        assert job["running"] is None and job["last"]["ok"] is False
+        assert job["last"]["error"]["type"] == "unavailable"
+    finally:
+        gate.set()
+    blocker.join(10)
+    assert post(client, "archive_old_events", [0]).json() > 0  # nothing was left half-done
+
+
+def test_the_window_bridge_keeps_one_job_at_a_time_too(make_app):
+    app = fed_app(make_app)
+    api = make_js_api(app.commands, app.jobs)  # what the window gets
+    checkpoint = Checkpoint(app, "archive_old_events")
+    calls = ThreadPoolExecutor(2)  # pywebview calls each method on its own thread
+    archival = calls.submit(api.archive_old_events, 0)
+    assert checkpoint.reached.wait(20)
+    try:
+        refused = api.database_run_vacuum()
+        assert refused[ERROR_KEY]["type"] == "conflict"
+        assert "archive_old_events" in refused[ERROR_KEY]["message"]
+        assert api.get_udp_status() in ("Running", "Starting")
+    finally:
+        checkpoint.release()
+    assert isinstance(archival.result(30), int) and archival.result() > 0
+    assert api.database_run_integrity_check()["ok"] is True
+    calls.shutdown()
