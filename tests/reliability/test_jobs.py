@@ -21,12 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import expect
 
 from host.bridge import ERROR_KEY, make_js_api
 from host.http import create_http_app
 from plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import free_port, wait_for
+from tests.e2e.conftest import goto_tab
 from tests.reliability.conftest import send_all
+from tests.reliability.test_disk_full import page_of  # noqa: F401 - the fixture: the page
 
 TOKEN = "jobs-token"
 ANSWERED_WITHIN = 5.0  # "answered at all": a generous functional bound, not a speed target
@@ -185,4 +188,33 @@ def test_the_window_bridge_keeps_one_job_at_a_time_too(make_app):
         checkpoint.release()
     assert isinstance(archival.result(30), int) and archival.result() > 0
     assert api.database_run_integrity_check()["ok"] is True
+    calls.shutdown()
+
+
+@pytest.mark.e2e
+def test_the_page_shows_a_job_it_did_not_start_and_the_conflict_it_causes(make_app, page_of):
+    app = fed_app(make_app)
+    stored = app.extensions["database"].writer.stats()["stored"]
+    checkpoint = Checkpoint(app, "archive_old_events")
+    page = page_of(app)
+    goto_tab(page, "database")
+    calls = ThreadPoolExecutor(1)
+    archival = calls.submit(app.jobs.call, "archive_old_events", [0])  # another window's
+    assert checkpoint.reached.wait(20)
+    try:
+        line = page.locator("#op-progress")
+        expect(line).to_be_visible(timeout=20_000)
+        expect(page.locator("#op-progress-label")).to_contain_text("Archiving (already running)")
+        expect(page.locator("#op-progress-text")).to_contain_text(f"0 of {stored:,}")
+        page.fill("#cleanup-days", "0")
+        page.click("#cleanup-run")
+        page.click("#confirm-ok")
+        toast = page.locator(".toast-error .toast-text")
+        expect(toast).to_contain_text("cleanup_old_archive_data was not started", timeout=20_000)
+        expect(toast).to_contain_text("archive_old_events (running for")
+        expect(page.locator("#op-progress-label")).to_contain_text("Archiving (already running)")
+    finally:
+        checkpoint.release()
+    assert archival.result(30) == (True, stored)
+    expect(page.locator("#op-progress")).to_be_hidden(timeout=20_000)
     calls.shutdown()
