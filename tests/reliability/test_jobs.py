@@ -20,15 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import expect
 
 from host.bridge import ERROR_KEY, make_js_api
-from host.http import create_http_app
 from plugins.plugin_udp.simulator import sender_datagrams
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
 from tests.e2e.conftest import goto_tab
-from tests.reliability.conftest import send_all
+from tests.reliability.conftest import send_all, serve_in_thread
 from tests.reliability.test_disk_full import page_of  # noqa: F401 - the fixture: the page
 
 TOKEN = "jobs-token"
@@ -36,18 +34,12 @@ ANSWERED_WITHIN = 5.0  # "answered at all": a generous functional bound, not a s
 
 
 @pytest.fixture
-def served(make_app):
+def served():
     """``served(app)``: start ``app``'s HTTP bridge in this process; returns an httpx client."""
     running = []
 
     def serve(app) -> httpx.Client:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(
-            create_http_app(app, TOKEN, allowed_hosts={f"127.0.0.1:{port}"}),
-            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_for(lambda: server.started, 20, message="the HTTP server")
+        server, thread, port = serve_in_thread(app, TOKEN)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                               headers={"Authorization": f"Bearer {TOKEN}"})
         running.append((server, thread, client))
