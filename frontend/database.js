@@ -9,6 +9,11 @@
 // Export: in the desktop window the operator picks the file with the native "Save as" dialog
 // (Choose…, the window's choose_save_file command) or types its path; in a browser the file is
 // downloaded (POST /api/download/export_events).
+//
+// Long operations are jobs on the Python side, one at a time (host/jobs.py): a second one is
+// refused with a `conflict` naming the running one. job_progress pushes (and get_job_status when
+// the screen opens or an operation was refused) show a job this page did not start - from
+// another window, or the one that refused ours - in the same progress line.
 
 import { $, setText, fillDl, runFor, confirmDialog, clearErrors, poller, fmtNumber, fmtBytes,
   fmtDateTime, labelOf, toast, h, showError } from './ui.js';
@@ -17,6 +22,7 @@ import { check, describe } from './errors.js';
 let ctx;
 let poolPoll;
 let busy = false;
+let ownJob = null;  // the integrity check or export this page is waiting for (own result line)
 
 const POOL_FIELDS = [
   ['in_use', 'In use'], ['idle', 'Idle'], ['available_connections', 'Available'],
@@ -98,6 +104,9 @@ const OPERATION_NAMES = {
   archive: 'Archiving', archive_old_events: 'Archiving', restore: 'Restoring',
   restore_from_archive: 'Restoring', cleanup: 'Deleting', cleanup_old_archive_data: 'Deleting',
   optimize: 'Optimizing', optimize_archive_tables: 'Optimizing',
+  database_run_integrity_check: 'Checking integrity', database_run_vacuum: 'Vacuuming',
+  database_run_analyze: 'Analyzing', database_run_optimize: 'Optimizing',
+  export_events: 'Exporting',
 };
 
 function progressStart(label) {
@@ -122,6 +131,32 @@ function onProgress(p) {
   setText($('#op-progress-text'), p.total ? `${fmtNumber(p.done)} of ${fmtNumber(p.total)} (${Number(p.percent).toFixed(0)} %)` : '');
 }
 
+/** A job this page is not driving (job_progress push or get_job_status().running). */
+function onJob(s) {
+  if (busy || !s || s.name === ownJob) return;
+  if (s.finished) {
+    progressEnd();
+    refreshArchive();
+    return;
+  }
+  $('#op-progress').hidden = false;
+  const bar = $('#op-progress-bar');
+  if (s.percent == null) bar.removeAttribute('value');
+  else bar.value = Math.max(0, Math.min(100, Number(s.percent)));
+  const name = OPERATION_NAMES[s.name] ?? labelOf(s.name ?? 'working');
+  setText($('#op-progress-label'), `${name} (already running)…`);
+  setText($('#op-progress-text'), s.total != null
+    ? `${fmtNumber(s.done)} of ${fmtNumber(s.total)} (${Number(s.percent).toFixed(0)} %)`
+    : `for ${Number(s.elapsed_s).toFixed(0)} s`);
+}
+
+async function showRunningJob() {
+  try {
+    const s = await ctx.invoke('get_job_status');
+    if (s.running) onJob(s.running);
+  } catch { /* the progress line is a courtesy; the command's own error was shown */ }
+}
+
 function result(text, ok = true) {
   const el = $('#op-result');
   el.className = `result ${ok ? 'result-ok' : 'result-bad'}`;
@@ -133,8 +168,9 @@ async function operation(form, label, name, args, summary) {
   busy = true;
   progressStart(label);
   const started = performance.now();
+  let value;
   try {
-    const value = await runFor(form, name, args);
+    value = await runFor(form, name, args);
     if (value !== undefined) {
       result(summary(value, ((performance.now() - started) / 1000).toFixed(1)));
       refreshArchive();
@@ -146,6 +182,7 @@ async function operation(form, label, name, args, summary) {
     busy = false;
     progressEnd();
   }
+  if (value === undefined) showRunningJob();  // refused (conflict)? show what runs instead
 }
 
 function events(n) {
@@ -207,6 +244,7 @@ function setupOperations() {
     setText(out, 'Checking…');
     const button = ev.currentTarget;
     button.disabled = true;
+    ownJob = 'database_run_integrity_check';
     try {
       const r = await ctx.invoke('database_run_integrity_check');
       const problems = [...(r.problems || []), ...(r.foreign_key_problems || []).map((p) => `foreign key: ${p.table} row ${p.rowid} → ${p.parent}`)];
@@ -217,6 +255,7 @@ function setupOperations() {
       out.className = 'result result-bad';
       setText(out, describe(err, 'database_run_integrity_check'));
     } finally {
+      ownJob = null;
       button.disabled = false;
     }
   });
@@ -266,8 +305,10 @@ async function exportEvents(ev) {
   const out = $('#export-result');
   setText(out, 'Exporting…');
   out.className = 'result';
-  const r = downloads() ? await download(form, { filters, format }, exportFilename(format))
-    : await runFor(form, 'export_events', { filters, format, path, overwrite: $('#export-overwrite').checked });
+  ownJob = 'export_events';
+  const r = await (downloads() ? download(form, { filters, format }, exportFilename(format))
+    : runFor(form, 'export_events', { filters, format, path, overwrite: $('#export-overwrite').checked })
+  ).finally(() => { ownJob = null; });
   if (r === undefined) { setText(out, ''); return; }
   out.className = 'result result-ok';
   setText(out, `Exported ${events(r.rows)} to ${r.path}.`);
@@ -323,6 +364,7 @@ export function init(c) {
   ctx = c;
   poolPoll = poller(refreshPool, 1000);
   ctx.listen('archive_progress', onProgress);
+  ctx.listen('job_progress', onJob);
   ctx.bus.on('matches', fillMatches);
   setupOperations();
 }
@@ -331,6 +373,7 @@ export function show() {
   poolPoll.start();
   refreshArchive();
   refreshInfo();
+  showRunningJob();
 }
 
 export function hide() { poolPoll.stop(); }

@@ -15,6 +15,7 @@ import threading
 from host.commands import CommandRegistry
 from host.hooks import Hooks, StartupError
 from host.instance import DataDirLock, acquire
+from host.jobs import Jobs
 from host.plugins import PluginInfo, make_plugin_manager
 from host.push import PushService
 from host.settings import Settings
@@ -35,6 +36,9 @@ class App:
         self.hooks = Hooks(self.pm, self.plugin_infos)
         self.commands = CommandRegistry()
         self.push = PushService()
+        self.jobs = Jobs(self.commands)  # where commands run: quick pool, one job at a time
+        self.jobs.add_listener(lambda status: self.push.emit("job_progress", status,
+                                                             latest_only=True))
         self.extensions: dict[str, object] = {}
         self._started: list[str] = []
         self._stopped = threading.Event()
@@ -44,6 +48,17 @@ class App:
     def _register_host_commands(self) -> None:
         self.commands.register("list_plugins", self.list_plugins, plugin="host")
         self.commands.register("get_push_stats", self.push.stats, plugin="host")
+        self.commands.register("get_job_status", self.get_job_status, plugin="host")
+
+    def get_job_status(self) -> dict:
+        """The long operations (jobs): ``running`` (``{id, name, started_at, elapsed_s, done,
+        total, percent}`` or null; ``done``/``total`` are null until the job reports),
+        ``last`` (the last finished one: ``{id, name, started_at, finished_at, duration_s,
+        ok, error}`` or null), ``jobs_run``, ``conflicts`` (jobs refused because one was
+        running), ``quick_refused`` (quick commands refused because too many waited) and
+        ``quick`` (``{workers, in_progress, waiting, max_waiting}``). The page also gets every
+        change as a ``job_progress`` push."""
+        return self.jobs.status()
 
     def list_plugins(self) -> list[dict]:
         """The plugins: ``[{name, version, hooks, builtin, distribution, loaded, errors,
@@ -97,6 +112,7 @@ class App:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.jobs.close()  # no new command starts; a running job ends with the database
         self.hooks.shutdown(self, self._started)
         self.push.stop()
         if self._data_lock is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from host.commands import CommandRegistry
 from host.errors import CommandError
+from host.jobs import Jobs, outcome
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,22 @@ def call(registry: CommandRegistry, name: str, args: Any) -> Any:
 
 
 def invoke(registry: CommandRegistry, name: str, args: Any) -> tuple[bool, Any]:
-    """Run a command; ``(True, result)`` or ``(False, {type, message, field})``. Never raises."""
-    try:
-        return True, call(registry, name, args)
-    except CommandError as exc:
-        return False, exc.to_dict()
+    """Run a command on this thread; ``(True, result)`` or ``(False, {type, message, field})``.
+    Never raises. The app's transports go through ``app.jobs`` instead (``host.jobs``), which
+    also keeps long commands to one at a time."""
+    return outcome(name, lambda: call(registry, name, args))
 
 
-def make_js_api(registry: CommandRegistry) -> object:
-    """An object whose public methods are exactly the registered commands."""
+def make_js_api(registry: CommandRegistry, jobs: Jobs | None = None) -> object:
+    """An object whose public methods are exactly the registered commands. With ``jobs``
+    (the app's), each call runs through it: pywebview gives every call its own thread, where a
+    quick command runs; a long one takes the one job slot (``conflict`` while another runs)."""
 
     def method_for(name: str):
         def method(self, *args):
-            return list(invoke(registry, name, list(args)))
+            ok, value = (jobs.call(name, list(args)) if jobs is not None
+                         else invoke(registry, name, list(args)))
+            return [ok, value]
 
         method.__name__ = name
         method.__doc__ = registry.get(name).doc

@@ -26,6 +26,17 @@ from host.errors import CommandError, NotFound
 log = logging.getLogger(__name__)
 
 
+JOB_MARK = "__restrike_job__"
+
+
+def runs_as_job(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a command as long (archive, vacuum, export...): it then runs as a *job*, one at a
+    time on its own thread, never on the pool that answers the quick commands; a second one
+    while it runs fails with ``conflict`` naming it (``host.jobs``). Put it above the ``def``."""
+    setattr(function, JOB_MARK, True)
+    return function
+
+
 class DuplicateCommand(RuntimeError):
     """Two plugins registered the same command name (a start-up error)."""
 
@@ -37,6 +48,8 @@ class Command:
     function: Callable[..., Any]
     binder: Binder
     doc: str
+    job: bool = False
+    """Marked with ``runs_as_job``: runs as a job (``host.jobs``)."""
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -55,7 +68,8 @@ class CommandRegistry:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"command name {name!r} from plugin {plugin} is not snake_case")
         command = Command(name, plugin, function, Binder.of(name, function),
-                          inspect.getdoc(function) or "")
+                          inspect.getdoc(function) or "",
+                          job=bool(getattr(function, JOB_MARK, False)))
         with self._lock:
             existing = self._commands.get(name)
             if existing is not None:
@@ -77,8 +91,18 @@ class CommandRegistry:
     def call(self, name: str, args: Any = None) -> Any:
         """Bind ``args`` (see ``host.binder``), run the command; returns a JSON-ready result or
         raises ``CommandError``."""
+        return self.prepare(name, args)[1]()
+
+    def prepare(self, name: str, args: Any = None) -> tuple[Command, Callable[[], Any]]:
+        """Validate the arguments now (``CommandError`` if bad) and return the command and a
+        function that runs it (``call`` = ``prepare`` then run): the executor decides where
+        and when it runs (``host.jobs``) only after the arguments were found good."""
         command = self.get(name)
         values = command.binder.bind(args)
+        return command, lambda: self._run(command, values)
+
+    def _run(self, command: Command, values: dict[str, Any]) -> Any:
+        name = command.name
         try:
             result = command.function(**values)
             return to_jsonable_python(result)

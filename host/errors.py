@@ -69,3 +69,15 @@ class PermissionDenied(CommandError):
 
     type = "permission_denied"
     status = 403
+
+
+def status_of(error_type: str) -> int:
+    """The HTTP status of an error ``type``: the ``status`` of the ``CommandError`` class (a
+    plugin's own subclasses included) that names it; 500 for a type no class names."""
+    classes = [CommandError]
+    while classes:
+        cls = classes.pop()
+        if cls.type == error_type:
+            return cls.status
+        classes.extend(cls.__subclasses__())
+    return 500

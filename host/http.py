@@ -35,8 +35,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from host.bridge import call
-from host.errors import CommandError
+from host.errors import status_of
 from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
                              connection_limit, guarded_protocol, host_name,
                              rate_limit_server_logs, read_json_body, write_stalled)
@@ -136,11 +135,11 @@ def create_http_app(app, token: str, allowed_hosts: set[str] | frozenset[str] | 
         args, refused = await read_json_body(request, limits, stats)
         if refused is not None:
             return refused
-        try:
-            value = await asyncio.to_thread(call, app.commands, request.path_params["name"], args)
-        except CommandError as exc:
-            return JSONResponse({"error": exc.to_dict()}, exc.status)
-        return JSONResponse(value)
+        # where it runs (quick pool or the one job slot) is host.jobs' choice
+        ok, value = await asyncio.wrap_future(app.jobs.submit(request.path_params["name"], args))
+        if ok:
+            return JSONResponse(value)
+        return JSONResponse({"error": value}, status_of(value["type"]))
 
     async def events(request: Request) -> Response:
         return StreamingResponse(hub.stream(request), media_type="text/event-stream",

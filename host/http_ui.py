@@ -28,8 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from host.bridge import call
-from host.errors import CommandError, InvalidArgument, StorageFull
+from host.errors import CommandError, InvalidArgument, StorageFull, status_of
 
 FAVICON = Path(__file__).resolve().parent.parent / "frontend" / "favicon.svg"
 MAX_DOWNLOAD_BODY = 64 * 1024  # named arguments of a command, not data
@@ -65,8 +64,8 @@ def favicon(request: Request) -> Response | None:
                         headers={"Cache-Control": "max-age=86400"})
 
 
-def _error(error: CommandError) -> JSONResponse:
-    return JSONResponse({"error": error.to_dict()}, error.status)
+def _error(error: dict) -> JSONResponse:
+    return JSONResponse({"error": error}, status_of(error["type"]))
 
 
 def ui_routes(app) -> list[Route]:
@@ -83,10 +82,19 @@ def _downloader(app):
 
     async def download(request: Request) -> Response:
         try:
-            folder, value = await _write_download(request)
+            filename, args = await _download_request(request)
+            folder = _download_folder(app.settings.data_dir)
         except CommandError as exc:
-            return _error(exc)
-        filename = request.query_params["filename"]
+            return _error(exc.to_dict())
+        name = request.path_params["name"]
+        # where it runs (an export is a job: one at a time) is host.jobs' choice
+        ok, value = await asyncio.wrap_future(
+            app.jobs.submit(name, {**args, "path": str(folder / filename)}))
+        if ok and not (folder / filename).is_file():
+            ok, value = False, InvalidArgument(f"{name} does not write a file").to_dict()
+        if not ok:
+            shutil.rmtree(folder, ignore_errors=True)
+            return _error(value)
         summary = json.dumps(value)  # e.g. {path, rows}: ASCII, so a valid header value
         headers = {"Cache-Control": "no-store"}
         if len(summary) <= 1000:
@@ -94,41 +102,35 @@ def _downloader(app):
         return FileResponse(folder / filename, filename=filename, headers=headers,
                             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
-    async def _write_download(request: Request) -> tuple[Path, object]:
-        """The folder holding the written file, and the command's result; ``CommandError``s
-        as the command raised them (the folder is removed then)."""
-        filename = request.query_params.get("filename", "")
-        if not _FILENAME.fullmatch(filename):
-            raise InvalidArgument("filename must be 1-100 letters, digits, '.', '_' or '-', "
-                                  "starting with a letter or digit", "filename")
-        raw = b""
-        async for chunk in request.stream():  # bounded: stop reading past the limit
-            raw += chunk
-            if len(raw) > MAX_DOWNLOAD_BODY:
-                raise InvalidArgument("the request body is too large")
-        try:
-            args = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise InvalidArgument("request body is not valid JSON") from None
-        if not isinstance(args, dict) or "path" in args:
-            raise InvalidArgument("the body must be an object of named arguments without path "
-                                  "(the server chooses where the file is written)")
-        try:
-            folder = Path(os.path.realpath(tempfile.mkdtemp(
-                prefix=".download-", dir=app.settings.data_dir)))
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull("nothing was prepared for the download") from None
-            raise CommandError("cannot prepare the download") from None
-        name = request.path_params["name"]
-        try:
-            value = await asyncio.to_thread(call, app.commands, name,
-                                            {**args, "path": str(folder / filename)})
-            if not (folder / filename).is_file():
-                raise InvalidArgument(f"{name} does not write a file")
-        except CommandError:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return folder, value
-
     return download
+
+
+async def _download_request(request: Request) -> tuple[str, dict]:
+    """The file name and the command's named arguments of a download; ``InvalidArgument``."""
+    filename = request.query_params.get("filename", "")
+    if not _FILENAME.fullmatch(filename):
+        raise InvalidArgument("filename must be 1-100 letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit", "filename")
+    raw = b""
+    async for chunk in request.stream():  # bounded: stop reading past the limit
+        raw += chunk
+        if len(raw) > MAX_DOWNLOAD_BODY:
+            raise InvalidArgument("the request body is too large")
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise InvalidArgument("request body is not valid JSON") from None
+    if not isinstance(args, dict) or "path" in args:
+        raise InvalidArgument("the body must be an object of named arguments without path "
+                              "(the server chooses where the file is written)")
+    return filename, args
+
+
+def _download_folder(data_dir) -> Path:
+    """A fresh folder in the data dir for one download's file; ``StorageFull`` on a full disk."""
+    try:
+        return Path(os.path.realpath(tempfile.mkdtemp(prefix=".download-", dir=data_dir)))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull("nothing was prepared for the download") from None
+        raise CommandError("cannot prepare the download") from None

@@ -66,7 +66,7 @@ def run_window(app, stop_requested) -> None:
     if cdp_port:
         webview.settings["REMOTE_DEBUGGING_PORT"] = int(cdp_port)
     window = webview.create_window(
-        "restrike", str(FRONTEND_DIR / "index.html"), js_api=make_js_api(app.commands),
+        "restrike", str(FRONTEND_DIR / "index.html"), js_api=make_js_api(app.commands, app.jobs),
         width=1280, height=800, min_size=(1024, 700), background_color="#0d1117",
     )
     holder.append(window)

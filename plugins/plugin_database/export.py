@@ -40,6 +40,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
+from host.commands import runs_as_job
 from host.errors import CommandError, Conflict, InvalidArgument, PermissionDenied, StorageFull
 
 from .queries import EventFilters, iter_events
@@ -219,6 +220,7 @@ def _cell(value):
 def commands(get_service: Callable) -> dict[str, Callable]:
     """The export command, bound to the running service."""
 
+    @runs_as_job  # a long read: one at a time, off the quick pool (host/jobs.py)
     def export_events(filters: EventFilters | None, format: Literal["csv", "jsonl"],  # noqa: A002
                       path: FilePath, overwrite: bool = False) -> dict:
         """Write the events ``filters`` selects (cursor, limit and order ignored: all of them,

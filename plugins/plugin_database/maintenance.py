@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from host.commands import runs_as_job
 from host.errors import StorageFull
 
 Synchronous = Literal["NORMAL", "FULL", "OFF"]
@@ -166,20 +167,24 @@ def commands(get_service: Callable) -> dict[str, Callable]:
                     if service.recovered_from else None)
         return info
 
+    @runs_as_job
     def database_run_integrity_check() -> dict:
         """``PRAGMA integrity_check`` and ``foreign_key_check`` on a read connection:
         ``{ok, problems, foreign_key_problems, duration_ms}``."""
         with get_service().pool.connection() as conn:
             return integrity_check(conn)
 
+    @runs_as_job
     def database_run_analyze() -> dict:
         """Refresh the query planner's statistics (``ANALYZE``) on the writer."""
         return get_service().write(analyze)
 
+    @runs_as_job
     def database_run_optimize() -> dict:
         """``PRAGMA optimize`` on the writer (cheap; SQLite picks what to analyse)."""
         return get_service().write(optimize)
 
+    @runs_as_job
     def database_run_vacuum() -> dict:
         """Rebuild the file to reclaim free pages (``VACUUM``), then truncate the WAL.
         Ingest waits in the writer's queue meanwhile. Returns the sizes before and after."""

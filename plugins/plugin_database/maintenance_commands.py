@@ -2,8 +2,11 @@
 
 ``commands(get_service, app)`` returns ``{name: function}``; the database plugin registers
 them. Reads go through the service's pool; everything that writes runs on the single writer
-thread through ``writer.run(fn)``. Long operations push ``archive_progress``
-events (``{operation, done, total, percent}``) to the page between chunks.
+thread through ``service.write(fn)``, which gives up with ``unavailable`` when the writer has
+not started it within ``database.write_timeout``. The four archive operations are jobs
+(``@runs_as_job``: one at a time, off the pool that answers status commands, see
+``host/jobs.py``); between chunks they push ``archive_progress`` events
+(``{operation, done, total, percent}``) to the page and report to ``app.jobs``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from host.commands import runs_as_job
 from plugins.plugin_database import archive
 
 DaysOld = Annotated[int, Field(ge=0, le=archive.MAX_DAYS, description="age in days, >= 0")]
@@ -29,6 +33,7 @@ def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[...
             {"operation": operation, "done": done, "total": total, "percent": percent},
             latest_only=True,
         )
+        app.jobs.report(done, total)
 
     def get_database_pool_stats() -> dict:
         """Statistics of the read connection pool: ``available_connections``,
@@ -43,12 +48,14 @@ def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[...
         60-second round."""
         get_service().pool.cleanup()
 
+    @runs_as_job
     def archive_old_events(days_old: DaysOld) -> dict:
         """Move events older than ``days_old`` days (by ``created_at``), with all their details,
         to the archive tables, in one transaction. Returns the number of events moved.
-        Pushes ``archive_progress``."""
+        Pushes ``archive_progress``. A job: ``conflict`` while another long operation runs,
+        ``unavailable`` when the writer does not start it within ``database.write_timeout``."""
         days = archive.validate_days_old(days_old)
-        return get_service().writer.run(
+        return get_service().write(
             lambda conn: archive.archive_old_events(conn, days, progress=progress)
         )
 
@@ -59,30 +66,33 @@ def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[...
         with get_service().pool.connection() as conn:
             return archive.get_archive_statistics(conn)
 
+    @runs_as_job
     def restore_from_archive(start_date: str, end_date: str) -> dict:
         """Move archived events created between ``start_date`` and ``end_date`` (ISO dates or
         date-times, both inclusive; a date-only end covers that whole day) and their details back
         to the main tables, in one transaction. Returns the number of events restored. Pushes
-        ``archive_progress``. Restoring the same range again restores nothing."""
+        ``archive_progress``. Restoring the same range again restores nothing. A job."""
         start, end = archive.parse_date_range(start_date, end_date)
-        return get_service().writer.run(
+        return get_service().write(
             lambda conn: archive.restore_from_archive(conn, start, end, progress=progress)
         )
 
+    @runs_as_job
     def cleanup_old_archive_data(days_old: DaysOld) -> dict:
         """Permanently delete archived events older than ``days_old`` days and their archived
         details, in one transaction. Returns the number of archived events deleted. Pushes
-        ``archive_progress``."""
+        ``archive_progress``. A job."""
         days = archive.validate_days_old(days_old)
-        return get_service().writer.run(
+        return get_service().write(
             lambda conn: archive.cleanup_old_archive_data(conn, days, progress=progress)
         )
 
+    @runs_as_job
     def optimize_archive_tables() -> None:
         """ANALYZE and REINDEX the archive tables and give free pages back to the file system
         (VACUUM, or incremental vacuum when enabled). Can take a while on a large database;
-        ingest waits behind it on the writer."""
-        get_service().writer.run(archive.optimize_archive_tables)
+        ingest waits behind it on the writer. A job."""
+        get_service().write(archive.optimize_archive_tables)
 
     return {
         "get_database_pool_stats": get_database_pool_stats,

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from host.commands import CommandRegistry
 from host.errors import Conflict, InvalidArgument
+from host.jobs import Jobs
 from host.timeutil import to_iso
 from plugins.plugin_database import archive
 from plugins.plugin_database.archive import (
@@ -557,8 +559,9 @@ class RecordingPush:
 
 @pytest.fixture
 def commands(service):
-    app = SimpleNamespace(push=RecordingPush())
-    return maintenance_commands(lambda: service, app), app, service
+    app = SimpleNamespace(push=RecordingPush(), jobs=Jobs(CommandRegistry()))
+    yield maintenance_commands(lambda: service, app), app, service
+    app.jobs.close()
 
 
 def test_commands_are_the_fixed_set_with_docstrings(commands):

@@ -147,3 +147,53 @@ def test_info_integrity_and_export(app, db, tmp_path):
     page.click("#export-run")
     expect(page.locator("#export-path-error")).to_contain_text("exists", timeout=TIMEOUT)
     page.fill("#export-start", "")
+
+
+def test_pool_statistics_change_while_connections_are_held(app, db):
+    page = app.page
+    goto_tab(page, "database")
+    in_use = dd(page, "#pool-stats", "in_use")
+    requests = dd(page, "#pool-stats", "requests")
+    expect(in_use).to_have_text("0", timeout=TIMEOUT)
+    before = int(requests.inner_text().replace(",", ""))
+    # Enough rows that an integrity check (a read command: it checks out a pool connection and
+    # holds it while SQLite reads every page) is not instantaneous.
+    type_id = db.execute("SELECT id FROM pss_event_types WHERE code = 'clk'").fetchone()[0]
+    now = now_iso()
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000) "
+        "INSERT INTO pss_events_v2 (event_type_id, timestamp, raw_data, event_sequence, "
+        "is_valid, created_at, recognition_status) "
+        "SELECT ?, ?, 'clk;1:00;' || ? || i, i, 1, ?, 'recognized' FROM n",
+        (type_id, now, "x" * 200, now))
+    # Integrity checks back to back (a job now: one at a time, each holding a connection while
+    # SQLite reads every page) and 3 loops of database_get_info (quick reads on connections of
+    # their own) until the screen (polling the pool every second) has shown what they hold.
+    page.evaluate("""() => {
+      const hold = window.__hold = { stop: false, done: 0, rounds: 0, ok: true };
+      const loop = async (name, check) => {
+        while (!hold.stop) {
+          const r = await window.restrikeInvoke(name);
+          hold.rounds += 1;
+          hold.ok = hold.ok && check(r);
+        }
+        hold.done += 1;
+      };
+      loop('database_run_integrity_check', (r) => r.ok);
+      for (let i = 0; i < 3; i += 1) {
+        loop('database_get_info', (r) => r.row_counts.pss_events_v2 >= 40000);
+      }
+    }""")
+    page.wait_for_function(
+        """() => Number(document.querySelector("#pool-stats dd[data-key='in_use']")
+                   .textContent) >= 1""", timeout=TIMEOUT, polling=50)
+    assert page.locator("#pool-meter").evaluate("e => e.value") > 0
+    page.evaluate("() => { window.__hold.stop = true; }")
+    page.wait_for_function("() => window.__hold.done === 4", timeout=TIMEOUT)
+    assert page.evaluate("() => window.__hold.ok") is True
+    rounds = page.evaluate("() => window.__hold.rounds")
+    expect(in_use).to_have_text("0", timeout=TIMEOUT)
+    page.wait_for_function(
+        """(n) => Number(document.querySelector("#pool-stats dd[data-key='requests']")
+                   .textContent.replace(/,/g, '')) >= n""", arg=before + rounds,
+        timeout=TIMEOUT)

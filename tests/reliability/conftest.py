@@ -168,6 +168,24 @@ class Headless:
         self._client.close()
 
 
+def serve_in_thread(app, token: str):
+    """``app``'s own HTTP bridge (``host.http.create_http_app``) under uvicorn on a thread of
+    this process, once it listens: ``(server, thread, port)``; stop with
+    ``server.should_exit = True`` and ``thread.join()``."""
+    import uvicorn
+
+    from host.http import create_http_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_http_app(app, token, allowed_hosts={f"127.0.0.1:{port}"}),
+        host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, message="the HTTP server")
+    return server, thread, port
+
+
 class EventStream:
     """The app's Server-Sent Events, read by a thread: ``wait(name, predicate)`` returns the
     first payload of that push name the predicate accepts."""

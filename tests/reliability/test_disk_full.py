@@ -26,18 +26,17 @@ import threading
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from host.bridge import invoke
-from host.http import create_http_app
 from plugins.plugin_udp.simulator import sender_datagrams
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.reliability.conftest import (
     check_exact_prefix,
     expected_messages,
     integrity,
     open_db,
     send_all,
+    serve_in_thread,
     stored_session,
     wait_for,
 )
@@ -180,29 +179,16 @@ def test_a_slow_writer_slows_ingest_and_the_backlog_waits_upstream_without_loss(
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def serve_bridge(app, token: str) -> tuple[uvicorn.Server, threading.Thread, int]:
-    """The app's own HTTP bridge (``host.http.create_http_app``) served from this process on a
-    free port, once it answers; stop it with ``server.should_exit = True`` and a join."""
-    port = free_port()
-    http_app = create_http_app(app, token, allowed_hosts={f"127.0.0.1:{port}"})
-    server = uvicorn.Server(uvicorn.Config(http_app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, message="the HTTP server")
-    return server, thread, port
-
-
 @pytest.fixture
 def page_of(make_app, pw):
-    """``page_of(app)``: the app's own HTTP bridge (``host.http.create_http_app``) served from
-    this process, opened in chromium; yields the Playwright page."""
+    """``page_of(app)``: the app's own HTTP bridge served from this process
+    (``serve_in_thread``), opened in chromium; yields the Playwright page."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (make apt-test)")
     opened = []
 
     def open_page(app):
-        server, thread, port = serve_bridge(app, "ui-token")
+        server, thread, port = serve_in_thread(app, "ui-token")
         browser = pw.chromium.launch(executable_path=str(CHROMIUM),
                                          args=["--no-sandbox", "--disable-gpu"])
         opened.append((server, thread, browser))

@@ -13,7 +13,8 @@ import logging
 import httpx
 import pytest
 
-from tests.reliability.test_disk_full import UNLIMITED_PAGES, serve_bridge, set_max_pages
+from tests.reliability.conftest import serve_in_thread
+from tests.reliability.test_disk_full import UNLIMITED_PAGES, set_max_pages
 
 TOKEN = "full-token"
 
@@ -24,7 +25,7 @@ def http_of():
     opened = []
 
     def serve(app) -> httpx.Client:
-        server, thread, port = serve_bridge(app, TOKEN)
+        server, thread, port = serve_in_thread(app, TOKEN)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                               headers={"Authorization": f"Bearer {TOKEN}"})
         opened.append((server, thread, client))
