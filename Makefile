@@ -14,12 +14,10 @@ APT_RUN  := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libx
 
 .PHONY: run demo test test-fast screenshots bench venv apt-run apt-test clean
 
-PROBES := tests/plugins/restrike-test-probes
-
-$(STAMP): pyproject.toml $(PROBES)/pyproject.toml
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' -e examples/restrike-event-counter -e $(PROBES)
+	$(PY) -m pip install -q -e '.[test]' -e examples/restrike-event-counter
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -139,7 +139,7 @@ class Jobs:
         except RuntimeError:  # the executor was shut down: the app is stopping
             self._release(job)
             return _resolved((False, {"type": "unavailable", "field": None,
-                                      "message": f"{name} was not started: restrike is stopping"}))
+                                      "message": f"Not started ({name}): restrike is stopping"}))
 
     def _release(self, job: bool) -> None:
         with self._lock:
@@ -153,7 +153,7 @@ class Jobs:
             running = self._current
             if running is not None:
                 self._counts["conflicts"] += 1
-                raise Conflict(f"{name} was not started: {running.describe()} is still "
+                raise Conflict(f"Not started ({name}): {running.describe()} is still "
                                "running; one long operation runs at a time, try again when "
                                "it has finished")
             self._ids += 1
@@ -166,7 +166,7 @@ class Jobs:
         with self._lock:
             if self._quick_in >= self._quick_max:
                 self._counts["quick_refused"] += 1
-                raise Unavailable(f"{name} was not started: {self._quick_in} commands are "
+                raise Unavailable(f"Not started ({name}): {self._quick_in} commands are "
                                   "already running or waiting; try again in a moment")
             self._quick_in += 1
 

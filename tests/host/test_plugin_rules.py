@@ -1,5 +1,6 @@
 """pluggy's rules hold for third-party plugins installed through the ``restrike`` entry points
-(``tests/plugins/restrike-test-probes``, installed by ``make venv``): call order by
+(``tests/plugins/restrike-test-probes``, installed by ``pip install --target`` into a folder
+that only this test puts on ``sys.path``, so ``make run`` never meets them): call order by
 ``tryfirst``/``trylast``, ``wrapper=True`` around the others, a raising implementation isolated
 and counted, and a plugin with a misspelled hook refused with its reason."""
 
@@ -7,22 +8,39 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import subprocess
+import sys
 
 import pytest
 
 from host.plugins import LOAD_ENV
+from tests.conftest import REPO
 
 DIST = "restrike-test-probes"
 
 
+@pytest.fixture(scope="module")
+def probes_installed(tmp_path_factory):
+    """The probe distribution, installed with pip into a folder of its own (its entry points
+    are then what ``importlib.metadata`` finds once that folder is on ``sys.path``)."""
+    target = tmp_path_factory.mktemp("site")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "--target", str(target), str(REPO / "tests" / "plugins" / DIST)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return target
+
+
 @pytest.fixture
-def probes(make_app, monkeypatch):
-    """A started app with the probe plugins (and no built-in ones)."""
-    try:
-        importlib.metadata.distribution(DIST)
-    except importlib.metadata.PackageNotFoundError:
-        pytest.fail(f"{DIST} is not installed: `make venv` installs tests/plugins/{DIST}")
+def on_path(probes_installed, monkeypatch):
+    monkeypatch.syspath_prepend(str(probes_installed))
     monkeypatch.setenv(LOAD_ENV, DIST)
+    assert importlib.metadata.distribution(DIST).name == DIST
+
+
+@pytest.fixture
+def probes(make_app, on_path):
+    """A started app with the probe plugins (and no built-in ones)."""
     return make_app(builtins=(), load_entrypoints=True).start()
 
 
@@ -46,9 +64,7 @@ def test_a_raising_implementation_is_counted_with_its_plugin(probes, caplog):
     assert app.extensions["probe_order"].count("trylast") == 2
 
 
-def test_a_misspelled_hook_is_listed_with_its_error_and_not_loaded(make_app, monkeypatch,
-                                                                    caplog):
-    monkeypatch.setenv(LOAD_ENV, DIST)
+def test_a_misspelled_hook_is_listed_with_its_error_and_not_loaded(make_app, on_path, caplog):
     with caplog.at_level(logging.ERROR, logger="host.plugins"):
         app = make_app(builtins=(), load_entrypoints=True).start()  # the app starts
     info = {p["name"]: p for p in app.list_plugins()}["probe_misspelled"]

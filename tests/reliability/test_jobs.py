@@ -22,7 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from host.bridge import ERROR_KEY, make_js_api
+from host.bridge import make_js_api
 from plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import wait_for
 from tests.e2e.conftest import goto_tab
@@ -57,7 +57,7 @@ def fed_app(make_app, **config):
     app = make_app(config={"database": config} if config else {})
     app.start()
     datagrams = sender_datagrams(3, 0, 1)
-    send_all(app.settings.udp_port, datagrams)
+    send_all(app.settings.config["udp"]["port"], datagrams)
     service = app.extensions["database"]
     wait_for(lambda: service.writer.stats()["stored"] >= len(datagrams), 20,
              message="the feed stored")
@@ -172,14 +172,15 @@ def test_the_window_bridge_keeps_one_job_at_a_time_too(make_app):
     archival = calls.submit(api.archive_old_events, 0)
     assert checkpoint.reached.wait(20)
     try:
-        refused = api.database_run_vacuum()
-        assert refused[ERROR_KEY]["type"] == "conflict"
-        assert "archive_old_events" in refused[ERROR_KEY]["message"]
-        assert api.get_udp_status() in ("Running", "Starting")
+        ok, refused = api.database_run_vacuum()  # each window method answers [ok, value]
+        assert not ok and refused["type"] == "conflict"
+        assert "archive_old_events" in refused["message"]
+        assert api.get_udp_status() == [True, "Running"]
     finally:
         checkpoint.release()
-    assert isinstance(archival.result(30), int) and archival.result() > 0
-    assert api.database_run_integrity_check()["ok"] is True
+    ok, archived = archival.result(30)
+    assert ok and isinstance(archived, int) and archived > 0
+    assert api.database_run_integrity_check()[1]["ok"] is True
     calls.shutdown()
 
 
@@ -202,7 +203,8 @@ def test_the_page_shows_a_job_it_did_not_start_and_the_conflict_it_causes(make_a
         page.click("#cleanup-run")
         page.click("#confirm-ok")
         toast = page.locator(".toast-error .toast-text")
-        expect(toast).to_contain_text("cleanup_old_archive_data was not started", timeout=20_000)
+        expect(toast).to_contain_text("Not started (cleanup_old_archive_data): archive_old_events",
+                                      timeout=20_000)
         expect(toast).to_contain_text("archive_old_events (running for")
         expect(page.locator("#op-progress-label")).to_contain_text("Archiving (already running)")
     finally:
