@@ -219,14 +219,13 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
     config = uvicorn.Config(http_app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="off", loop="asyncio",
                             http=guarded_protocol(limits, http_app.state.http_stats))
-    server = uvicorn.Server(config)
-    original = server.handle_exit
 
-    def handle_exit(sig, frame):
-        http_app.state.sse_hub.closing.set()  # let open event streams end so shutdown is quick
-        original(sig, frame)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            http_app.state.sse_hub.closing.set()  # let open event streams end: a quick shutdown
+            super().handle_exit(sig, frame)
 
-    server.handle_exit = handle_exit
+    server = Server(config)
     # uvicorn re-raises the signal it caught once it has stopped, which would kill the process
     # before the plugins shut down; with these handlers in place that re-raise is harmless.
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,7 @@ import resource
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import h11
@@ -285,7 +286,7 @@ def guarded_protocol(limits: HttpLimits, stats: HttpStats) -> type[H11Protocol]:
     return GuardedH11Protocol
 
 
-def write_stalled(scope: dict) -> bool:
+def write_stalled(scope: Mapping[str, Any]) -> bool:
     """Whether the server disconnected this request's client for not reading its response."""
     return bool(scope.get("state", {}).get(STALLED))
 

@@ -35,7 +35,7 @@ from typing import Literal
 
 from host.timeutil import now_iso
 
-from .protocol import MAX_ROUNDS, PssEvent
+from .protocol import MAX_ROUNDS, Clock, PssEvent
 from .sides import SIDES, athlete_side
 
 MatchStatus = Literal["loaded", "ready", "running", "finished"]
@@ -59,7 +59,7 @@ def next_status(status: MatchStatus, event: PssEvent) -> MatchStatus:
         return "finished"
     if kind == "fight_ready" and status == "loaded":
         return "ready"
-    if kind == "clock" and event.action == "start" and status in ("loaded", "ready"):
+    if isinstance(event, Clock) and event.action == "start" and status in ("loaded", "ready"):
         return "running"
     return status
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Annotated, Literal, NamedTuple, Union, get_args
+from collections.abc import Mapping
+from typing import Annotated, Literal, NamedTuple, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -82,6 +83,10 @@ DEFAULT_LIMITS = Limits()
 _RoundKey = Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
 
 
+AthleteNumber = Literal[0, 1, 2]
+"""The wire's athlete number: 1 blue, 2 red, 0 referee or unidentified."""
+
+
 class _Event(BaseModel):
     """Fields every event has. ``athlete``: 1 blue, 2 red, 0 referee/unidentified, None n/a."""
 
@@ -89,7 +94,7 @@ class _Event(BaseModel):
 
     code: str = ""
     raw: str
-    athlete: Literal[0, 1, 2] | None = None
+    athlete: AthleteNumber | None = None
 
 
 class Athlete(BaseModel):
@@ -164,7 +169,7 @@ class WinnerRounds(_Event):
     """``wrd;rd1;x;rd2;y;..``: winner athlete (0 none) per round number present."""
 
     type: Literal["winner_rounds"] = "winner_rounds"
-    winners: dict[_RoundKey, Literal[0, 1, 2]]
+    winners: dict[_RoundKey, AthleteNumber]
 
 
 class Winner(_Event):
@@ -340,11 +345,10 @@ class Invalid(_Event):
 
 
 PssEvent = Annotated[
-    Union[
-        Points, HitLevel, Warnings, Injury, Challenge, Break, WinnerRounds, Winner, WinnerSide,
-        Athletes, MatchConfig, Scores, CurrentScores, Avt, Clock, Round, FightLoaded, FightReady,
-        Supremacy, TimeOut, Referees, HardwareTest, Hello, Bye, ScoreboardSetting, Unknown, Invalid,
-    ],
+    Points | HitLevel | Warnings | Injury | Challenge | Break | WinnerRounds | Winner | WinnerSide
+    | Athletes | MatchConfig | Scores | CurrentScores | Avt | Clock | Round | FightLoaded
+    | FightReady | Supremacy | TimeOut | Referees | HardwareTest | Hello | Bye | ScoreboardSetting
+    | Unknown | Invalid,
     Field(discriminator="type"),
 ]
 """Any parsed message; ``event.type`` tells which model it is."""
@@ -462,33 +466,61 @@ def _groups(tokens: list[str], is_key) -> list[tuple[str, list[str]]]:
 # ------------------------------------------------------------------------------------ handlers
 # Each handler gets (code, tokens, raw): tokens[0] is the code token, the trailing ';' is gone.
 
+_ATHLETE_NUMBERS: dict[int, AthleteNumber] = {0: 0, 1: 1, 2: 2}
+
+
+def _athlete(code: str) -> AthleteNumber:
+    """The athlete of a single-athlete code by its third character: ``pt1`` -> 1."""
+    return _ATHLETE_NUMBERS[int(code[2])]
+
+
+_SIDE_ATHLETES: dict[str, AthleteNumber] = {
+    side: _ATHLETE_NUMBERS[number] for side, number in SIDE_NUMBERS.items()}
+_WINNER_SIDES: dict[str, Literal["BLUE", "RED"]] = {"BLUE": "BLUE", "RED": "RED"}
+_ACCEPTED: dict[int, Literal[-1, 0, 1]] = {-1: -1, 0: 0, 1: 1}
+_WON: dict[int, Literal[0, 1]] = {0: 0, 1: 1}
+
+
+class _SideCounts(TypedDict, total=False):
+    """The sides a composite of counts (``wg``, ``sc``) carried; an absent side stays unset."""
+
+    blue: int
+    red: int
+
+
+class _SideAthletes(TypedDict, total=False):
+    """The athletes an ``at1``/``at2`` message carried; an absent side stays unset."""
+
+    blue: Athlete
+    red: Athlete
+
 
 def _points(code, tokens, raw):
     v = _need(tokens, 1, "point type")
     pt = _int(v, "point type", 1, 5)
-    return Points(code=code, raw=raw, athlete=int(code[2]), point_type=pt)
+    return Points(code=code, raw=raw, athlete=_athlete(code), point_type=pt)
 
 
 def _hit_level(code, tokens, raw):
     v = _need(tokens, 1, "hit level")
-    return HitLevel(code=code, raw=raw, athlete=int(code[2]), level=_int(v, "hit level", 1, 100))
+    return HitLevel(code=code, raw=raw, athlete=_athlete(code), level=_int(v, "hit level", 1, 100))
 
 
 _WG_KEYS = frozenset(("wg1", "wg2"))
 
 
 def _warnings(code, tokens, raw):
-    sides: dict[str, int] = {}
+    sides: _SideCounts = {}
     for key, value in _keyed(tokens, _WG_KEYS):
         sides[side_of_key(key)] = _count(
-            value, lambda: f"{key} warning count", 0, 10)
+            value, lambda key=key: f"{key} warning count", 0, 10)
     return Warnings(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
-def _one_side(sides: dict) -> int | None:
+def _one_side(sides: Mapping[str, object]) -> AthleteNumber | None:
     """The athlete of a composite that carries only one side, else None."""
     if len(sides) == 1:
-        return SIDE_NUMBERS[next(iter(sides))]
+        return _SIDE_ATHLETES[next(iter(sides))]
     return None
 
 
@@ -504,7 +536,7 @@ def _clock_action(tokens: list[str], what: str, required: bool):
 
 def _injury(code, tokens, raw):
     clock, seconds, action = _clock_action(tokens, "injury clock", False)
-    return Injury(code=code, raw=raw, athlete=int(code[2]), clock=clock, seconds=seconds,
+    return Injury(code=code, raw=raw, athlete=_athlete(code), clock=clock, seconds=seconds,
                   action=action)
 
 
@@ -512,9 +544,9 @@ def _challenge(code, tokens, raw):
     accepted = _opt(tokens, 1)
     won = _opt(tokens, 2)
     return Challenge(
-        code=code, raw=raw, athlete=int(code[2]),
-        accepted=None if accepted is None else _int(accepted, "accepted flag", -1, 1),
-        won=None if won is None else _int(won, "won flag", 0, 1),
+        code=code, raw=raw, athlete=_athlete(code),
+        accepted=None if accepted is None else _ACCEPTED[_int(accepted, "accepted flag", -1, 1)],
+        won=None if won is None else _WON[_int(won, "won flag", 0, 1)],
     )
 
 
@@ -527,9 +559,9 @@ _RD_KEYS = frozenset(f"rd{i}" for i in range(1, 10))
 
 
 def _winner_rounds(code, tokens, raw):
-    winners = {}
+    winners: dict[int, AthleteNumber] = {}
     for key, value in _keyed(tokens[1:], _RD_KEYS):
-        winners[int(key[2])] = _count(value, lambda: f"{key} winner", 0, 2)
+        winners[int(key[2])] = _ATHLETE_NUMBERS[_count(value, lambda key=key: f"{key} winner", 0, 2)]
     if not winners:
         raise _Bad("round winners (rd1..) are missing")
     return WinnerRounds(code=code, raw=raw, winners=winners)
@@ -548,17 +580,17 @@ def _winner(code, tokens, raw):
 
 
 def _winner_side(code, tokens, raw):
-    side = _need(tokens, 1, "side").upper()
-    if side not in ("BLUE", "RED"):
+    side = _WINNER_SIDES.get(_need(tokens, 1, "side").upper())
+    if side is None:
         raise _Bad(f"side must be BLUE or RED, got {tokens[1]!r}")
-    return WinnerSide(code=code, raw=raw, athlete=SIDE_NUMBERS[side.lower()], side=side)
+    return WinnerSide(code=code, raw=raw, athlete=_SIDE_ATHLETES[side.lower()], side=side)
 
 
 _AT_KEYS = frozenset(("at1", "at2"))
 
 
 def _athletes(code, tokens, raw):
-    sides = {}
+    sides: _SideAthletes = {}
     for key, values in _groups(tokens, _AT_KEYS.__contains__):
         if not values or not values[0].strip():
             raise _Bad(f"short name of {key} is missing")
@@ -606,7 +638,7 @@ def _scores(code, tokens, raw):
         # inlined fast path: this snapshot follows every score, six numbers each time
         n = int(value) if value.isdigit() and value.isascii() else _int(value, f"{key} score", 0)
         (blue if key[1] == "1" else red)[ord(key[2]) - 48] = n
-    athlete = None if (blue and red) else (1 if blue else 2)
+    athlete: AthleteNumber | None = None if (blue and red) else (1 if blue else 2)
     return Scores(code=code, raw=raw, athlete=athlete, blue=blue, red=red)
 
 
@@ -614,9 +646,9 @@ _SC_KEYS = frozenset(("sc1", "sc2"))
 
 
 def _current_scores(code, tokens, raw):
-    sides: dict[str, int] = {}
+    sides: _SideCounts = {}
     for key, value in _keyed(tokens, _SC_KEYS):
-        sides[side_of_key(key)] = _count(value, lambda: f"{key} score")
+        sides[side_of_key(key)] = _count(value, lambda key=key: f"{key} score")
     return CurrentScores(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
@@ -648,7 +680,7 @@ def _supremacy(code, tokens, raw):
 
 def _time_out(code, tokens, raw):
     clock, seconds, action = _clock_action(tokens, "time-out clock", False)
-    return TimeOut(code=code, raw=raw, athlete=int(code[2]), clock=clock, seconds=seconds,
+    return TimeOut(code=code, raw=raw, athlete=_athlete(code), clock=clock, seconds=seconds,
                    action=action)
 
 
@@ -714,7 +746,7 @@ _HANDLERS = {
 }
 
 # Only single-athlete streams: an invalid composite (wg1;x;wg2;0) concerns no single athlete.
-_CODE_ATHLETE = {c: int(c[2]) for c in _HANDLERS if c[:2] in ("pt", "hl", "ij", "ch", "to")}
+_CODE_ATHLETE = {c: _athlete(c) for c in _HANDLERS if c[:2] in ("pt", "hl", "ij", "ch", "to")}
 
 _LOOKS_LIKE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}").fullmatch
 # A glued hit level: a digit directly (or after one ';') followed by the next hl/pt message.
@@ -849,7 +881,7 @@ def _unknown(code: str, tokens: list[str], line: str) -> PssEvent:
         return Invalid(raw=line, error="message has no stream code (empty or only ';')")
     if _LOOKS_LIKE_CODE(code):
         return Unknown(code=code, raw=line, kind="code", values=tokens[1:])
-    kind = "status" if " " in code and code.isprintable() else "text"
+    kind: Literal["status", "text"] = "status" if " " in code and code.isprintable() else "text"
     return Unknown(raw=line, kind=kind, values=tokens)
 
 

@@ -119,7 +119,7 @@ def event_rows(conn: sqlite3.Connection, sql: str, params) -> list[dict]:
     parsed_all = orjson.loads("[" + ",".join([row[5] or "{}" for row in found]) + "]")
     side = ATHLETE_SIDES.get
     unknown = ("unknown", "unknown")
-    rows = []
+    rows: list[dict] = []
     append = rows.append
     for (id_, session_id, match_id, timestamp, raw, _, valid, error, type_id), parsed in zip(
             found, parsed_all):

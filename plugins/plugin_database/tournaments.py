@@ -132,6 +132,7 @@ def create(conn: sqlite3.Connection, *, name: str, duration_days: int, city: str
              dates[-1], now, now),
         )
         tournament_id = cur.lastrowid
+        assert tournament_id is not None  # sqlite3 sets it on every successful INSERT
         conn.executemany(
             "INSERT INTO tournament_days (tournament_id, day_number, date, status, created_at, "
             "updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",

@@ -103,7 +103,7 @@ class MatchState:
     round_id: int | None = None  # id of round ``round_no`` (kept with it, read per event)
     # Free for the caller to cache what it derives from (round_no, clock): set back to None
     # whenever either changes.
-    placement_cache: object = None
+    placement_cache: str | None = None
     clock: str | None = None
     scores: dict = field(default_factory=lambda: {1: 0, 2: 0})
     warnings: dict = field(default_factory=lambda: {1: 0, 2: 0})
@@ -332,7 +332,7 @@ def _finish(state: MatchState, event, at: str) -> None:
     state.status = next_status(state.status, event)  # finished
     if state.ended_at is None:
         state.ended_at = at
-    current = state.rounds.get(state.round_no)
+    current = None if state.round_no is None else state.rounds.get(state.round_no)
     if current is not None and current.ended_at is None:
         current.ended_at = at
         current.dirty = True

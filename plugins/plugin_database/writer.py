@@ -660,10 +660,12 @@ class Writer:
             else:
                 match_id = state.id
                 round_id = state.round_id or 0
-                suffix = state.placement_cache
-                if suffix is None:
+                cached_suffix = state.placement_cache
+                if cached_suffix is None:
                     where = (state.round_no, state.clock)
-                    suffix = state.placement_cache = suffix_of(where) or suffixes.put(*where)
+                    cached_suffix = suffix_of(where) or suffixes.put(*where)
+                    state.placement_cache = cached_suffix
+                suffix = cached_suffix
             elapsed = now_ns() - ev.received_ns if ev.received_ns else -1
             events_out += (
                 next_id, ev.session_id, match_id, round_id, ev.received_at, ev.raw,
