@@ -64,7 +64,7 @@ class App:
             for info in self.plugin_infos.values()
         ]
 
-    def start(self) -> "App":
+    def start(self) -> App:
         """Register commands, start the push service and every plugin (in order)."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.hooks.register_commands(
@@ -90,7 +90,7 @@ class App:
         self.push.stop()
         log.info("restrike stopped")
 
-    def __enter__(self) -> "App":
+    def __enter__(self) -> App:
         return self.start()
 
     def __exit__(self, *exc) -> None:

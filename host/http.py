@@ -31,15 +31,29 @@ import pydantic
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.responses import StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from host.bridge import call
 from host.errors import CommandError
-from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
-                             connection_limit, guarded_protocol, host_name,
-                             rate_limit_server_logs, read_json_body, write_stalled)
+from host.http_guard import (
+    LOOPBACK_NAMES,
+    HttpLimits,
+    HttpStats,
+    allowed_host_names,
+    connection_limit,
+    guarded_protocol,
+    host_name,
+    rate_limit_server_logs,
+    read_json_body,
+    write_stalled,
+)
 
 log = logging.getLogger(__name__)
 

@@ -161,9 +161,10 @@ class MatchState:
         """A JSON-serialisable copy of the state.
 
         Keys: ``loaded`` (a match is current), ``status`` (``next_status``: loaded, ready,
-        running, finished; None before a match), ``ready``, ``connected`` (hel/bye), ``match`` (number, phase, category,
-        division, match_id, rounds, round_duration, countdown, colors{blue_bg..red_fg},
-        body_level, head_level, extra), ``athletes`` {blue, red: {short, long, country} | None},
+        running, finished; None before a match), ``ready``, ``connected`` (hel/bye), ``match``
+        (number, phase, category, division, match_id, rounds, round_duration, countdown,
+        colors{blue_bg..red_fg}, body_level, head_level, extra), ``athletes`` {blue, red:
+        {short, long, country} | None},
         ``round``, ``clock`` {text, seconds, running, action}, ``current_scores`` {blue, red},
         ``round_scores`` {blue, red: [round 1, round 2, ...]}, ``warnings`` {blue, red},
         ``hit_levels`` {blue, red: last level}, ``last_points`` {blue, red: {point_type, points,

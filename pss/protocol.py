@@ -561,7 +561,8 @@ _RD_KEYS = frozenset(f"rd{i}" for i in range(1, 10))
 def _winner_rounds(code, tokens, raw):
     winners: dict[int, AthleteNumber] = {}
     for key, value in _keyed(tokens[1:], _RD_KEYS):
-        winners[int(key[2])] = _ATHLETE_NUMBERS[_count(value, lambda key=key: f"{key} winner", 0, 2)]
+        number = _count(value, lambda key=key: f"{key} winner", 0, 2)
+        winners[int(key[2])] = _ATHLETE_NUMBERS[number]
     if not winners:
         raise _Bad("round winners (rd1..) are missing")
     return WinnerRounds(code=code, raw=raw, winners=winners)
@@ -594,7 +595,8 @@ def _athletes(code, tokens, raw):
     for key, values in _groups(tokens, _AT_KEYS.__contains__):
         if not values or not values[0].strip():
             raise _Bad(f"short name of {key} is missing")
-        athlete = Athlete(short=values[0], long=values[1] if len(values) > 1 and values[1] else None,
+        athlete = Athlete(short=values[0],
+                          long=values[1] if len(values) > 1 and values[1] else None,
                           country=_opt(values, 2))
         sides[side_of_key(key)] = athlete
     return Athletes(code=code, raw=raw, athlete=_one_side(sides), **sides)
@@ -870,7 +872,7 @@ def _message(line: str, limits: Limits = DEFAULT_LIMITS) -> PssEvent:
         return handler(code, tokens, line)
     except _Bad as bad:
         return _invalid(code, line, f"{code}: {bad}")
-    except Exception as exc:  # a parser bug must not lose the datagram
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the datagram
         return _invalid(code, line, f"{code}: could not be parsed ({type(exc).__name__}: {exc})")
 
 
@@ -899,7 +901,7 @@ def parse_text(text: str, limits: Limits = DEFAULT_LIMITS) -> list[PssEvent]:
     """
     try:
         return _parse_lines(text, limits)
-    except Exception as exc:  # last line of defence: the receiver must always store something
+    except Exception as exc:  # noqa: BLE001 - the receiver must always store something
         return [Invalid.model_construct(code="", raw=text, athlete=None, type="invalid",
                                         error=f"datagram could not be parsed ({exc})")]
 
@@ -980,7 +982,7 @@ def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[PssEven
             text = data.decode("utf-8", "replace")
         else:
             text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-    except Exception as exc:  # not bytes-like at all
+    except Exception as exc:  # noqa: BLE001 - not bytes-like at all
         return [Invalid.model_construct(code="", raw="", athlete=None, type="invalid",
                                         error=f"datagram is not bytes ({type(exc).__name__})")]
     return parse_text(text, limits)

@@ -101,7 +101,7 @@ def get_active(conn: sqlite3.Connection) -> dict | None:
     return {"tournament": get(conn, row["id"]), "day": None}
 
 
-# -- writes (writer thread, one transaction each) ---------------------------------------------------
+# -- writes (writer thread, one transaction each) ------------------------------------------------
 
 
 def _dates(start: dt.date | None, count: int, field: str = "startDate") -> list[str | None]:

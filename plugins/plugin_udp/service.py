@@ -23,13 +23,12 @@ import psutil
 
 from host.errors import Conflict, StorageFull, Unavailable
 from host.timeutil import now_iso
+from pss.protocol import parse_cache_stats
 
 from . import simulator
 from .live import LiveFeed, ui_event
-from pss.protocol import parse_cache_stats
 from .receiver import BindError, Receiver, open_socket
-from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
-                       settings_from_app)
+from .settings import UdpSettings, apply_update, changed_fields, save_settings, settings_from_app
 
 log = logging.getLogger(__name__)
 
