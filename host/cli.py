@@ -124,7 +124,7 @@ def _start(settings: Settings) -> App | None:
     app = App(settings)
     try:
         return app.start()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure: one line, exit 2, no traceback
         log.error("restrike could not start: %s", exc)
         return None
 

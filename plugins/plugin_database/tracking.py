@@ -208,7 +208,8 @@ def _open_round(cur, state: MatchState, number: int, at: str) -> RoundState:
     if rnd is None:
         row = cur.execute(
             "INSERT INTO pss_rounds (match_id, round_number, started_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (match_id, round_number) DO UPDATE SET round_number = excluded.round_number "
+            "ON CONFLICT (match_id, round_number) "
+            "DO UPDATE SET round_number = excluded.round_number "
             "RETURNING id",
             (state.id, number, at),
         ).fetchone()
@@ -302,7 +303,7 @@ def _on_current_scores(cur, state, event, at, event_id, linked):
 
 
 def _on_round_scores(cur, state, event, at, event_id, linked):
-    for position, side in SIDE_PAIRS:
+    for _position, side in SIDE_PAIRS:
         for number, points in getattr(event, side).items():
             rnd = state.rounds.get(number)
             if rnd is None:
