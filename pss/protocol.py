@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Literal, NamedTuple, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -382,14 +382,14 @@ def _int(text: str, what: str, lo: int | None = None, hi: int | None = None) -> 
     return value
 
 
-def _count(text: str, what, lo: int = 0, hi: int | None = None) -> int:
-    """Fast path of ``_int`` for the non-negative numbers of composites; ``what`` is a callable
-    so the field name is only formatted when there is an error to report."""
+def _count(text: str, key: str, noun: str, lo: int = 0, hi: int | None = None) -> int:
+    """Fast path of ``_int`` for the non-negative numbers of composites; the field name
+    (``f"{key} {noun}"``) is only formatted when there is an error to report."""
     if text.isdigit() and text.isascii():
         value = int(text)
         if hi is None or value <= hi:
             return value
-    return _int(text, what(), lo, hi)
+    return _int(text, f"{key} {noun}", lo, hi)
 
 
 def _range(lo: int | None, hi: int | None) -> str:
@@ -431,7 +431,7 @@ def _need(tokens: list[str], i: int, what: str) -> str:
     return value
 
 
-def _keyed(tokens: list[str], keys: frozenset[str] | dict) -> list[tuple[str, str]]:
+def _keyed(tokens: list[str], keys: frozenset[str]) -> list[tuple[str, str]]:
     """(key, value) pairs of a composite message with one value per key, in message order."""
     pairs: list[tuple[str, str]] = []
     i, n = 0, len(tokens)
@@ -449,7 +449,7 @@ def _keyed(tokens: list[str], keys: frozenset[str] | dict) -> list[tuple[str, st
     return pairs
 
 
-def _groups(tokens: list[str], is_key) -> list[tuple[str, list[str]]]:
+def _groups(tokens: list[str], is_key: Callable[[str], bool]) -> list[tuple[str, list[str]]]:
     """(key, values up to the next key) groups of a composite with variable-size parts."""
     groups: list[tuple[str, list[str]]] = []
     for tok in tokens:
@@ -495,13 +495,13 @@ class _SideAthletes(TypedDict, total=False):
     red: Athlete
 
 
-def _points(code, tokens, raw):
+def _points(code: str, tokens: list[str], raw: str) -> Points:
     v = _need(tokens, 1, "point type")
     pt = _int(v, "point type", 1, 5)
     return Points(code=code, raw=raw, athlete=_athlete(code), point_type=pt)
 
 
-def _hit_level(code, tokens, raw):
+def _hit_level(code: str, tokens: list[str], raw: str) -> HitLevel:
     v = _need(tokens, 1, "hit level")
     return HitLevel(code=code, raw=raw, athlete=_athlete(code), level=_int(v, "hit level", 1, 100))
 
@@ -509,11 +509,10 @@ def _hit_level(code, tokens, raw):
 _WG_KEYS = frozenset(("wg1", "wg2"))
 
 
-def _warnings(code, tokens, raw):
+def _warnings(code: str, tokens: list[str], raw: str) -> Warnings:
     sides: _SideCounts = {}
     for key, value in _keyed(tokens, _WG_KEYS):
-        sides[side_of_key(key)] = _count(
-            value, lambda key=key: f"{key} warning count", 0, 10)
+        sides[side_of_key(key)] = _count(value, key, "warning count", 0, 10)
     return Warnings(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
@@ -524,23 +523,22 @@ def _one_side(sides: Mapping[str, object]) -> AthleteNumber | None:
     return None
 
 
-def _clock_action(tokens: list[str], what: str, required: bool):
+def _clock_action(tokens: list[str], what: str) -> tuple[str | None, int | None, str | None]:
+    """(clock text, seconds, action) of an optional clock and action (``ij``, ``brk``, ``to``)."""
     text = _opt(tokens, 1)
     if text is None:
-        if required:
-            raise _Bad(f"{what} is missing")
         return None, None, _opt(tokens, 2)
     clock, seconds = _clock(text, what)
     return clock, seconds, _opt(tokens, 2)
 
 
-def _injury(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "injury clock", False)
+def _injury(code: str, tokens: list[str], raw: str) -> Injury:
+    clock, seconds, action = _clock_action(tokens, "injury clock")
     return Injury(code=code, raw=raw, athlete=_athlete(code), clock=clock, seconds=seconds,
                   action=action)
 
 
-def _challenge(code, tokens, raw):
+def _challenge(code: str, tokens: list[str], raw: str) -> Challenge:
     accepted = _opt(tokens, 1)
     won = _opt(tokens, 2)
     return Challenge(
@@ -550,25 +548,25 @@ def _challenge(code, tokens, raw):
     )
 
 
-def _break(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "break clock", False)
+def _break(code: str, tokens: list[str], raw: str) -> Break:
+    clock, seconds, action = _clock_action(tokens, "break clock")
     return Break(code=code, raw=raw, clock=clock, seconds=seconds, action=action)
 
 
 _RD_KEYS = frozenset(f"rd{i}" for i in range(1, 10))
 
 
-def _winner_rounds(code, tokens, raw):
+def _winner_rounds(code: str, tokens: list[str], raw: str) -> WinnerRounds:
     winners: dict[int, AthleteNumber] = {}
     for key, value in _keyed(tokens[1:], _RD_KEYS):
-        number = _count(value, lambda key=key: f"{key} winner", 0, 2)
+        number = _count(value, key, "winner", 0, 2)
         winners[int(key[2])] = _ATHLETE_NUMBERS[number]
     if not winners:
         raise _Bad("round winners (rd1..) are missing")
     return WinnerRounds(code=code, raw=raw, winners=winners)
 
 
-def _winner(code, tokens, raw):
+def _winner(code: str, tokens: list[str], raw: str) -> Winner:
     # A ';' inside the name cannot be told from a separator: the classification is the last
     # field, everything between the code and it is the name (nothing is cut off).
     if len(tokens) > 3:
@@ -580,7 +578,7 @@ def _winner(code, tokens, raw):
     return Winner(code=code, raw=raw, name=name, classification=classification)
 
 
-def _winner_side(code, tokens, raw):
+def _winner_side(code: str, tokens: list[str], raw: str) -> WinnerSide:
     side = _WINNER_SIDES.get(_need(tokens, 1, "side").upper())
     if side is None:
         raise _Bad(f"side must be BLUE or RED, got {tokens[1]!r}")
@@ -590,7 +588,7 @@ def _winner_side(code, tokens, raw):
 _AT_KEYS = frozenset(("at1", "at2"))
 
 
-def _athletes(code, tokens, raw):
+def _athletes(code: str, tokens: list[str], raw: str) -> Athletes:
     sides: _SideAthletes = {}
     for key, values in _groups(tokens, _AT_KEYS.__contains__):
         if not values or not values[0].strip():
@@ -611,7 +609,7 @@ _MCH_TAIL = ("countdown", "body_level", "head_level")
 _MCH_COUNT = len(_MCH_TEXT) + len(_MCH_INT) + len(_MCH_TAIL)
 
 
-def _match_config(code, tokens, raw):
+def _match_config(code: str, tokens: list[str], raw: str) -> MatchConfig:
     values = tokens[1:]
     fields: dict = {}
     for i, name in enumerate(_MCH_TEXT):
@@ -633,7 +631,7 @@ def _match_config(code, tokens, raw):
 _S_KEYS = frozenset(f"s{a}{r}" for a in (1, 2) for r in range(1, 10))
 
 
-def _scores(code, tokens, raw):
+def _scores(code: str, tokens: list[str], raw: str) -> Scores:
     blue: dict[int, int] = {}
     red: dict[int, int] = {}
     for key, value in _keyed(tokens, _S_KEYS):
@@ -647,41 +645,41 @@ def _scores(code, tokens, raw):
 _SC_KEYS = frozenset(("sc1", "sc2"))
 
 
-def _current_scores(code, tokens, raw):
+def _current_scores(code: str, tokens: list[str], raw: str) -> CurrentScores:
     sides: _SideCounts = {}
     for key, value in _keyed(tokens, _SC_KEYS):
-        sides[side_of_key(key)] = _count(value, lambda key=key: f"{key} score")
+        sides[side_of_key(key)] = _count(value, key, "score")
     return CurrentScores(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
-def _avt(code, tokens, raw):
+def _avt(code: str, tokens: list[str], raw: str) -> Avt:
     return Avt(code=code, raw=raw, value=_int(_need(tokens, 1, "value"), "value"))
 
 
-def _clk(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "clock", True)
-    return Clock(code=code, raw=raw, clock=clock, seconds=seconds, action=action)
+def _clk(code: str, tokens: list[str], raw: str) -> Clock:
+    clock, seconds = _clock(_need(tokens, 1, "clock"), "clock")  # a clk always has its clock
+    return Clock(code=code, raw=raw, clock=clock, seconds=seconds, action=_opt(tokens, 2))
 
 
-def _round(code, tokens, raw):
+def _round(code: str, tokens: list[str], raw: str) -> Round:
     return Round(code=code, raw=raw,
                  round=_int(_need(tokens, 1, "round"), "round", 0, MAX_ROUNDS))
 
 
-def _fight_loaded(code, tokens, raw):
+def _fight_loaded(code: str, tokens: list[str], raw: str) -> FightLoaded:
     return FightLoaded(code=code, raw=raw, text=_opt(tokens, 1))
 
 
-def _fight_ready(code, tokens, raw):
+def _fight_ready(code: str, tokens: list[str], raw: str) -> FightReady:
     return FightReady(code=code, raw=raw, text=_opt(tokens, 1))
 
 
-def _supremacy(code, tokens, raw):
+def _supremacy(code: str, tokens: list[str], raw: str) -> Supremacy:
     return Supremacy(code=code, raw=raw, value=_int(_need(tokens, 1, "value"), "value"))
 
 
-def _time_out(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "time-out clock", False)
+def _time_out(code: str, tokens: list[str], raw: str) -> TimeOut:
+    clock, seconds, action = _clock_action(tokens, "time-out clock")
     return TimeOut(code=code, raw=raw, athlete=_athlete(code), clock=clock, seconds=seconds,
                    action=action)
 
@@ -690,7 +688,7 @@ def _is_official_key(key: str) -> bool:
     return key == "ref" or (len(key) == 3 and key[:2] == "ju" and key[2].isdigit())
 
 
-def _referees(code, tokens, raw):
+def _referees(code: str, tokens: list[str], raw: str) -> Referees:
     officials = []
     for role, values in _groups(tokens, _is_official_key):
         name = values[0] if values else ""
@@ -700,26 +698,26 @@ def _referees(code, tokens, raw):
     return Referees(code=code, raw=raw, officials=officials)
 
 
-def _hardware_test(code, tokens, raw):
+def _hardware_test(code: str, tokens: list[str], raw: str) -> HardwareTest:
     return HardwareTest(code=code, raw=raw, value=_int(_need(tokens, 1, "value"), "value", 0))
 
 
-def _hello(code, tokens, raw):
+def _hello(code: str, tokens: list[str], raw: str) -> Hello:
     return Hello(code=code, raw=raw)
 
 
-def _bye(code, tokens, raw):
+def _bye(code: str, tokens: list[str], raw: str) -> Bye:
     return Bye(code=code, raw=raw)
 
 
-def _scoreboard(code, tokens, raw):
+def _scoreboard(code: str, tokens: list[str], raw: str) -> ScoreboardSetting:
     value = _need(tokens, 1, "value").rstrip(":").strip()
     number = int(value) if value.isascii() and value.isdigit() else None
     return ScoreboardSetting(code=code, raw=raw, setting=SCOREBOARD_SETTINGS[code], value=value,
                              number=number)
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[str, list[str], str], PssEvent]] = {
     "pt1": _points, "pt2": _points,
     "hl1": _hit_level, "hl2": _hit_level,
     "wg1": _warnings, "wg2": _warnings,
@@ -944,7 +942,8 @@ def _parse_lines(text: str, limits: Limits) -> list[PssEvent]:
     return events
 
 
-def _add_line(events: list, line: str, limits: Limits, message) -> None:
+def _add_line(events: list[PssEvent], line: str, limits: Limits,
+              message: Callable[[str, Limits], PssEvent]) -> None:
     """The events of one message line: one, or one per part of a glued ``hl1;50hl2;40``."""
     if line[:2] in ("hl", "pt") and (line.find("hl", 2) > 0 or line.find("pt", 2) > 0):
         broken = _over_limits(line, limits)
