@@ -12,7 +12,7 @@ APT_RUN  := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libx
             libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0 libnss3 libasound2 \
             libegl1 libgl1 libdbus-1-3 libfontconfig1
 
-.PHONY: run demo test test-fast screenshots bench venv apt-run apt-test clean
+.PHONY: run demo test test-fast lint screenshots bench venv apt-run apt-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,14 @@ run: venv apt-run
 demo: venv apt-run
 	$(VENV)/bin/restrike --demo --data-dir "$$(mktemp -d)" $(ARGS)
 
-## make test: install test needs (apt + pip) and run the whole suite under Xvfb
-test: venv apt-test
+## make lint: type check (mypy, config in pyproject.toml) and lint (ruff) the app's packages
+LINT_PATHS := host plugins pss
+lint: venv
+	$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+## make test: install test needs (apt + pip), lint, and run the whole suite under Xvfb
+test: venv apt-test lint
 	RESTRIKE_LOAD_PLUGINS= xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## make screenshots: refresh docs/screenshots/ (the tests alone write theirs to a temp dir)
@@ -54,4 +60,4 @@ bench: venv
 	$(PY) bench/database.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

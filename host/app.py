@@ -88,7 +88,7 @@ class App:
         if self._data_lock is None:
             self._data_lock = acquire(self.settings.data_dir)
 
-    def start(self) -> "App":
+    def start(self) -> App:
         """Lock the data dir, register commands, start the push service and every plugin (in
         order). On failure, what had started is stopped again and the lock released."""
         self.lock_data_dir()
@@ -119,7 +119,7 @@ class App:
             self._data_lock.release()
         log.info("restrike stopped")
 
-    def __enter__(self) -> "App":
+    def __enter__(self) -> App:
         return self.start()
 
     def __exit__(self, *exc) -> None:

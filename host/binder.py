@@ -105,7 +105,8 @@ class Binder:
         if len(args) > len(self.params):
             raise InvalidArgument(
                 f"{self.command} takes {len(self.params)} argument(s), got {len(args)}")
-        return {to_camel(p): value for p, value in zip(self.params, args)}
+        # fewer arguments than parameters: the rest keep their defaults
+        return {to_camel(p): value for p, value in zip(self.params, args, strict=False)}
 
     def _check_names(self, named: Mapping[str, Any]) -> None:
         seen: set[str] = set()

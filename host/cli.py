@@ -208,7 +208,7 @@ def _start(app: App) -> int:
     already stopped; the traceback is in the log at DEBUG)."""
     try:
         app.start()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure: one line, exit 2, no traceback
         log.debug("start-up failed", exc_info=True)
         return print_error(PROG, f"cannot start: {exc}")
     return 0

@@ -31,14 +31,28 @@ import pydantic
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.responses import StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from host.errors import status_of
-from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
-                             connection_limit, guarded_protocol, host_name,
-                             rate_limit_server_logs, read_json_body, write_stalled)
+from host.http_guard import (
+    LOOPBACK_NAMES,
+    HttpLimits,
+    HttpStats,
+    allowed_host_names,
+    connection_limit,
+    guarded_protocol,
+    host_name,
+    rate_limit_server_logs,
+    read_json_body,
+    write_stalled,
+)
 from host.http_ui import public_response, ui_routes
 
 log = logging.getLogger(__name__)
@@ -221,14 +235,13 @@ def serve(app, host: str, port: int, token: str, *, on_ready=None) -> None:
     config = uvicorn.Config(http_app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=2, lifespan="off", loop="asyncio",
                             http=guarded_protocol(limits, http_app.state.http_stats))
-    server = uvicorn.Server(config)
-    original = server.handle_exit
 
-    def handle_exit(sig, frame):
-        http_app.state.sse_hub.closing.set()  # let open event streams end so shutdown is quick
-        original(sig, frame)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            http_app.state.sse_hub.closing.set()  # let open event streams end: a quick shutdown
+            super().handle_exit(sig, frame)
 
-    server.handle_exit = handle_exit
+    server = Server(config)
     # uvicorn re-raises the signal it caught once it has stopped, which would kill the process
     # before the plugins shut down; with these handlers in place that re-raise is harmless.
     for sig in (signal.SIGINT, signal.SIGTERM):

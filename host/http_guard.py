@@ -13,13 +13,13 @@ the Host allow-list (DNS rebinding) for any bind address.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import resource
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import h11
@@ -285,7 +285,7 @@ def guarded_protocol(limits: HttpLimits, stats: HttpStats) -> type[H11Protocol]:
     return GuardedH11Protocol
 
 
-def write_stalled(scope: dict) -> bool:
+def write_stalled(scope: Mapping[str, Any]) -> bool:
     """Whether the server disconnected this request's client for not reading its response."""
     return bool(scope.get("state", {}).get(STALLED))
 
@@ -312,8 +312,9 @@ def connection_limit(wanted: int) -> int:
 
 class RateLimitedLog(logging.Filter):
     """Lets through one record per message (its first line) and logger every ``interval``
-    seconds; the next one that passes says how many were suppressed. Attached to the loggers a flood of
-    connections can make talk (asyncio's EMFILE on accept, uvicorn's invalid requests)."""
+    seconds; the next one that passes says how many were suppressed. Attached to the loggers a
+    flood of connections can make talk (asyncio's EMFILE on accept, uvicorn's invalid
+    requests)."""
 
     def __init__(self, interval: float = 10.0):
         super().__init__()
@@ -334,8 +335,8 @@ class RateLimitedLog(logging.Filter):
                 for old in list(self._last)[:500]:
                     del self._last[old]
         if suppressed:
-            record.msg = f"{record.msg}\n({suppressed} more like this in the last " \
-                         f"{now - last:.0f} s not logged)"
+            record.msg = (f"{record.msg}\n({suppressed} more like this in the last "
+                          f"{now - last:.0f} s not logged)")
         return True
 
 

@@ -58,12 +58,13 @@ class Sink:
             # A deliver that may block (pywebview's run_js waits for the page) gets its own
             # thread, so one stuck window cannot delay the other sinks.
             self._ready = threading.Event()
-            threading.Thread(target=self._drain_loop, name=f"push-{name}", daemon=True).start()
+            threading.Thread(target=self._drain_loop, args=(self._ready,), name=f"push-{name}",
+                             daemon=True).start()
 
-    def _drain_loop(self) -> None:
+    def _drain_loop(self, ready: threading.Event) -> None:
         while True:
-            self._ready.wait()
-            self._ready.clear()
+            ready.wait()
+            ready.clear()
             self._drain_now()
 
     @property
@@ -107,9 +108,12 @@ class Sink:
             self._drain_now()
 
     def _drain_now(self) -> None:
+        deliver = self._deliver
+        if deliver is None:  # a pulled sink (notify): its receiver calls take() itself
+            return
         items = self.take()
         if items:
-            self._call(self._deliver, len(items), items)
+            self._call(deliver, len(items), items)
 
     def _call(self, function: Callable, count: int, *args) -> None:
         try:
@@ -186,7 +190,8 @@ class PushService:
                 self._streams[name] = stream
                 self._buffer.append({"event": name, "payload": stream[1]})
             pending = stream[1]
-            overflow = len(pending) + len(items) - pending.maxlen
+            bound = pending.maxlen  # always set: every stream's deque is made with maxlen
+            overflow = 0 if bound is None else len(pending) + len(items) - bound
             if overflow > 0:
                 self.trimmed[name] = self.trimmed.get(name, 0) + overflow
             pending.extend(items)

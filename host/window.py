@@ -69,6 +69,8 @@ def run_window(app, stop_requested) -> None:
         "restrike", str(FRONTEND_DIR / "index.html"), js_api=make_js_api(app.commands, app.jobs),
         width=1280, height=800, min_size=(1024, 700), background_color="#0d1117",
     )
+    if window is None:  # pywebview returns None only for a window made after start() fails
+        raise RuntimeError("the window could not be created")
     holder.append(window)
 
     def deliver(batch: list[dict]) -> None:

@@ -35,7 +35,7 @@ from typing import Literal
 
 from host.timeutil import now_iso
 
-from .protocol import MAX_ROUNDS, PssEvent
+from .protocol import MAX_ROUNDS, Clock, PssEvent
 from .sides import SIDES, athlete_side
 
 MatchStatus = Literal["loaded", "ready", "running", "finished"]
@@ -59,7 +59,7 @@ def next_status(status: MatchStatus, event: PssEvent) -> MatchStatus:
         return "finished"
     if kind == "fight_ready" and status == "loaded":
         return "ready"
-    if kind == "clock" and event.action == "start" and status in ("loaded", "ready"):
+    if isinstance(event, Clock) and event.action == "start" and status in ("loaded", "ready"):
         return "running"
     return status
 
@@ -161,9 +161,10 @@ class MatchState:
         """A JSON-serialisable copy of the state.
 
         Keys: ``loaded`` (a match is current), ``status`` (``next_status``: loaded, ready,
-        running, finished; None before a match), ``ready``, ``connected`` (hel/bye), ``match`` (number, phase, category,
-        division, match_id, rounds, round_duration, countdown, colors{blue_bg..red_fg},
-        body_level, head_level, extra), ``athletes`` {blue, red: {short, long, country} | None},
+        running, finished; None before a match), ``ready``, ``connected`` (hel/bye), ``match``
+        (number, phase, category, division, match_id, rounds, round_duration, countdown,
+        colors{blue_bg..red_fg}, body_level, head_level, extra), ``athletes`` {blue, red:
+        {short, long, country} | None},
         ``round``, ``clock`` {text, seconds, running, action}, ``current_scores`` {blue, red},
         ``round_scores`` {blue, red: [round 1, round 2, ...]}, ``warnings`` {blue, red},
         ``hit_levels`` {blue, red: last level}, ``last_points`` {blue, red: {point_type, points,

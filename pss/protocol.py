@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Annotated, Literal, NamedTuple, Union, get_args
+from collections.abc import Callable, Mapping
+from typing import Annotated, Literal, NamedTuple, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -82,6 +83,10 @@ DEFAULT_LIMITS = Limits()
 _RoundKey = Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
 
 
+AthleteNumber = Literal[0, 1, 2]
+"""The wire's athlete number: 1 blue, 2 red, 0 referee or unidentified."""
+
+
 class _Event(BaseModel):
     """Fields every event has. ``athlete``: 1 blue, 2 red, 0 referee/unidentified, None n/a."""
 
@@ -89,7 +94,7 @@ class _Event(BaseModel):
 
     code: str = ""
     raw: str
-    athlete: Literal[0, 1, 2] | None = None
+    athlete: AthleteNumber | None = None
 
 
 class Athlete(BaseModel):
@@ -164,7 +169,7 @@ class WinnerRounds(_Event):
     """``wrd;rd1;x;rd2;y;..``: winner athlete (0 none) per round number present."""
 
     type: Literal["winner_rounds"] = "winner_rounds"
-    winners: dict[_RoundKey, Literal[0, 1, 2]]
+    winners: dict[_RoundKey, AthleteNumber]
 
 
 class Winner(_Event):
@@ -340,11 +345,10 @@ class Invalid(_Event):
 
 
 PssEvent = Annotated[
-    Union[
-        Points, HitLevel, Warnings, Injury, Challenge, Break, WinnerRounds, Winner, WinnerSide,
-        Athletes, MatchConfig, Scores, CurrentScores, Avt, Clock, Round, FightLoaded, FightReady,
-        Supremacy, TimeOut, Referees, HardwareTest, Hello, Bye, ScoreboardSetting, Unknown, Invalid,
-    ],
+    Points | HitLevel | Warnings | Injury | Challenge | Break | WinnerRounds | Winner | WinnerSide
+    | Athletes | MatchConfig | Scores | CurrentScores | Avt | Clock | Round | FightLoaded
+    | FightReady | Supremacy | TimeOut | Referees | HardwareTest | Hello | Bye | ScoreboardSetting
+    | Unknown | Invalid,
     Field(discriminator="type"),
 ]
 """Any parsed message; ``event.type`` tells which model it is."""
@@ -378,14 +382,14 @@ def _int(text: str, what: str, lo: int | None = None, hi: int | None = None) -> 
     return value
 
 
-def _count(text: str, what, lo: int = 0, hi: int | None = None) -> int:
-    """Fast path of ``_int`` for the non-negative numbers of composites; ``what`` is a callable
-    so the field name is only formatted when there is an error to report."""
+def _count(text: str, key: str, noun: str, lo: int = 0, hi: int | None = None) -> int:
+    """Fast path of ``_int`` for the non-negative numbers of composites; the field name
+    (``f"{key} {noun}"``) is only formatted when there is an error to report."""
     if text.isdigit() and text.isascii():
         value = int(text)
         if hi is None or value <= hi:
             return value
-    return _int(text, what(), lo, hi)
+    return _int(text, f"{key} {noun}", lo, hi)
 
 
 def _range(lo: int | None, hi: int | None) -> str:
@@ -427,7 +431,7 @@ def _need(tokens: list[str], i: int, what: str) -> str:
     return value
 
 
-def _keyed(tokens: list[str], keys: frozenset[str] | dict) -> list[tuple[str, str]]:
+def _keyed(tokens: list[str], keys: frozenset[str]) -> list[tuple[str, str]]:
     """(key, value) pairs of a composite message with one value per key, in message order."""
     pairs: list[tuple[str, str]] = []
     i, n = 0, len(tokens)
@@ -445,7 +449,7 @@ def _keyed(tokens: list[str], keys: frozenset[str] | dict) -> list[tuple[str, st
     return pairs
 
 
-def _groups(tokens: list[str], is_key) -> list[tuple[str, list[str]]]:
+def _groups(tokens: list[str], is_key: Callable[[str], bool]) -> list[tuple[str, list[str]]]:
     """(key, values up to the next key) groups of a composite with variable-size parts."""
     groups: list[tuple[str, list[str]]] = []
     for tok in tokens:
@@ -462,80 +466,107 @@ def _groups(tokens: list[str], is_key) -> list[tuple[str, list[str]]]:
 # ------------------------------------------------------------------------------------ handlers
 # Each handler gets (code, tokens, raw): tokens[0] is the code token, the trailing ';' is gone.
 
+_ATHLETE_NUMBERS: dict[int, AthleteNumber] = {0: 0, 1: 1, 2: 2}
 
-def _points(code, tokens, raw):
+
+def _athlete(code: str) -> AthleteNumber:
+    """The athlete of a single-athlete code by its third character: ``pt1`` -> 1."""
+    return _ATHLETE_NUMBERS[int(code[2])]
+
+
+_SIDE_ATHLETES: dict[str, AthleteNumber] = {
+    side: _ATHLETE_NUMBERS[number] for side, number in SIDE_NUMBERS.items()}
+_WINNER_SIDES: dict[str, Literal["BLUE", "RED"]] = {"BLUE": "BLUE", "RED": "RED"}
+_ACCEPTED: dict[int, Literal[-1, 0, 1]] = {-1: -1, 0: 0, 1: 1}
+_WON: dict[int, Literal[0, 1]] = {0: 0, 1: 1}
+
+
+class _SideCounts(TypedDict, total=False):
+    """The sides a composite of counts (``wg``, ``sc``) carried; an absent side stays unset."""
+
+    blue: int
+    red: int
+
+
+class _SideAthletes(TypedDict, total=False):
+    """The athletes an ``at1``/``at2`` message carried; an absent side stays unset."""
+
+    blue: Athlete
+    red: Athlete
+
+
+def _points(code: str, tokens: list[str], raw: str) -> Points:
     v = _need(tokens, 1, "point type")
     pt = _int(v, "point type", 1, 5)
-    return Points(code=code, raw=raw, athlete=int(code[2]), point_type=pt)
+    return Points(code=code, raw=raw, athlete=_athlete(code), point_type=pt)
 
 
-def _hit_level(code, tokens, raw):
+def _hit_level(code: str, tokens: list[str], raw: str) -> HitLevel:
     v = _need(tokens, 1, "hit level")
-    return HitLevel(code=code, raw=raw, athlete=int(code[2]), level=_int(v, "hit level", 1, 100))
+    return HitLevel(code=code, raw=raw, athlete=_athlete(code), level=_int(v, "hit level", 1, 100))
 
 
 _WG_KEYS = frozenset(("wg1", "wg2"))
 
 
-def _warnings(code, tokens, raw):
-    sides: dict[str, int] = {}
+def _warnings(code: str, tokens: list[str], raw: str) -> Warnings:
+    sides: _SideCounts = {}
     for key, value in _keyed(tokens, _WG_KEYS):
-        sides[side_of_key(key)] = _count(
-            value, lambda: f"{key} warning count", 0, 10)
+        sides[side_of_key(key)] = _count(value, key, "warning count", 0, 10)
     return Warnings(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
-def _one_side(sides: dict) -> int | None:
+def _one_side(sides: Mapping[str, object]) -> AthleteNumber | None:
     """The athlete of a composite that carries only one side, else None."""
     if len(sides) == 1:
-        return SIDE_NUMBERS[next(iter(sides))]
+        return _SIDE_ATHLETES[next(iter(sides))]
     return None
 
 
-def _clock_action(tokens: list[str], what: str, required: bool):
+def _clock_action(tokens: list[str], what: str) -> tuple[str | None, int | None, str | None]:
+    """(clock text, seconds, action) of an optional clock and action (``ij``, ``brk``, ``to``)."""
     text = _opt(tokens, 1)
     if text is None:
-        if required:
-            raise _Bad(f"{what} is missing")
         return None, None, _opt(tokens, 2)
     clock, seconds = _clock(text, what)
     return clock, seconds, _opt(tokens, 2)
 
 
-def _injury(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "injury clock", False)
-    return Injury(code=code, raw=raw, athlete=int(code[2]), clock=clock, seconds=seconds,
+def _injury(code: str, tokens: list[str], raw: str) -> Injury:
+    clock, seconds, action = _clock_action(tokens, "injury clock")
+    return Injury(code=code, raw=raw, athlete=_athlete(code), clock=clock, seconds=seconds,
                   action=action)
 
 
-def _challenge(code, tokens, raw):
+def _challenge(code: str, tokens: list[str], raw: str) -> Challenge:
     accepted = _opt(tokens, 1)
     won = _opt(tokens, 2)
     return Challenge(
-        code=code, raw=raw, athlete=int(code[2]),
-        accepted=None if accepted is None else _int(accepted, "accepted flag", -1, 1),
-        won=None if won is None else _int(won, "won flag", 0, 1),
+        code=code, raw=raw, athlete=_athlete(code),
+        accepted=None if accepted is None else _ACCEPTED[_int(accepted, "accepted flag", -1, 1)],
+        won=None if won is None else _WON[_int(won, "won flag", 0, 1)],
     )
 
 
-def _break(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "break clock", False)
+def _break(code: str, tokens: list[str], raw: str) -> Break:
+    clock, seconds, action = _clock_action(tokens, "break clock")
     return Break(code=code, raw=raw, clock=clock, seconds=seconds, action=action)
 
 
 _RD_KEYS = frozenset(f"rd{i}" for i in range(1, 10))
 
 
-def _winner_rounds(code, tokens, raw):
-    winners = {}
+def _winner_rounds(code: str, tokens: list[str], raw: str) -> WinnerRounds:
+    winners: dict[int, AthleteNumber] = {}
     for key, value in _keyed(tokens[1:], _RD_KEYS):
-        winners[int(key[2])] = _count(value, lambda: f"{key} winner", 0, 2)
+        number = _count(value, key, "winner", 0, 2)
+        winners[int(key[2])] = _ATHLETE_NUMBERS[number]
     if not winners:
         raise _Bad("round winners (rd1..) are missing")
     return WinnerRounds(code=code, raw=raw, winners=winners)
 
 
-def _winner(code, tokens, raw):
+def _winner(code: str, tokens: list[str], raw: str) -> Winner:
     # A ';' inside the name cannot be told from a separator: the classification is the last
     # field, everything between the code and it is the name (nothing is cut off).
     if len(tokens) > 3:
@@ -547,22 +578,23 @@ def _winner(code, tokens, raw):
     return Winner(code=code, raw=raw, name=name, classification=classification)
 
 
-def _winner_side(code, tokens, raw):
-    side = _need(tokens, 1, "side").upper()
-    if side not in ("BLUE", "RED"):
+def _winner_side(code: str, tokens: list[str], raw: str) -> WinnerSide:
+    side = _WINNER_SIDES.get(_need(tokens, 1, "side").upper())
+    if side is None:
         raise _Bad(f"side must be BLUE or RED, got {tokens[1]!r}")
-    return WinnerSide(code=code, raw=raw, athlete=SIDE_NUMBERS[side.lower()], side=side)
+    return WinnerSide(code=code, raw=raw, athlete=_SIDE_ATHLETES[side.lower()], side=side)
 
 
 _AT_KEYS = frozenset(("at1", "at2"))
 
 
-def _athletes(code, tokens, raw):
-    sides = {}
+def _athletes(code: str, tokens: list[str], raw: str) -> Athletes:
+    sides: _SideAthletes = {}
     for key, values in _groups(tokens, _AT_KEYS.__contains__):
         if not values or not values[0].strip():
             raise _Bad(f"short name of {key} is missing")
-        athlete = Athlete(short=values[0], long=values[1] if len(values) > 1 and values[1] else None,
+        athlete = Athlete(short=values[0],
+                          long=values[1] if len(values) > 1 and values[1] else None,
                           country=_opt(values, 2))
         sides[side_of_key(key)] = athlete
     return Athletes(code=code, raw=raw, athlete=_one_side(sides), **sides)
@@ -577,7 +609,7 @@ _MCH_TAIL = ("countdown", "body_level", "head_level")
 _MCH_COUNT = len(_MCH_TEXT) + len(_MCH_INT) + len(_MCH_TAIL)
 
 
-def _match_config(code, tokens, raw):
+def _match_config(code: str, tokens: list[str], raw: str) -> MatchConfig:
     values = tokens[1:]
     fields: dict = {}
     for i, name in enumerate(_MCH_TEXT):
@@ -599,56 +631,56 @@ def _match_config(code, tokens, raw):
 _S_KEYS = frozenset(f"s{a}{r}" for a in (1, 2) for r in range(1, 10))
 
 
-def _scores(code, tokens, raw):
+def _scores(code: str, tokens: list[str], raw: str) -> Scores:
     blue: dict[int, int] = {}
     red: dict[int, int] = {}
     for key, value in _keyed(tokens, _S_KEYS):
         # inlined fast path: this snapshot follows every score, six numbers each time
         n = int(value) if value.isdigit() and value.isascii() else _int(value, f"{key} score", 0)
         (blue if key[1] == "1" else red)[ord(key[2]) - 48] = n
-    athlete = None if (blue and red) else (1 if blue else 2)
+    athlete: AthleteNumber | None = None if (blue and red) else (1 if blue else 2)
     return Scores(code=code, raw=raw, athlete=athlete, blue=blue, red=red)
 
 
 _SC_KEYS = frozenset(("sc1", "sc2"))
 
 
-def _current_scores(code, tokens, raw):
-    sides: dict[str, int] = {}
+def _current_scores(code: str, tokens: list[str], raw: str) -> CurrentScores:
+    sides: _SideCounts = {}
     for key, value in _keyed(tokens, _SC_KEYS):
-        sides[side_of_key(key)] = _count(value, lambda: f"{key} score")
+        sides[side_of_key(key)] = _count(value, key, "score")
     return CurrentScores(code=code, raw=raw, athlete=_one_side(sides), **sides)
 
 
-def _avt(code, tokens, raw):
+def _avt(code: str, tokens: list[str], raw: str) -> Avt:
     return Avt(code=code, raw=raw, value=_int(_need(tokens, 1, "value"), "value"))
 
 
-def _clk(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "clock", True)
-    return Clock(code=code, raw=raw, clock=clock, seconds=seconds, action=action)
+def _clk(code: str, tokens: list[str], raw: str) -> Clock:
+    clock, seconds = _clock(_need(tokens, 1, "clock"), "clock")  # a clk always has its clock
+    return Clock(code=code, raw=raw, clock=clock, seconds=seconds, action=_opt(tokens, 2))
 
 
-def _round(code, tokens, raw):
+def _round(code: str, tokens: list[str], raw: str) -> Round:
     return Round(code=code, raw=raw,
                  round=_int(_need(tokens, 1, "round"), "round", 0, MAX_ROUNDS))
 
 
-def _fight_loaded(code, tokens, raw):
+def _fight_loaded(code: str, tokens: list[str], raw: str) -> FightLoaded:
     return FightLoaded(code=code, raw=raw, text=_opt(tokens, 1))
 
 
-def _fight_ready(code, tokens, raw):
+def _fight_ready(code: str, tokens: list[str], raw: str) -> FightReady:
     return FightReady(code=code, raw=raw, text=_opt(tokens, 1))
 
 
-def _supremacy(code, tokens, raw):
+def _supremacy(code: str, tokens: list[str], raw: str) -> Supremacy:
     return Supremacy(code=code, raw=raw, value=_int(_need(tokens, 1, "value"), "value"))
 
 
-def _time_out(code, tokens, raw):
-    clock, seconds, action = _clock_action(tokens, "time-out clock", False)
-    return TimeOut(code=code, raw=raw, athlete=int(code[2]), clock=clock, seconds=seconds,
+def _time_out(code: str, tokens: list[str], raw: str) -> TimeOut:
+    clock, seconds, action = _clock_action(tokens, "time-out clock")
+    return TimeOut(code=code, raw=raw, athlete=_athlete(code), clock=clock, seconds=seconds,
                    action=action)
 
 
@@ -656,7 +688,7 @@ def _is_official_key(key: str) -> bool:
     return key == "ref" or (len(key) == 3 and key[:2] == "ju" and key[2].isdigit())
 
 
-def _referees(code, tokens, raw):
+def _referees(code: str, tokens: list[str], raw: str) -> Referees:
     officials = []
     for role, values in _groups(tokens, _is_official_key):
         name = values[0] if values else ""
@@ -666,26 +698,26 @@ def _referees(code, tokens, raw):
     return Referees(code=code, raw=raw, officials=officials)
 
 
-def _hardware_test(code, tokens, raw):
+def _hardware_test(code: str, tokens: list[str], raw: str) -> HardwareTest:
     return HardwareTest(code=code, raw=raw, value=_int(_need(tokens, 1, "value"), "value", 0))
 
 
-def _hello(code, tokens, raw):
+def _hello(code: str, tokens: list[str], raw: str) -> Hello:
     return Hello(code=code, raw=raw)
 
 
-def _bye(code, tokens, raw):
+def _bye(code: str, tokens: list[str], raw: str) -> Bye:
     return Bye(code=code, raw=raw)
 
 
-def _scoreboard(code, tokens, raw):
+def _scoreboard(code: str, tokens: list[str], raw: str) -> ScoreboardSetting:
     value = _need(tokens, 1, "value").rstrip(":").strip()
     number = int(value) if value.isascii() and value.isdigit() else None
     return ScoreboardSetting(code=code, raw=raw, setting=SCOREBOARD_SETTINGS[code], value=value,
                              number=number)
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[str, list[str], str], PssEvent]] = {
     "pt1": _points, "pt2": _points,
     "hl1": _hit_level, "hl2": _hit_level,
     "wg1": _warnings, "wg2": _warnings,
@@ -714,7 +746,7 @@ _HANDLERS = {
 }
 
 # Only single-athlete streams: an invalid composite (wg1;x;wg2;0) concerns no single athlete.
-_CODE_ATHLETE = {c: int(c[2]) for c in _HANDLERS if c[:2] in ("pt", "hl", "ij", "ch", "to")}
+_CODE_ATHLETE = {c: _athlete(c) for c in _HANDLERS if c[:2] in ("pt", "hl", "ij", "ch", "to")}
 
 _LOOKS_LIKE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}").fullmatch
 # A glued hit level: a digit directly (or after one ';') followed by the next hl/pt message.
@@ -838,7 +870,7 @@ def _message(line: str, limits: Limits = DEFAULT_LIMITS) -> PssEvent:
         return handler(code, tokens, line)
     except _Bad as bad:
         return _invalid(code, line, f"{code}: {bad}")
-    except Exception as exc:  # a parser bug must not lose the datagram
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the datagram
         return _invalid(code, line, f"{code}: could not be parsed ({type(exc).__name__}: {exc})")
 
 
@@ -849,7 +881,7 @@ def _unknown(code: str, tokens: list[str], line: str) -> PssEvent:
         return Invalid(raw=line, error="message has no stream code (empty or only ';')")
     if _LOOKS_LIKE_CODE(code):
         return Unknown(code=code, raw=line, kind="code", values=tokens[1:])
-    kind = "status" if " " in code and code.isprintable() else "text"
+    kind: Literal["status", "text"] = "status" if " " in code and code.isprintable() else "text"
     return Unknown(raw=line, kind=kind, values=tokens)
 
 
@@ -867,7 +899,7 @@ def parse_text(text: str, limits: Limits = DEFAULT_LIMITS) -> list[PssEvent]:
     """
     try:
         return _parse_lines(text, limits)
-    except Exception as exc:  # last line of defence: the receiver must always store something
+    except Exception as exc:  # noqa: BLE001 - the receiver must always store something
         return [Invalid.model_construct(code="", raw=text, athlete=None, type="invalid",
                                         error=f"datagram could not be parsed ({exc})")]
 
@@ -910,7 +942,8 @@ def _parse_lines(text: str, limits: Limits) -> list[PssEvent]:
     return events
 
 
-def _add_line(events: list, line: str, limits: Limits, message) -> None:
+def _add_line(events: list[PssEvent], line: str, limits: Limits,
+              message: Callable[[str, Limits], PssEvent]) -> None:
     """The events of one message line: one, or one per part of a glued ``hl1;50hl2;40``."""
     if line[:2] in ("hl", "pt") and (line.find("hl", 2) > 0 or line.find("pt", 2) > 0):
         broken = _over_limits(line, limits)
@@ -948,7 +981,7 @@ def parse_datagram(data: bytes, limits: Limits = DEFAULT_LIMITS) -> list[PssEven
             text = data.decode("utf-8", "replace")
         else:
             text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-    except Exception as exc:  # not bytes-like at all
+    except Exception as exc:  # noqa: BLE001 - not bytes-like at all
         return [Invalid.model_construct(code="", raw="", athlete=None, type="invalid",
                                         error=f"datagram is not bytes ({type(exc).__name__})")]
     return parse_text(text, limits)

@@ -18,8 +18,10 @@ SIDE_PAIRS: tuple[tuple[int, Side], ...] = tuple(SIDES.items())
 SIDE_NUMBERS: dict[str, int] = {side: number for number, side in SIDES.items()}
 """Side -> athlete number (``"blue"`` -> 1)."""
 
-ATHLETE_SIDES: dict[int | None, str] = {**SIDES, 0: "referee"}
-"""Every athlete number the wire uses (0: the referee or unidentified) -> its name."""
+ATHLETE_SIDES: dict[int | None, str] = {number: side for number, side in SIDE_PAIRS}
+"""Every athlete number the wire uses (0: the referee or unidentified) -> its name. Keyed by
+``int | None`` so a missing athlete looks up as absent."""
+ATHLETE_SIDES[0] = "referee"
 
 
 def athlete_side(athlete: int | None) -> str | None:

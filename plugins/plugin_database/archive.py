@@ -468,7 +468,8 @@ def _refuse_missing_parents(conn: sqlite3.Connection, op: str, src_events: str,
     for parent, child_cols, parent_cols in _foreign_keys_of(conn, dst_events):
         values = ", ".join(f"e.{_q(c)}" for c in child_cols)
         present = " AND ".join(f"e.{_q(c)} IS NOT NULL" for c in child_cols)
-        match = " AND ".join(f"p.{_q(pc)} = d.{_q(cc)}" for cc, pc in zip(child_cols, parent_cols))
+        match = " AND ".join(f"p.{_q(pc)} = d.{_q(cc)}"
+                             for cc, pc in zip(child_cols, parent_cols, strict=True))
         missing = conn.execute(
             f"SELECT count(*), min({_q(child_cols[0])}) FROM (SELECT DISTINCT {values} "
             f"FROM {_IDS} AS i JOIN {_q(src_events)} AS e ON e.id = i.id WHERE {present}) AS d "
@@ -502,7 +503,7 @@ def _report(progress: Progress | None, op: str, done: int, total: int) -> None:
         return
     try:
         progress(op, done, total)
-    except Exception:  # noqa: BLE001 - a failing progress display must not undo the archival
+    except Exception:  # a failing progress display must not undo the archival
         log.exception("%s: progress callback failed", op)
 
 
@@ -671,12 +672,12 @@ class AutoArchiver:
             self._next_due = self._clock() + self.interval
             try:
                 moved = self.run_once()
-            except Exception as exc:  # noqa: BLE001 - keep archiving next hour
+            except Exception as exc:  # keep archiving next hour
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("automatic archival failed")
                 continue
             if self._on_result is not None:
                 try:
                     self._on_result(moved)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("automatic archival result callback failed")

@@ -428,7 +428,7 @@ class ConnectionPool:
                 return
             try:
                 self.cleanup()
-            except Exception:  # noqa: BLE001 - the thread must survive one bad round
+            except Exception:  # the thread must survive one bad round
                 log.exception("pool cleanup failed")
 
 
@@ -440,5 +440,5 @@ def _close_quietly(conn: sqlite3.Connection) -> None:
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]

@@ -20,8 +20,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from host.errors import NotFound
@@ -119,10 +125,10 @@ def event_rows(conn: sqlite3.Connection, sql: str, params) -> list[dict]:
     parsed_all = orjson.loads("[" + ",".join([row[5] or "{}" for row in found]) + "]")
     side = ATHLETE_SIDES.get
     unknown = ("unknown", "unknown")
-    rows = []
+    rows: list[dict] = []
     append = rows.append
     for (id_, session_id, match_id, timestamp, raw, _, valid, error, type_id), parsed in zip(
-            found, parsed_all):
+            found, parsed_all, strict=True):
         get = parsed.get
         code, category = types.get(type_id, unknown)
         append({
@@ -147,7 +153,8 @@ def event_rows(conn: sqlite3.Connection, sql: str, params) -> list[dict]:
 
 
 def match_exists(conn: sqlite3.Connection, match_id: int) -> bool:
-    return conn.execute("SELECT 1 FROM pss_matches WHERE id = ?", (match_id,)).fetchone() is not None
+    found = conn.execute("SELECT 1 FROM pss_matches WHERE id = ?", (match_id,)).fetchone()
+    return found is not None
 
 
 def events_for_match(conn: sqlite3.Connection, match_id: int) -> list[dict]:
@@ -430,7 +437,7 @@ def session_statistics(conn: sqlite3.Connection, session_id: str) -> dict | None
             "matches": matches}
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands ------------------------------------------------------------------------------------
 
 
 def commands(get_service: Callable) -> dict[str, Callable]:

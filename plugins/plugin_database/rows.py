@@ -107,7 +107,7 @@ class Rows:
             ids.discard(0)  # NULL in an event row
         found = cur.execute(_COUNT_REFERENCED,
                             [json.dumps(sorted(ids)) for ids in wanted]).fetchone()
-        for table, ids, count in zip(_REFERENCED, wanted, found):
+        for table, ids, count in zip(_REFERENCED, wanted, found, strict=True):
             if count != len(ids):
                 raise sqlite3.IntegrityError(
                     f"FOREIGN KEY constraint failed: {len(ids) - count} of the {table} ids "
@@ -143,7 +143,7 @@ class Rows:
                 continue
             mine.seen += theirs.seen
             mine.last_id = theirs.last_id
-            mine.odd = [a + b for a, b in zip(mine.odd, theirs.odd)]
+            mine.odd = [a + b for a, b in zip(mine.odd, theirs.odd, strict=True)]
 
     def write_counters(self, cur) -> None:
         """Add this batch's counts to ``udp_client_connections`` and ``udp_server_sessions``:

@@ -276,9 +276,9 @@ _V2 = (
     "CREATE TABLE pss_event_details_v2 ("
     + _DETAIL_COLUMNS_V2.format(event_fk=" REFERENCES pss_events_v2(id) ON DELETE CASCADE")
     + ") WITHOUT ROWID",
-    "INSERT INTO pss_event_details_v2 (event_id, detail_key, detail_value, detail_type, "
-    "created_at) SELECT event_id, detail_key, detail_value, detail_type, created_at "
-    "FROM pss_event_details",
+    ("INSERT INTO pss_event_details_v2 (event_id, detail_key, detail_value, detail_type, "
+     "created_at) SELECT event_id, detail_key, detail_value, detail_type, created_at "
+     "FROM pss_event_details"),
     "DROP TABLE pss_event_details",
     "ALTER TABLE pss_event_details_v2 RENAME TO pss_event_details",
 )
@@ -289,9 +289,9 @@ _V2 = (
 _V3 = (
     "CREATE TABLE pss_event_details_archive_v3 (" + _DETAIL_COLUMNS_V2.format(event_fk="")
     + ") WITHOUT ROWID",
-    "INSERT INTO pss_event_details_archive_v3 (event_id, detail_key, detail_value, detail_type, "
-    "created_at) SELECT event_id, detail_key, detail_value, detail_type, created_at "
-    "FROM pss_event_details_archive",
+    ("INSERT INTO pss_event_details_archive_v3 (event_id, detail_key, detail_value, detail_type, "
+     "created_at) SELECT event_id, detail_key, detail_value, detail_type, created_at "
+     "FROM pss_event_details_archive"),
     "DROP TABLE pss_event_details_archive",
     "ALTER TABLE pss_event_details_archive_v3 RENAME TO pss_event_details_archive",
 )
@@ -299,8 +299,8 @@ _V3 = (
 # Version 4: what the app must remember across restarts (the UDP tournament context), one JSON
 # value per key.
 _V4 = (
-    "CREATE TABLE app_state (\n    key TEXT PRIMARY KEY,\n    value TEXT NOT NULL,\n"
-    "    updated_at TEXT NOT NULL\n) WITHOUT ROWID",
+    ("CREATE TABLE app_state (\n    key TEXT PRIMARY KEY,\n    value TEXT NOT NULL,\n"
+     "    updated_at TEXT NOT NULL\n) WITHOUT ROWID"),
 )
 
 # Version 5: the match index carries the columns a match's event list reads, so that list is a
@@ -312,8 +312,8 @@ _V4 = (
 # plan stays "COVERING INDEX"). On an existing file the index is built once at start-up.
 _V5 = (
     "DROP INDEX idx_pss_events_v2_match",
-    "CREATE INDEX idx_pss_events_v2_match ON pss_events_v2 (match_id, id, session_id, "
-    "timestamp, raw_data, parsed_data, is_valid, error_message, event_type_id)",
+    ("CREATE INDEX idx_pss_events_v2_match ON pss_events_v2 (match_id, id, session_id, "
+     "timestamp, raw_data, parsed_data, is_valid, error_message, event_type_id)"),
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -329,8 +329,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 # The real wire codes (shared/protocol.md), their parser event type and a short description.
 # ``unknown`` holds every message whose code is not listed (its text is kept in raw_data).
 EVENT_TYPES: tuple[tuple[str, str, str, str], ...] = (
-    ("pt1", "Points blue", "points", "Points scored by athlete 1 (blue); the value is the point type"),
-    ("pt2", "Points red", "points", "Points scored by athlete 2 (red); the value is the point type"),
+    ("pt1", "Points blue", "points",
+     "Points scored by athlete 1 (blue); the value is the point type"),
+    ("pt2", "Points red", "points",
+     "Points scored by athlete 2 (red); the value is the point type"),
     ("hl1", "Hit level blue", "hit_level", "Sensor hit level of a hit on athlete 1 (1..100)"),
     ("hl2", "Hit level red", "hit_level", "Sensor hit level of a hit on athlete 2 (1..100)"),
     ("wg1", "Warnings", "warnings", "Gam-jeom counts of both athletes (wg1;a;wg2;b)"),

@@ -101,7 +101,7 @@ def get_active(conn: sqlite3.Connection) -> dict | None:
     return {"tournament": get(conn, row["id"]), "day": None}
 
 
-# -- writes (writer thread, one transaction each) ---------------------------------------------------
+# -- writes (writer thread, one transaction each) ------------------------------------------------
 
 
 def _dates(start: dt.date | None, count: int, field: str = "startDate") -> list[str | None]:
@@ -132,6 +132,7 @@ def create(conn: sqlite3.Connection, *, name: str, duration_days: int, city: str
              dates[-1], now, now),
         )
         tournament_id = cur.lastrowid
+        assert tournament_id is not None  # sqlite3 sets it on every successful INSERT
         conn.executemany(
             "INSERT INTO tournament_days (tournament_id, day_number, date, status, created_at, "
             "updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",

@@ -103,7 +103,7 @@ class MatchState:
     round_id: int | None = None  # id of round ``round_no`` (kept with it, read per event)
     # Free for the caller to cache what it derives from (round_no, clock): set back to None
     # whenever either changes.
-    placement_cache: object = None
+    placement_cache: str | None = None
     clock: str | None = None
     scores: dict = field(default_factory=lambda: {1: 0, 2: 0})
     warnings: dict = field(default_factory=lambda: {1: 0, 2: 0})
@@ -208,7 +208,8 @@ def _open_round(cur, state: MatchState, number: int, at: str) -> RoundState:
     if rnd is None:
         row = cur.execute(
             "INSERT INTO pss_rounds (match_id, round_number, started_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (match_id, round_number) DO UPDATE SET round_number = excluded.round_number "
+            "ON CONFLICT (match_id, round_number) "
+            "DO UPDATE SET round_number = excluded.round_number "
             "RETURNING id",
             (state.id, number, at),
         ).fetchone()
@@ -302,7 +303,7 @@ def _on_current_scores(cur, state, event, at, event_id, linked):
 
 
 def _on_round_scores(cur, state, event, at, event_id, linked):
-    for position, side in SIDE_PAIRS:
+    for _position, side in SIDE_PAIRS:
         for number, points in getattr(event, side).items():
             rnd = state.rounds.get(number)
             if rnd is None:
@@ -332,7 +333,7 @@ def _finish(state: MatchState, event, at: str) -> None:
     state.status = next_status(state.status, event)  # finished
     if state.ended_at is None:
         state.ended_at = at
-    current = state.rounds.get(state.round_no)
+    current = None if state.round_no is None else state.rounds.get(state.round_no)
     if current is not None and current.ended_at is None:
         current.ended_at = at
         current.dirty = True

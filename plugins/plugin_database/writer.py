@@ -82,8 +82,7 @@ from host.errors import Unavailable
 from host.timeutil import clock_ns, now_iso, to_iso
 
 from .maintenance import storage_full
-from .rows import (EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, Rows, Shapes, Source, Suffixes,
-                   many)
+from .rows import EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, Rows, Shapes, Source, Suffixes, many
 from .schema import UNKNOWN_CODE
 from .tracking import UPDATE_MATCHES, UPDATE_ROUNDS, MatchTracker
 
@@ -286,9 +285,10 @@ class Writer:
 
         ``conn`` is the writing connection in autocommit mode, foreign keys on: ``fn`` opens
         and commits its own transactions (``BEGIN IMMEDIATE`` ... ``COMMIT``); one left open is
-        rolled back and reported as an error. ``fn`` runs after the events queued before it are written, except
-        while a failed write is held: then it runs at once. ``timeout`` bounds the wait for ``fn``
-        to start; when it expires first, ``fn`` never runs and ``Unavailable`` is raised.
+        rolled back and reported as an error. ``fn`` runs after the events queued before it are
+        written, except while a failed write is held: then it runs at once. ``timeout`` bounds
+        the wait for ``fn`` to start; when it expires first, ``fn`` never runs and
+        ``Unavailable`` is raised.
         """
         if threading.current_thread() is self._thread:
             return fn(self._conn)  # already on the writer thread (fn calling run)
@@ -480,7 +480,7 @@ class Writer:
             self._tracker.restore(snapshot)
             self._hold(items, count, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - any bug: redo event by event, lose nothing
+        except Exception as exc:  # any bug: redo event by event, lose nothing
             self._tracker.restore(snapshot)
             log.exception("database batch of %d events failed; storing them one by one", count)
             self._note_error(exc)
@@ -660,10 +660,12 @@ class Writer:
             else:
                 match_id = state.id
                 round_id = state.round_id or 0
-                suffix = state.placement_cache
-                if suffix is None:
+                cached_suffix = state.placement_cache
+                if cached_suffix is None:
                     where = (state.round_no, state.clock)
-                    suffix = state.placement_cache = suffix_of(where) or suffixes.put(*where)
+                    cached_suffix = suffix_of(where) or suffixes.put(*where)
+                    state.placement_cache = cached_suffix
+                suffix = cached_suffix
             elapsed = now_ns() - ev.received_ns if ev.received_ns else -1
             events_out += (
                 next_id, ev.session_id, match_id, round_id, ev.received_at, ev.raw,
@@ -750,7 +752,7 @@ class Writer:
             fn(*args)
         except sqlite3.OperationalError:
             raise
-        except Exception as exc:  # noqa: BLE001 - events matter more than this bookkeeping
+        except Exception as exc:  # events matter more than this bookkeeping
             cur.execute("ROLLBACK TO guarded")
             log.exception("database writer could not write the %s", what)
             self._note_error(exc)

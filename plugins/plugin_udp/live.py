@@ -136,7 +136,7 @@ def ui_event(ev, source: str, round_: int | None, clock: str | None) -> dict:
     kind = event.type
     try:
         text = describe(event)
-    except Exception:  # a description must never cost the event
+    except Exception:  # noqa: BLE001 - a description must never cost the event
         text = kind
     raw, raw_b64 = ev.raw, ev.raw_b64
     truncated = len(raw) > UI_RAW_CHARS or (raw_b64 is not None and len(raw_b64) > UI_RAW_CHARS)

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable
 
 from host.timeutil import clock_ns, to_iso
 from pss.ingested import ingest_datagram
-from pss.protocol import DEFAULT_LIMITS, Limits
+from pss.protocol import DEFAULT_LIMITS, Invalid, Limits
 
 log = logging.getLogger(__name__)
 
@@ -522,8 +522,9 @@ class Receiver:
             sock.close()
         self._receivers_done.set()
         self.queue.wake()
-        if self._dispatch_thread is not threading.current_thread():
-            self._dispatch_thread.join(timeout)
+        dispatch = self._dispatch_thread  # set by start(), which _running proves has run
+        if dispatch is not None and dispatch is not threading.current_thread():
+            dispatch.join(timeout)
         self._wake_r.close()
         self._wake_w.close()
 
@@ -637,10 +638,11 @@ class Receiver:
                                  received_at=self._iso(wall_ns), received_ns=mono_ns,
                                  source_ip=ip, source_port=port, limits=self.limits)
         for ev in events:
-            kind = ev.event.type
-            if kind == "invalid":
+            event = ev.event
+            kind = event.type
+            if isinstance(event, Invalid):
                 self.events_invalid += 1
-                limit = ev.event.limit
+                limit = event.limit
                 if limit is not None:
                     self.over_limits[limit] += 1
             elif kind == "unknown":

@@ -23,14 +23,13 @@ import psutil
 
 from host.errors import Conflict, StorageFull, Unavailable
 from host.timeutil import now_iso
+from pss.protocol import parse_cache_stats
 
 from . import simulator
 from .live import LiveFeed, ui_event
-from pss.protocol import parse_cache_stats
 from .options import demo_requested
 from .receiver import BindError, Receiver, open_socket
-from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
-                       settings_from_app)
+from .settings import UdpSettings, apply_update, changed_fields, save_settings, settings_from_app
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +136,27 @@ class UdpService:
         self.status = "Running"
         self._emit_status()
         log.info("UDP server listening on %s:%s (session %s, receive buffer %d bytes granted)",
-                 s.bind, self.session["port"], session_id, granted)
+                 s.bind, session["port"], session_id, granted)
+
+    def _running_session(self) -> dict:
+        """The session of the running server: the status is ``Running`` only once it exists."""
+        if self.session is None:
+            raise RuntimeError("the UDP server is running without a session")
+        return self.session
 
     def _stop_locked(self) -> None:
-        receiver = self.receiver
-        if receiver is None or not receiver.running:
+        receiver, session = self.receiver, self.session
+        # a running receiver always has its session (set before the receiver starts)
+        if receiver is None or not receiver.running or session is None:
             if self.status != "Stopped":
                 self.status = "Stopped"  # stopping also acknowledges an error state
                 self.error = None
                 self._emit_status()
             return
         receiver.stop()
-        self.session.update(stopped_at=now_iso(), status="stopped", **_session_counters(receiver))
+        session.update(stopped_at=now_iso(), status="stopped", **_session_counters(receiver))
         self.status = "Stopped"
-        self.app.hooks.udp_session(dict(self.session), self.app)
+        self.app.hooks.udp_session(dict(session), self.app)
         self._emit_status()
         log.info("UDP server stopped (session %s: %d datagrams, %d events)",
                  receiver.session_id, receiver.datagrams, receiver.events)
@@ -173,7 +179,7 @@ class UdpService:
                 return
             old = self.settings
             opened = None
-            if (new.bind, new.port) != (old.bind, self.session["port"]):
+            if (new.bind, new.port) != (old.bind, self._running_session()["port"]):
                 try:
                     opened = open_socket(new.bind, new.port, new.receive_buffer)
                 except BindError as exc:
@@ -252,7 +258,8 @@ class UdpService:
                 raise Unavailable("the UDP server is not running: start it to simulate a match")
             if self._simulation_thread is not None and self._simulation_thread.is_alive():
                 raise Conflict("a simulation is already running (stop_simulation ends it)")
-            target = (_loopback_for(self.settings.bind), self.session["port"])
+            session = self._running_session()
+            target = (_loopback_for(self.settings.bind), session["port"])
             self._simulation_stop = threading.Event()
             self._simulation_live = []
             first_seed = seed if seed is not None else int(time.time())
@@ -262,8 +269,8 @@ class UdpService:
                 "finished_at": None, "sent": 0, "errors": 0, "last_error": None,
                 "matches_done": 0, "seed": first_seed,
             }
-            self.session["simulated"] = True
-            self.app.hooks.udp_session(dict(self.session), self.app)
+            session["simulated"] = True
+            self.app.hooks.udp_session(dict(session), self.app)
             thread = threading.Thread(
                 target=self._simulation_loop,
                 args=(target, senders, speed, matches, first_seed, self._simulation_stop,

@@ -351,7 +351,7 @@ def send(
     family, sockaddr = _check(target, senders, rate, matches, speed)
     stop = stop if stop is not None else threading.Event()
     timelines = [sender_timeline(seed, i, matches) for i in range(senders)]
-    results = [{"index": i, "datagrams": len(timelines[i]), "sent": 0, "errors": 0,
+    results: list[dict] = [{"index": i, "datagrams": len(timelines[i]), "sent": 0, "errors": 0,
                 "last_error": None, "source_port": None} for i in range(senders)]
     if progress is not None:
         progress.extend(results)
