@@ -2,9 +2,10 @@
 
 Start-up order: the data dir is locked for this process (``host.instance``: one instance per
 data dir, taken before anything in it is touched), plugins register their commands, the push
-service starts, then each plugin's ``restrike_startup`` runs in order. ``stop()`` shuts down exactly the plugins whose start-up ran,
-in reverse order, then the push service. Several apps can live in one process (tests): plugins
-keep their state in ``app.extensions``, never in module globals.
+service starts, then each plugin's ``restrike_startup`` runs in order. ``stop()`` shuts down
+exactly the plugins whose start-up ran, in reverse order, then the push service. Several apps
+can live in one process (tests): plugins keep their state in ``app.extensions``, never in module
+globals.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from host.commands import CommandRegistry
 from host.hooks import Hooks, StartupError
 from host.instance import DataDirLock, acquire
 from host.jobs import Jobs
-from host.plugins import PluginInfo, make_plugin_manager
+from host.plugins import make_plugin_manager
 from host.push import PushService
 from host.settings import Settings
 

@@ -15,10 +15,8 @@ from pathlib import Path
 
 from host.app import App
 from host.instance import DataDirInUse
-from host.options import (OneLineParser, UsageError, config_from_args, fail, port_number,
-                          print_error)
-from host.settings import (Settings, check_host_name, default_data_dir, host_config,
-                           load_config_file)
+from host.options import OneLineParser, UsageError, config_from_args, fail, port_number, print_error
+from host.settings import Settings, check_host_name, default_data_dir, host_config, load_config_file
 
 log = logging.getLogger("restrike")
 
@@ -114,7 +112,8 @@ def check_http_address(host: str, port: int) -> None:
     except OSError as exc:
         log.debug("HTTP address %s cannot be bound", where, exc_info=True)
         option, reason = _BIND_ERRORS.get(
-            exc.errno, ("--http-port", "{where} cannot be opened: " + str(exc.strerror or exc)))
+            exc.errno or 0,
+            ("--http-port", "{where} cannot be opened: " + str(exc.strerror or exc)))
         value = host if option == "--http-bind" else port
         fail(f"{option} {value}: {reason.format(where=where, host=host)}")
 
@@ -208,7 +207,7 @@ def _start(app: App) -> int:
     already stopped; the traceback is in the log at DEBUG)."""
     try:
         app.start()
-    except Exception as exc:  # noqa: BLE001 - any failure: one line, exit 2, no traceback
+    except Exception as exc:
         log.debug("start-up failed", exc_info=True)
         return print_error(PROG, f"cannot start: {exc}")
     return 0

@@ -218,7 +218,7 @@ class Jobs:
         for listener in list(self._listeners):
             try:
                 listener(status)
-            except Exception:  # noqa: BLE001 - a progress display must not fail the job
+            except Exception:
                 log.exception("job listener failed")
 
     def status(self) -> dict:

@@ -20,7 +20,8 @@ CONFIG_MAX_BYTES = 1024 * 1024
 HOST_SECTION = "host"
 
 # A host name or an IP address as it appears in an HTTP Host header (without the port).
-_HOST_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+|[A-Za-z0-9_.-]{1,253})$")
+_HOST_NAME = re.compile(
+    r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+|[A-Za-z0-9_.-]{1,253})$")
 
 
 def default_data_dir() -> Path:
@@ -29,7 +30,7 @@ def default_data_dir() -> Path:
 
 
 def check_host_name(value: str) -> str:
-    """``value`` as an allowed Host name (lower case); ``ValueError`` saying why if it is not one."""
+    """``value`` as an allowed Host name (lower case); ``ValueError`` saying why if not one."""
     name = value.strip()
     if not _HOST_NAME.match(name):
         raise ValueError(f"{value!r} is not a host name or IP address (e.g. scores.local, "
@@ -64,7 +65,6 @@ class Settings(BaseModel):
         description="extra names the HTTP server answers to (its Host check), besides loopback, "
                     "the bind address and this machine's names (--allowed-host)")
     token: str | None = None
-    allowed_hosts: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     config: dict[str, dict] = Field(default_factory=dict)
 

@@ -61,8 +61,7 @@ _OS_ERRORS: dict[int, tuple[type[CommandError], str]] = {
     # StorageFull's message starts "The disk is full: "; these say what was not done
     errno.ENOSPC: (StorageFull, "the export was not written (an existing file is unchanged)"),
     errno.EDQUOT: (StorageFull, "the disk quota is used up; the export was not written"),
-    errno.EFBIG: (StorageFull, "the file is larger than the file system allows; the export "
-                               "was not written"),
+    errno.EFBIG: (StorageFull, "the file is larger than the file system allows: not written"),
     errno.EACCES: (PermissionDenied, "writing there is not permitted"),
     errno.EPERM: (PermissionDenied, "writing there is not permitted"),
     errno.EROFS: (PermissionDenied, "the file system is read-only"),
@@ -77,9 +76,9 @@ _OS_ERRORS: dict[int, tuple[type[CommandError], str]] = {
 
 def os_error(exc: OSError) -> CommandError:
     """The typed error (field ``path``) for an OS error met while exporting."""
-    kind, reason = _OS_ERRORS.get(exc.errno, (CommandError, None))
-    return kind(reason or f"the file could not be written: {exc.strerror or 'error'}",
-                field="path")
+    unknown = f"the file could not be written: {exc.strerror or 'error'}"
+    kind, reason = _OS_ERRORS.get(exc.errno or 0, (CommandError, unknown))
+    return kind(reason, field="path")
 
 
 def _split(path: str) -> tuple[tuple[str, ...], str]:
