@@ -1,7 +1,7 @@
-"""The database maintenance commands: read pool statistics and the five archive operations.
+"""The pool and archive commands (the original app's seven): pool statistics and clean-up,
+archive statistics and the four archive operations.
 
-``commands(get_service, app)`` returns ``{name: function}``; the database plugin registers
-them. Reads go through the service's pool; everything that writes runs on the single writer
+``commands(app)`` returns ``{name: function}``; the database plugin registers them. Reads go through the service's pool; everything that writes runs on the single writer
 thread through ``service.write(fn)``, which gives up with ``unavailable`` when the writer has
 not started it within ``database.write_timeout``. The four archive operations are jobs
 (``@runs_as_job``: one at a time, off the pool that answers status commands, see
@@ -12,19 +12,30 @@ not started it within ``database.write_timeout``. The four archive operations ar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from host.commands import runs_as_job
+
+from .running import service_of
+
+if TYPE_CHECKING:
+    from host.app import App
+
+    from .service import DatabaseService
 from plugins.plugin_database import archive
 
 DaysOld = Annotated[int, Field(ge=0, le=archive.MAX_DAYS, description="age in days, >= 0")]
 
 
-def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[..., Any]]:
-    """The pool and archive commands, by name. ``get_service()`` gives the running service
-    (``.pool``, ``.writer``); ``app.push.emit`` carries the progress to the page."""
+def commands(app: App) -> dict[str, Callable[..., Any]]:
+    """The pool and archive commands, by name; ``app.push.emit`` carries the progress to the
+    page."""
+
+    def get_service() -> DatabaseService:
+        return service_of(app)
+
 
     def progress(operation: str, done: int, total: int) -> None:
         percent = round(done * 100.0 / total, 1) if total else 100.0
@@ -49,7 +60,7 @@ def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[...
         get_service().pool.cleanup()
 
     @runs_as_job
-    def archive_old_events(days_old: DaysOld) -> dict:
+    def archive_old_events(days_old: DaysOld) -> int:
         """Move events older than ``days_old`` days (by ``created_at``), with all their details,
         to the archive tables, in one transaction. Returns the number of events moved.
         Pushes ``archive_progress``. A job: ``conflict`` while another long operation runs,
@@ -67,7 +78,7 @@ def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[...
             return archive.get_archive_statistics(conn)
 
     @runs_as_job
-    def restore_from_archive(start_date: str, end_date: str) -> dict:
+    def restore_from_archive(start_date: str, end_date: str) -> int:
         """Move archived events created between ``start_date`` and ``end_date`` (ISO dates or
         date-times, both inclusive; a date-only end covers that whole day) and their details back
         to the main tables, in one transaction. Returns the number of events restored. Pushes
@@ -78,7 +89,7 @@ def commands(get_service: Callable[[], Any], app: Any) -> dict[str, Callable[...
         )
 
     @runs_as_job
-    def cleanup_old_archive_data(days_old: DaysOld) -> dict:
+    def cleanup_old_archive_data(days_old: DaysOld) -> int:
         """Permanently delete archived events older than ``days_old`` days and their archived
         details, in one transaction. Returns the number of archived events deleted. Pushes
         ``archive_progress``. A job."""

@@ -36,13 +36,19 @@ import stat
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import StringConstraints
 
 from host.commands import runs_as_job
 from host.errors import CommandError, Conflict, InvalidArgument, PermissionDenied, StorageFull
 
+from .running import service_of
+
+if TYPE_CHECKING:
+    from host.app import App
+
+    from .service import DatabaseService
 from .queries import EventFilters, iter_events
 
 COLUMNS = ("id", "timestamp", "session_id", "match_id", "round", "time", "type", "event_code",
@@ -216,8 +222,12 @@ def _cell(value):
     return value
 
 
-def commands(get_service: Callable) -> dict[str, Callable]:
+def commands(app: App) -> dict[str, Callable[..., Any]]:
     """The export command, bound to the running service."""
+
+    def get_service() -> DatabaseService:
+        return service_of(app)
+
 
     @runs_as_job  # a long read: one at a time, off the quick pool (host/jobs.py)
     def export_events(filters: EventFilters | None, format: Literal["csv", "jsonl"],  # noqa: A002

@@ -13,10 +13,17 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from host.commands import runs_as_job
 from host.errors import StorageFull
+
+from .running import service_of
+
+if TYPE_CHECKING:
+    from host.app import App
+
+    from .service import DatabaseService
 
 Synchronous = Literal["NORMAL", "FULL", "OFF"]
 
@@ -146,8 +153,12 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-def commands(get_service: Callable) -> dict[str, Callable]:
+def commands(app: App) -> dict[str, Callable[..., Any]]:
     """The ``database_*`` commands, bound to the running service."""
+
+    def get_service() -> DatabaseService:
+        return service_of(app)
+
 
     def database_get_info() -> dict:
         """The database file (path, sizes, pages, SQLite version, journal mode), its schema

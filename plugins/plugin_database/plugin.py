@@ -14,39 +14,25 @@ from pathlib import Path
 
 import pydantic
 
-from host.errors import Unavailable
 from host.hookspecs import hookimpl
 from host.settings import section_error
 
-from . import export, maintenance, maintenance_commands, queries, tournaments
+from . import archive_commands, export, maintenance, queries, tournaments
+from .running import EXTENSION
 from .service import DB_FILE, DatabaseConfig, DatabaseService
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "database"
-_COMMAND_MODULES = (queries, tournaments, export, maintenance)
-
-
-def service_of(app) -> DatabaseService:
-    """The running ``DatabaseService`` of ``app``; ``Unavailable`` when it is not started."""
-    service = app.extensions.get(EXTENSION)
-    if service is None:
-        raise Unavailable("the database is not running")
-    return service
+# Every module that offers commands has one ``commands(app) -> {name: function}``.
+_COMMAND_MODULES = (queries, tournaments, export, maintenance, archive_commands)
 
 
 @hookimpl
 def restrike_register_commands(register, app):
     """Register the database commands; each one looks the service up when it is called."""
-
-    def get_service() -> DatabaseService:
-        return service_of(app)
-
     for module in _COMMAND_MODULES:
-        for name, fn in module.commands(get_service).items():
+        for name, fn in module.commands(app).items():
             register(name, fn)
-    for name, fn in maintenance_commands.commands(get_service, app).items():
-        register(name, fn)
 
 
 @hookimpl

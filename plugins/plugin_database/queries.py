@@ -17,7 +17,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -34,6 +34,12 @@ from host.errors import NotFound
 from host.timeutil import to_iso, to_utc
 from pss.sides import ATHLETE_SIDES, athlete_side
 
+from .running import service_of
+
+if TYPE_CHECKING:
+    from host.app import App
+
+    from .service import DatabaseService
 from .pool import read_snapshot
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -440,8 +446,12 @@ def session_statistics(conn: sqlite3.Connection, session_id: str) -> dict | None
 # -- commands ------------------------------------------------------------------------------------
 
 
-def commands(get_service: Callable) -> dict[str, Callable]:
+def commands(app: App) -> dict[str, Callable[..., Any]]:
     """The read commands, bound to the running service."""
+
+    def get_service() -> DatabaseService:
+        return service_of(app)
+
 
     def pss_get_events_for_match(match_id: Id) -> list[dict]:
         """Every stored event of a match (archived ones included), oldest first.

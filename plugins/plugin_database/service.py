@@ -70,6 +70,7 @@ class DatabaseConfig(BaseModel):
 
 
 @dataclass
+
 class DatabaseService:
     """What ``app.extensions["database"]`` holds: ``path``, ``config``, ``writer``, ``pool``,
     ``schema_version``, ``auto_archiver`` (None unless ``auto_archive_days`` is set),

@@ -19,13 +19,19 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints
 
 from host.errors import Conflict, InvalidArgument, NotFound
 from host.timeutil import now_iso
 
+from .running import service_of
+
+if TYPE_CHECKING:
+    from host.app import App
+
+    from .service import DatabaseService
 from .queries import Id
 from .writer import transaction
 
@@ -241,8 +247,12 @@ def end_day(conn: sqlite3.Connection, day_id: int) -> dict:
 # -- commands -------------------------------------------------------------------------------------
 
 
-def commands(get_service: Callable) -> dict[str, Callable]:
+def commands(app: App) -> dict[str, Callable[..., Any]]:
     """The tournament and tournament-context commands, bound to the running service."""
+
+    def get_service() -> DatabaseService:
+        return service_of(app)
+
 
     def _write(fn):
         return get_service().write(fn)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import Field
 
@@ -13,6 +14,9 @@ from .live import EVENT_RING
 from .service import UdpService
 from .settings import SettingsChange, UdpSettings, apply_update
 
+if TYPE_CHECKING:
+    from host.app import App
+
 Senders = Annotated[int, Field(ge=1, le=64)]
 Speed = Annotated[float, Field(gt=0, le=10_000)]
 Matches = Annotated[int, Field(ge=1, le=100)]
@@ -20,11 +24,11 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Limit = Annotated[int, Field(ge=0, le=EVENT_RING)]
 
 
-def commands(app) -> dict:
+def commands(app: App) -> dict[str, Callable[..., Any]]:
     """The commands of ``app``'s UDP service, by name."""
 
     def svc() -> UdpService:
-        return app.extensions["udp"]
+        return cast(UdpService, app.extensions["udp"])  # app.extensions: every plugin's objects
 
     def start_udp_server() -> str:
         """Start receiving the PSS feed (a new session); returns the status ("Running").

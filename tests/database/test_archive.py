@@ -25,7 +25,8 @@ from plugins.plugin_database.archive import (
     optimize_archive_tables,
     restore_from_archive,
 )
-from plugins.plugin_database.maintenance_commands import commands as maintenance_commands
+from plugins.plugin_database.archive_commands import commands as archive_commands
+from plugins.plugin_database.running import EXTENSION
 from plugins.plugin_database.service import DatabaseService
 from tests.database import archive_worker as helpers
 from tests.database.conftest import call
@@ -559,8 +560,9 @@ class RecordingPush:
 
 @pytest.fixture
 def commands(service):
-    app = SimpleNamespace(push=RecordingPush(), jobs=Jobs(CommandRegistry()))
-    yield maintenance_commands(lambda: service, app), app, service
+    app = SimpleNamespace(push=RecordingPush(), jobs=Jobs(CommandRegistry()),
+                          extensions={EXTENSION: service})
+    yield archive_commands(app), app, service
     app.jobs.close()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from host.errors import Conflict, InvalidArgument, PermissionDenied, StorageFull
 from plugins.plugin_database.export import COLUMNS
-from plugins.plugin_database.plugin import service_of
+from plugins.plugin_database.running import service_of
 from tests.tmpfs import fill, tmpfs
 
 from .conftest import Feed, call, match_datagrams, store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from host.errors import CommandError, InvalidArgument, NotFound
-from plugins.plugin_database.plugin import service_of
+from plugins.plugin_database.running import service_of
 
 from .conftest import Feed, call, match_datagrams, read, store
 

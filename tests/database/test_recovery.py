@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from plugins.plugin_database.plugin import service_of
+from plugins.plugin_database.running import service_of
 from plugins.plugin_database.recovery import DatabaseOpenError, move_aside
 from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from host.errors import Conflict, InvalidArgument, NotFound
-from plugins.plugin_database.plugin import service_of
+from plugins.plugin_database.running import service_of
 
 from .conftest import DATABASE_ONLY, Feed, call, read, store
 
