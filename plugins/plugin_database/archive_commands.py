@@ -1,12 +1,13 @@
 """The pool and archive commands (the original app's seven): pool statistics and clean-up,
 archive statistics and the four archive operations.
 
-``commands(app)`` returns ``{name: function}``; the database plugin registers them. Reads go through the service's pool; everything that writes runs on the single writer
-thread through ``service.write(fn)``, which gives up with ``unavailable`` when the writer has
-not started it within ``database.write_timeout``. The four archive operations are jobs
-(``@runs_as_job``: one at a time, off the pool that answers status commands, see
-``host/jobs.py``); between chunks they push ``archive_progress`` events
-(``{operation, done, total, percent}``) to the page and report to ``app.jobs``.
+``commands(app)`` returns ``{name: function}``; the database plugin registers them. Reads go
+through the service's pool; everything that writes runs on the single writer thread through
+``service.write(fn)``, which gives up with ``unavailable`` when the writer has not started it
+within ``database.write_timeout``. The four archive operations are jobs (``@runs_as_job``: one
+at a time, off the pool that answers status commands, see ``host/jobs.py``); between chunks they
+push ``archive_progress`` events (``{operation, done, total, percent}``) to the page and report
+to ``app.jobs``.
 """
 
 from __future__ import annotations
