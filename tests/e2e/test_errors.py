@@ -176,7 +176,7 @@ def test_a_browser_downloads_the_export(browser_app):
     assert re.fullmatch(r"restrike-events-\d{4}-\d{2}-\d{2}\.jsonl", download.suggested_filename)
     lines = open(download.path(), encoding="utf-8").read().splitlines()
     assert sum("zzw;download-" in line for line in lines) == 3
-    expect(page.locator("#export-result")).to_contain_text(f"Exported {len(lines)} event")
+    expect(page.locator("#export-result")).to_contain_text(f"Exported {len(lines):,} event")
     # The temporary file on the server side is gone once the download is complete.
     wait_for(lambda: not list(browser_app.data_dir.glob(".download-*")), 10, 0.05,
              "the server's temporary copy removed")
