@@ -186,6 +186,29 @@ def serve_in_thread(app, token: str):
     return server, thread, port
 
 
+@pytest.fixture
+def served():
+    """``served(app)``: ``app``'s HTTP bridge served from this process (``serve_in_thread``);
+    returns an httpx client that sends the token. Everything is stopped after the test."""
+    running = []
+
+    def serve(app) -> httpx.Client:
+        server, thread, port = serve_in_thread(app, SERVED_TOKEN)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                              headers={"Authorization": f"Bearer {SERVED_TOKEN}"})
+        running.append((server, thread, client))
+        return client
+
+    yield serve
+    for server, thread, client in running:
+        client.close()
+        server.should_exit = True
+        thread.join(10)
+
+
+SERVED_TOKEN = "served-token"
+
+
 class EventStream:
     """The app's Server-Sent Events, read by a thread: ``wait(name, predicate)`` returns the
     first payload of that push name the predicate accepts."""

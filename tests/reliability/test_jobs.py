@@ -26,30 +26,10 @@ from host.bridge import make_js_api
 from plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import wait_for
 from tests.e2e.conftest import goto_tab
-from tests.reliability.conftest import send_all, serve_in_thread
+from tests.reliability.conftest import send_all
 from tests.reliability.test_disk_full import page_of  # noqa: F401 - the fixture: the page
 
-TOKEN = "jobs-token"
 ANSWERED_WITHIN = 5.0  # "answered at all": a generous functional bound, not a speed target
-
-
-@pytest.fixture
-def served():
-    """``served(app)``: start ``app``'s HTTP bridge in this process; returns an httpx client."""
-    running = []
-
-    def serve(app) -> httpx.Client:
-        server, thread, port = serve_in_thread(app, TOKEN)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                              headers={"Authorization": f"Bearer {TOKEN}"})
-        running.append((server, thread, client))
-        return client
-
-    yield serve
-    for server, thread, client in running:
-        client.close()
-        server.should_exit = True
-        thread.join(10)
 
 
 def fed_app(make_app, **config):

@@ -13,36 +13,14 @@ import logging
 import httpx
 import pytest
 
-from tests.reliability.conftest import serve_in_thread
 from tests.reliability.test_disk_full import UNLIMITED_PAGES, set_max_pages
-
-TOKEN = "full-token"
-
-
-@pytest.fixture
-def http_of():
-    """``http_of(app)``: an httpx client on the app's HTTP bridge, served from this process."""
-    opened = []
-
-    def serve(app) -> httpx.Client:
-        server, thread, port = serve_in_thread(app, TOKEN)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                              headers={"Authorization": f"Bearer {TOKEN}"})
-        opened.append((server, thread, client))
-        return client
-
-    yield serve
-    for server, thread, client in opened:
-        client.close()
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_command_that_writes_on_a_full_disk_is_storage_full_and_writes_nothing(
-        make_app, http_of, caplog):
+        make_app, served, caplog):
     app = make_app()
     app.start()
-    http = http_of(app)
+    http = served(app)
     set_max_pages(app, None)  # the file may not grow beyond its size now
 
     def create(name: str) -> httpx.Response:
