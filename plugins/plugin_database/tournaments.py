@@ -27,7 +27,7 @@ from host.errors import Conflict, InvalidArgument, NotFound
 from host.timeutil import now_iso
 
 from .queries import Id
-from .writer import transaction
+from .transactions import transaction
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import pytest
 
 from host.errors import CommandError, InvalidArgument, NotFound
 from plugins.plugin_database.plugin import service_of
+from pss.session import UdpSession
 
 from .conftest import Feed, call, match_datagrams, read, store
 
@@ -187,9 +188,10 @@ def test_until_before_since_is_refused(loaded):
 
 def test_server_and_session_statistics(loaded):
     service = service_of(loaded)
-    service.writer.submit_session({"session_id": "session-a", "bind": "0.0.0.0", "port": 6000,
-                                   "started_at": "2026-11-28T10:00:00.000000Z",
-                                   "stopped_at": None, "simulated": True, "status": "running"})
+    service.writer.submit_session(UdpSession(
+        session_id="session-a", bind="0.0.0.0", port=6000,
+        started_at="2026-11-28T10:00:00.000000Z", stopped_at=None, simulated=True,
+        status="running"))
     assert service.writer.flush(5.0)
     total = read(service, "SELECT COUNT(*) FROM pss_events_v2")[0][0]
     stats = call(loaded, "get_udp_server_statistics")

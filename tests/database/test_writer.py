@@ -19,6 +19,7 @@ from tests.conftest import wait_for
 from plugins.plugin_database.writer import transaction
 from pss.ingested import IngestedEvent
 from pss.describe import describe
+from pss.session import UdpSession
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
@@ -315,21 +316,21 @@ def test_the_shared_fixture_match_reaches_its_expected_state(db, shared_dir):
 
 
 def test_sessions_and_senders_are_counted(db):
-    db.writer.submit_session({"session_id": "sim-1", "bind": "127.0.0.1", "port": 6000,
-                              "started_at": "2026-11-28T12:00:00.000000Z", "stopped_at": None,
-                              "simulated": True, "status": "running", "packets_received": 0})
+    db.writer.submit_session(UdpSession(
+        session_id="sim-1", bind="127.0.0.1", port=6000, started_at="2026-11-28T12:00:00.000000Z",
+        stopped_at=None, simulated=True, status="running", packets_received=0))
     a = Feed("sim-1", ("127.0.0.1", 40001))
     b = Feed("sim-1", ("127.0.0.1", 40002))
     store(db, a.events(["pt1;3;", "clk;2:00;start\r\nsc1;0;sc2;0\r\n"]) + b.events(["rst;"]))
-    db.writer.submit_session({"session_id": "sim-1", "bind": "127.0.0.1", "port": 6000,
-                              "started_at": "2026-11-28T12:00:00.000000Z",
-                              "stopped_at": "2026-11-28T12:05:00.000000Z", "simulated": True,
-                              "status": "stopped", "packets_received": 3})
+    db.writer.submit_session(UdpSession(
+        session_id="sim-1", bind="127.0.0.1", port=6000, started_at="2026-11-28T12:00:00.000000Z",
+        stopped_at="2026-11-28T12:05:00.000000Z", simulated=True, status="stopped",
+        packets_received=3))
     assert db.writer.flush(5.0)
     (session,) = read(db, "SELECT is_simulated, status, stopped_at, events_stored, "
                           "packets_received, unknown_events, counters FROM udp_server_sessions")
     assert session[:6] == (1, "stopped", "2026-11-28T12:05:00.000000Z", 4, 3, 1)
-    assert json.loads(session[6]) == {"packets_received": 3}
+    assert json.loads(session[6])["packets_received"] == 3
     clients = read(db, "SELECT source_port, packets, events FROM udp_client_connections "
                        "ORDER BY source_port")
     assert clients == [(40001, 2, 3), (40002, 1, 1)]
@@ -451,7 +452,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
     from plugins.plugin_udp.simulator import sender_datagrams
 
     # A small shape cache, so this feed also goes through misses, hits and clears.
-    db.writer._shapes._max_size = 40  # noqa: SLF001
+    db.writer._store.shapes._max_size = 40  # noqa: SLF001
     courts = [Feed("sim", (f"10.0.0.{c + 1}", 6000)) for c in range(3)]
     events = []
     for court, court_feed in enumerate(courts):
