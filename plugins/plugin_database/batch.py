@@ -230,7 +230,7 @@ class BatchStore:
             else:
                 kind, odd, tail, head, details = shape_of(event)
             key = (ev.session_id, ev.source_ip, ev.source_port)
-            state = place(cur, key, ev.received_at, event, kind, context, next_id, linked)
+            state = place(cur, key, ev, kind, context, next_id, linked)
             if state is None:
                 match_id = round_id = 0
                 suffix = UNPLACED
