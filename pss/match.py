@@ -168,7 +168,9 @@ class MatchState:
             return changed  # unknown/invalid/avt-like messages change nothing a viewer sees
         changed |= handler(self, event, received_ns)
         if kind in STATUS_EVENTS and s["loaded"]:
-            changed |= self._put(s, "status", next_status(s["status"], event))
+            status = next_status(s["status"], event)
+            if status != s["status"]:
+                s["status"], changed = status, True
         if changed:
             self._updated_at = received_at or now_iso()
             self._updated_ns = received_ns

@@ -38,6 +38,7 @@ The careful path (``safe=True``)
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -123,17 +124,20 @@ class BatchStore:
         """Store ``items`` (``Events`` and ``Session``; anything else is skipped) in one
         transaction; returns the events lost (careful path only). On any exception the
         transaction is rolled back, the match state is as before, and the exception raised."""
-        snapshot = self._tracker.snapshot()
+        tracker = self._tracker
+        snapshot = tracker.snapshot()
         try:
             # The careful path lets SQLite check every row's foreign keys. A normal batch checks
             # each distinct value once instead (Rows.check_references): SQLite's checks are a
             # b-tree search per row and per key, about 8% of a batch's cost.
             self.foreign_keys(safe)
             with transaction(self._conn):
-                return self.store_batch(self._conn.cursor(), items, safe)
+                lost = self.store_batch(self._conn.cursor(), items, safe)
         except BaseException:
-            self._tracker.restore(snapshot)
+            tracker.restore(snapshot)
             raise
+        tracker.release(snapshot)
+        return lost
 
     def store_batch(self, cur: sqlite3.Cursor, items: list, safe: bool) -> int:
         """The steps of one batch, in order, inside the caller's transaction."""
@@ -215,6 +219,7 @@ class BatchStore:
         add_event = rows.events.append
         details_out = rows.details
         add_details = details_out.extend
+        flat = itertools.chain.from_iterable
         linked = rows.linked
         sources = rows.sources
         rows.contexts.add(context)
@@ -254,12 +259,12 @@ class BatchStore:
             src.last_id = next_id
             prefix = (next_id,)
             if details:
-                add_details(map(prefix.__add__, details))
+                add_details(flat(map(prefix.__add__, details)))
             index = ev.index
-            add_details(map(prefix.__add__, src.details if not index else src.at(index)))
+            add_details(flat(map(prefix.__add__, src.details if not index else src.at(index))))
             if ev.raw_b64 and not index:
                 # The bytes of the whole datagram, once: on its first message, not on each line.
-                details_out.append((next_id, "raw_b64", ev.raw_b64, STR))
+                details_out += (next_id, "raw_b64", ev.raw_b64, STR)
             if odd:
                 src.odd[odd] += 1
             next_id += 1
@@ -292,6 +297,8 @@ class BatchStore:
                 return False
             one = Rows(now)  # its counters: as an invalid event
             one.count_bare(ev, event_id)
+        else:
+            self._tracker.release(snapshot)
         cur.execute("RELEASE one_event")
         rows.merge_counters(one)
         return True

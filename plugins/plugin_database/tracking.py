@@ -100,7 +100,7 @@ class TrackedMatch:
     """One source's current match: the domain's ``MatchState`` (``live``) and its rows."""
 
     __slots__ = ("id", "live", "round_id", "placement_cache", "rounds", "match_config",
-                 "ended_at", "dirty")
+                 "ended_at", "dirty", "saved_for")
 
     def __init__(self, id: int) -> None:
         self.id = id  # pss_matches.id
@@ -113,6 +113,7 @@ class TrackedMatch:
         self.match_config: str | None = None  # the last ``mch`` message, as JSON
         self.ended_at: str | None = None
         self.dirty = True
+        self.saved_for: _Undo | None = None  # the innermost snapshot holding its copy
 
     @property
     def round_no(self) -> int | None:
@@ -130,7 +131,20 @@ class TrackedMatch:
         clone.rounds = {number: rnd.copy() for number, rnd in self.rounds.items()}
         clone.match_config, clone.ended_at, clone.dirty = (
             self.match_config, self.ended_at, self.dirty)
+        clone.saved_for = None
         return clone
+
+
+class _Undo:
+    """What ``MatchTracker.restore`` puts back: the sources' matches when the snapshot was
+    taken, and a copy of each that changed since, made just before its first change."""
+
+    __slots__ = ("current", "retired", "copies")
+
+    def __init__(self, current: dict, retired: list) -> None:
+        self.current = current
+        self.retired = retired
+        self.copies: dict[int, TrackedMatch] = {}  # id(match at snapshot) -> its copy
 
 
 class MatchTracker:
@@ -141,14 +155,42 @@ class MatchTracker:
         # Matches a new one replaced before their last changes were written (a FightLoaded in
         # the same batch as the end of the previous match): written by the next dirty_rows.
         self._retired: list[TrackedMatch] = []
+        self._undos: list[_Undo] = []  # open snapshots, innermost last
+        self._top: _Undo | None = None
 
-    def snapshot(self) -> tuple:
-        """A copy of the state, to ``restore`` when the batch's transaction rolls back."""
-        return ({key: state.copy() for key, state in self._current.items()},
-                [state.copy() for state in self._retired])
+    def snapshot(self) -> _Undo:
+        """Open a snapshot of the state, to ``restore`` when the batch's transaction (or an
+        event's savepoint) rolls back, or ``release`` when it commits. A match is copied only
+        before its first change under the snapshot: most sources of a long run are idle."""
+        undo = _Undo(dict(self._current), list(self._retired))
+        self._undos.append(undo)
+        self._top = undo
+        return undo
 
-    def restore(self, snapshot: tuple) -> None:
-        self._current, self._retired = snapshot
+    def restore(self, undo: _Undo) -> None:
+        """Put the state back as it was when ``undo`` was taken (and close it, and every
+        snapshot taken after it)."""
+        copies = undo.copies
+        self._current = {key: copies.get(id(state), state)
+                         for key, state in undo.current.items()}
+        self._retired = [copies.get(id(state), state) for state in undo.retired]
+        self._close(undo)
+
+    def release(self, undo: _Undo) -> None:
+        """Close ``undo``: what changed since is kept."""
+        self._close(undo)
+
+    def _close(self, undo: _Undo) -> None:
+        del self._undos[self._undos.index(undo):]
+        self._top = self._undos[-1] if self._undos else None
+
+    def _save(self, state: TrackedMatch) -> None:
+        """Called before ``state`` changes: each open snapshot keeps its copy from before."""
+        key = id(state)
+        for undo in self._undos:
+            if key not in undo.copies:
+                undo.copies[key] = state.copy()
+        state.saved_for = self._top
 
     def place(self, cur, key: tuple, ev, kind: str, context: tuple, event_id: int,
               linked: list) -> TrackedMatch | None:
@@ -166,12 +208,17 @@ class MatchTracker:
             state = self._new_match(cur, key, ev.received_at, context)
         if state is None:
             return None
+        if state.saved_for is not self._top:
+            self._save(state)
         rows = _ROWS.get(kind)
         if rows is not None:
             rows(cur, state, ev, event_id, linked)
         elif kind in SUMMARY_EVENTS and state.live.apply(ev.event, ev.received_ns,
                                                          ev.received_at):
+            # The clock or anything else seen changed: the row changes, and the placement
+            # (round, clock) may have.
             state.dirty = True
+            state.placement_cache = None
         return state
 
     def dirty_rows(self, now: str) -> tuple[list[tuple], list[tuple]]:
@@ -184,6 +231,8 @@ class MatchTracker:
             changed = [rnd for rnd in state.rounds.values() if rnd.dirty]
             if not (state.dirty or changed):
                 continue
+            if state.saved_for is not self._top:
+                self._save(state)  # its flags change below
             summary = state.live.summary()
             for rnd in changed:
                 rounds.append(_round_row(rnd, summary))
@@ -245,13 +294,6 @@ def _open_round(cur, state: TrackedMatch, number: int, at: str) -> RoundRow:
         ).fetchone()
         rnd = state.rounds[number] = RoundRow(row[0], number)
     return rnd
-
-
-def _on_clock(cur, state, ev, event_id, linked):
-    clock = state.live.clock
-    _apply(state, ev)
-    if state.live.clock != clock:
-        state.placement_cache = None
 
 
 def _on_round(cur, state, ev, event_id, linked):
@@ -360,7 +402,6 @@ def _on_winner(cur, state, ev, event_id, linked):
 
 
 _ROWS = {
-    "clock": _on_clock,
     "round": _on_round,
     "match_config": _on_match_config,
     "athletes": _on_athletes,
