@@ -216,6 +216,12 @@ class MatchState:
         return self._s["clock"]["text"]
 
     @property
+    def where(self) -> tuple[int | None, str | None]:
+        """Where in the match an event now falls: (round, clock text)."""
+        s = self._s
+        return s["round"], s["clock"]["text"]
+
+    @property
     def warnings(self) -> tuple[int, int]:
         """The warning counts (blue, red)."""
         w = self._s["warnings"]

@@ -244,7 +244,7 @@ class BatchStore:
                 round_id = state.round_id or 0
                 suffix = state.placement_cache
                 if suffix is None:
-                    where = (state.round_no, state.clock)
+                    where = state.live.where
                     suffix = state.placement_cache = suffix_of(where) or suffixes.put(*where)
             elapsed = now_ns() - ev.received_ns if ev.received_ns else -1
             add_event(new_row(EventRow, (

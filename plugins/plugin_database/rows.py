@@ -124,7 +124,7 @@ class Rows:
         self.contexts: set[tuple] = set()  # (tournament_id, tournament_day_id) of the events
 
     def check_references(self, cur) -> None:
-        """What the foreign keys (off during a normal batch, see ``Writer._transaction``) would
+        """What the foreign keys (off during a normal batch, see ``batch.BatchStore.write``) would
         have checked row by row, once per distinct value: every match, round, event type,
         tournament and tournament day the rows name exists. Raises ``IntegrityError`` (and the
         batch is redone event by event, foreign keys on) when one does not.
@@ -256,7 +256,18 @@ class Many:
         return sql
 
     def run(self, cur, rows: list, head: tuple = ()) -> None:
-        self.run_flat(cur, list(itertools.chain.from_iterable(rows)), head)
+        limit = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per = 1 << max(0, min(self._per, (limit - len(head)) // self.values).bit_length() - 1)
+        flat = itertools.chain.from_iterable
+        start, left = 0, len(rows)
+        while left:
+            size = per if left >= per else 1 << (left.bit_length() - 1)
+            count = left // size if size == per else 1
+            cur.executemany(self._statement(size), [
+                [*head, *flat(rows[i:i + size])]
+                for i in range(start, start + count * size, size)])
+            start += count * size
+            left -= count * size
 
     def run_flat(self, cur, flat: list, head: tuple = ()) -> None:
         """``run`` for rows given as one flat list of their values, row after row."""
@@ -369,7 +380,7 @@ class Shapes:
         self.clears = 0
         self.too_long = 0
         self._cacheable: dict[type, bool] = {}
-        # (class, raw) -> (the model's fields, its shape); read directly by Writer._prepare
+        # (class, raw) -> (the model's fields, its shape); read directly by BatchStore._prepare
         self.cache: dict[tuple, tuple[dict, _Shape]] = {}
 
     def get(self, event) -> _Shape:

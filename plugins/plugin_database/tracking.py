@@ -106,22 +106,14 @@ class TrackedMatch:
         self.id = id  # pss_matches.id
         self.live = MatchState()
         self.round_id: int | None = None  # id of the current round's row (read per event)
-        # Free for the caller to cache what it derives from (round_no, clock): set back to None
-        # whenever either changes.
+        # Free for the caller to cache what it derives from ``live.where`` (round, clock): set
+        # back to None whenever either may have changed.
         self.placement_cache: object = None
         self.rounds: dict[int, RoundRow] = {}
         self.match_config: str | None = None  # the last ``mch`` message, as JSON
         self.ended_at: str | None = None
         self.dirty = True
         self.saved_for: _Undo | None = None  # the innermost snapshot holding its copy
-
-    @property
-    def round_no(self) -> int | None:
-        return self.live.round
-
-    @property
-    def clock(self) -> str | None:
-        return self.live.clock
 
     def copy(self) -> TrackedMatch:
         """An independent copy (taken for every source before each batch)."""
@@ -198,8 +190,8 @@ class MatchTracker:
         ``key`` = (session_id, source_ip, source_port), to be stored under ``event_id``) to
         that source's match.
 
-        Returns the match after the event (where it goes: ``id``, ``round_id``, ``round_no``,
-        ``clock``), or None when the source has no match yet. Rows that name the event (score
+        Returns the match after the event (where it goes: ``id``, ``round_id``,
+        ``live.where``), or None when the source has no match yet. Rows that name the event (score
         and warning history) are appended to ``linked`` as ``(sql, params)``, to be run once
         the event row exists; ``sql`` is ``INSERT_SCORES`` or ``INSERT_WARNINGS``.
         """

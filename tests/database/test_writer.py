@@ -162,9 +162,8 @@ def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, 
 
 def test_a_queue_full_by_bytes_drops_whole_batches_and_counts_them(open_db, feed):
     # 100,000 events would fit by count; 60 kB messages fill 1 MiB after 16 of them.
-    db = open_db(queue_max_bytes=1024 * 1024)
+    db, big = queue_of_two_batches(open_db, feed, "bytes")
     release, blocker = occupy_writer(db)
-    big = feed.events(["x" * 60_000] * 8)
     assert len(big) == 8 and event_bytes(big) == 8 * (60_000 + EVENT_OVERHEAD)
     accepted = [db.writer.submit(big) for _ in range(3)]
     assert accepted == [True, True, False]
@@ -179,40 +178,31 @@ def test_a_queue_full_by_bytes_drops_whole_batches_and_counts_them(open_db, feed
     assert db.writer.stats()["pending_bytes"] == 0
 
 
-def test_a_queue_full_by_bytes_makes_submit_wait_for_room_too(open_db, feed):
-    db = open_db(queue_max_bytes=1024 * 1024)
-    release, blocker = occupy_writer(db)
-    big = feed.events(["x" * 60_000] * 8)
-    assert db.writer.submit(big, wait=30) and db.writer.submit(big, wait=30)
-    outcome: list = []
-    waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(big, wait=30)))
-    waiting.start()
-    wait_for(lambda: db.writer.stats()["waits"] == 1, 5, message="the third batch waits")
-    assert outcome == [] and db.writer.stats()["full_bytes"] == 1
-    release.set()  # the writer takes the queued batches: room for the waiting one
-    waiting.join(10)
-    assert outcome == [True]
-    assert db.writer.flush(10.0)
-    assert db.writer.stats()["stored"] == 24 and db.writer.stats()["dropped"] == 0
-    blocker.join(5)
+def queue_of_two_batches(open_db, feed, bound: str):
+    """A database whose writer queue holds two of the batch returned and not three, by its
+    bound in events or in bytes."""
+    if bound == "events":
+        return open_db(queue_max_events=1000), feed.events(["clk;1:00\r\n"] * 400)
+    return open_db(queue_max_bytes=1024 * 1024), feed.events(["x" * 60_000] * 8)
 
 
-def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed):
-    db = open_db(queue_max_events=1000)
+@pytest.mark.parametrize("bound", ["events", "bytes"])
+def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed, bound):
+    db, batch = queue_of_two_batches(open_db, feed, bound)
     release, blocker = occupy_writer(db)
-    batch = feed.events(["clk;1:00\r\n"] * 400)
     assert db.writer.submit(batch, wait=30) and db.writer.submit(batch, wait=30)
     outcome: list = []
     waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(batch, wait=30)))
     waiting.start()
     wait_for(lambda: db.writer.stats()["waits"] == 1, 5, message="the third batch waits")
-    assert outcome == [] and db.writer.stats()["pending"] == 800
+    assert outcome == [] and db.writer.stats()["pending"] == 2 * len(batch)
+    assert db.writer.stats()["full_bytes"] == (bound == "bytes")
     release.set()  # the writer takes the queued batches: room for the waiting one
     waiting.join(10)
     assert outcome == [True]
     assert db.writer.flush(10.0)
     stats = db.writer.stats()
-    assert stats["stored"] == 1200 and stats["dropped"] == 0
+    assert stats["stored"] == 3 * len(batch) and stats["dropped"] == 0
     blocker.join(5)
 
 
