@@ -26,8 +26,8 @@ When the database is slower than the feed (bounded queue, back-pressure)
     costed at its raw text (plus its datagram's base64 bytes on the datagram's first message)
     and ``EVENT_OVERHEAD`` bytes for its Python objects (``event_bytes``): a feed of 64 KiB
     messages reaches the byte bound long before the event bound. A batch that does not fit
-    either bound waits for
-    room up to ``submit(..., wait=)`` seconds while the writer is making progress: the caller
+    either bound waits for room up to ``submit(..., wait=)`` seconds while the writer is making
+    progress: the caller
     (the UDP dispatcher) slows to the writer's pace, and the backlog stays upstream as raw
     datagrams in the receiver's own bounded queue, which costs far less memory than parsed
     events (``waits`` and ``waited_s`` count it). A batch that still does not fit - the wait
@@ -45,8 +45,8 @@ When a write fails (disk full, I/O error, locked file)
     can still free space or change settings. Any other error (a bug, a constraint) makes the
     writer redo the batch on ``BatchStore``'s careful path, one event at a time: an event whose
     processing fails is stored bare; one that cannot be stored even so is counted in ``lost``
-    with ``last_error``. If the writer is closed while a batch is still
-    held, what was not written is counted in ``lost`` and logged.
+    with ``last_error``. If the writer is closed while a batch is still held, what was not
+    written is counted in ``lost`` and logged.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ from .batch import BatchStore, Events, Session
 from .maintenance import storage_full
 from .transactions import rollback, transaction
 
+# transaction: where ``Writer.run`` functions have always found it (it lives in transactions.py)
 __all__ = ["EVENT_OVERHEAD", "Writer", "event_bytes", "transaction"]
 
 log = logging.getLogger(__name__)
