@@ -80,11 +80,13 @@ def restrike_pss_events(events, app):
 
 @hookspec
 def restrike_udp_session(session, app):
-    """A UDP server session started or stopped.
+    """A UDP server session started, was marked simulated, or stopped.
 
-    ``session`` is a dict: ``session_id``, ``bind``, ``port``, ``started_at``, ``stopped_at``
-    (None while running), ``simulated`` (the built-in simulator feeds it), ``status`` and the
-    session's counters. Called on the thread that started or stopped the server.
+    ``session`` is a ``pss.session.UdpSession`` (a frozen pydantic model, a new one per call):
+    ``session_id``, ``bind``, ``port``, ``started_at``, ``stopped_at`` (None while running),
+    ``simulated`` (the built-in simulator feeds it), ``status`` (running, stopped, error) and
+    the session's counters (``packets_received``, ``events``, ``counters``, ``clients``...).
+    Called on the thread that started or stopped the server.
     """
 
 

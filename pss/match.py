@@ -31,7 +31,7 @@ built without validation carries one), and ``challenges`` keeps the newest ``MAX
 from __future__ import annotations
 
 from collections import deque
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from host.timeutil import now_iso
 
@@ -45,6 +45,17 @@ STARTS_A_MATCH_WHEN_NONE = frozenset(("athletes", "match_config"))
 
 ENDS_A_MATCH = frozenset(("winner_side", "winner"))
 """Event types that finish the current match."""
+
+STARTS_A_MATCH = STARTS_A_MATCH_WHEN_NONE | {"fight_loaded"}
+"""Every event type that can start a match (``starts_match`` says when)."""
+
+STATUS_EVENTS = ENDS_A_MATCH | {"fight_ready", "clock"}
+"""The only event types ``next_status`` can change the status for (so others skip it)."""
+
+SUMMARY_EVENTS = STARTS_A_MATCH | STATUS_EVENTS | {
+    "round", "current_scores", "warnings", "scores", "winner_rounds"}
+"""The only event types that can change ``MatchState.summary()``: a consumer that reads
+nothing else (the database's match tracking) applies only these."""
 
 
 def starts_match(kind: str, in_match: bool) -> bool:
@@ -62,6 +73,22 @@ def next_status(status: MatchStatus, event: PssEvent) -> MatchStatus:
     if isinstance(event, Clock) and event.action == "start" and status in ("loaded", "ready"):
         return "running"
     return status
+
+
+class MatchSummary(NamedTuple):
+    """What a consumer that records matches needs (``MatchState.summary()``): plain values
+    and copies, cheap enough to take once per change."""
+
+    status: MatchStatus | None
+    round: int | None
+    clock: str | None  # the clock's text
+    match: dict  # the ``match`` section of ``snapshot()`` (the ``mch`` configuration)
+    scores: tuple[int, int]  # current (blue, red)
+    warnings: tuple[int, int]  # (blue, red)
+    round_scores: tuple[dict, dict]  # ({round: points} blue, red), rounds 1..MAX_ROUNDS
+    round_winners: dict  # {round: athlete 1/2, 0 none}
+    winner: dict  # {side, name, classification}
+
 
 HIT_WINDOW_NS = 5_000_000_000
 """How far back (ns of ``received_ns``) a hit level still belongs to the next points event."""
@@ -129,16 +156,21 @@ class MatchState:
         ``received_at`` (``now_iso()`` format) becomes ``updated_at``, now when not given.
         """
         changed = False
-        if starts_match(event.type, self._s["loaded"]):
-            if event.type == "fight_loaded":
+        kind = event.type
+        s = self._s
+        if kind in STARTS_A_MATCH and starts_match(kind, s["loaded"]):
+            if kind == "fight_loaded":
                 self.reset()
-            self._s["loaded"], self._s["status"], changed = True, "loaded", True
-        handler = _APPLY.get(event.type)
+                s = self._s
+            s["loaded"], s["status"], changed = True, "loaded", True
+        handler = _APPLY.get(kind)
         if handler is None:
             return changed  # unknown/invalid/avt-like messages change nothing a viewer sees
         changed |= handler(self, event, received_ns)
-        if self._s["loaded"]:
-            changed |= self._put(self._s, "status", next_status(self._s["status"], event))
+        if kind in STATUS_EVENTS and s["loaded"]:
+            status = next_status(s["status"], event)
+            if status != s["status"]:
+                s["status"], changed = status, True
         if changed:
             self._updated_at = received_at or now_iso()
             self._updated_ns = received_ns
@@ -149,6 +181,62 @@ class MatchState:
         self._s = _empty()
         for hits in self._hits.values():
             hits.clear()
+
+    def copy(self) -> MatchState:
+        """An independent copy, cheap enough to take for every court before each database
+        batch (``copy.deepcopy`` costs 30 times more). It copies exactly what the handlers
+        change in place: the top level, the sections ``_put`` writes into, the challenges;
+        every other value is replaced, never changed, by the handlers (keep it so)."""
+        clone = MatchState.__new__(MatchState)
+        s = dict(self._s)
+        for key in _SECTIONS_CHANGED_IN_PLACE:
+            s[key] = dict(s[key])
+        s["round_scores"] = {side: dict(v) for side, v in s["round_scores"].items()}
+        s["challenges"] = [dict(c) for c in s["challenges"]]
+        clone._s = s
+        clone._hits = {athlete: deque(hits, maxlen=_HIT_BUFFER)
+                       for athlete, hits in self._hits.items()}
+        clone._updated_at = self._updated_at
+        clone._updated_ns = self._updated_ns
+        return clone
+
+    @property
+    def loaded(self) -> bool:
+        """A match is current (started by ``starts_match``)."""
+        return self._s["loaded"]
+
+    @property
+    def round(self) -> int | None:
+        """The current round number (``rnd``), None before the first."""
+        return self._s["round"]
+
+    @property
+    def clock(self) -> str | None:
+        """The match clock's text (``clk``), None before the first."""
+        return self._s["clock"]["text"]
+
+    @property
+    def where(self) -> tuple[int | None, str | None]:
+        """Where in the match an event now falls: (round, clock text)."""
+        s = self._s
+        return s["round"], s["clock"]["text"]
+
+    @property
+    def warnings(self) -> tuple[int, int]:
+        """The warning counts (blue, red)."""
+        w = self._s["warnings"]
+        return w["blue"], w["red"]
+
+    def summary(self) -> MatchSummary:
+        """The match's status, configuration, scores, warnings, per-round results and winner
+        (what the database's match rows hold), without the copy of ``snapshot()``."""
+        s = self._s
+        scores, warnings = s["current_scores"], s["warnings"]
+        return MatchSummary(
+            s["status"], s["round"], s["clock"]["text"], dict(s["match"]),
+            (scores["blue"], scores["red"]), (warnings["blue"], warnings["red"]),
+            (dict(s["round_scores"]["blue"]), dict(s["round_scores"]["red"])),
+            dict(s["round_winners"]), dict(s["winner"]))
 
     def recent_hit_levels(self, athlete: int, now_ns: int) -> list[int]:
         """Hit levels of athlete 1/2 received in the last ``HIT_WINDOW_NS`` before ``now_ns``."""
@@ -407,6 +495,11 @@ def _round_count(rounds) -> int:
 
 
 
+
+# The sections of the state that handlers change in place (``_put(section, ...)``), so that
+# ``copy()`` copies them; round_scores (two levels) and challenges are copied apart.
+_SECTIONS_CHANGED_IN_PLACE = ("athletes", "current_scores", "warnings", "hit_levels",
+                              "last_points", "time_outs", "round_winners", "winner")
 
 _APPLY = {
     "fight_loaded": MatchState._fight_loaded,

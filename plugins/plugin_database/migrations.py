@@ -15,7 +15,7 @@ import sqlite3
 from host.timeutil import now_iso
 
 from .schema import EVENT_TYPES, MIGRATIONS, Migration
-from .writer import transaction
+from .transactions import transaction
 
 log = logging.getLogger(__name__)
 

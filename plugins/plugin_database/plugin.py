@@ -16,6 +16,7 @@ import pydantic
 
 from host.hookspecs import hookimpl
 from host.settings import section_error
+from pss.session import UdpSession
 
 from . import archive_commands, export, maintenance, queries, tournaments
 from .running import EXTENSION
@@ -74,10 +75,12 @@ def restrike_pss_events(events, app):
 
 @hookimpl
 def restrike_udp_session(session, app):
-    """Record a UDP session's start or stop in ``udp_server_sessions`` (through the writer)."""
+    """Record a UDP session's start or stop (a ``pss.session.UdpSession``) in
+    ``udp_server_sessions`` (through the writer). Anything else is validated as one first: a
+    record that is not a session raises here, before it reaches the writer."""
     service = app.extensions.get(EXTENSION)
     if service is not None:
-        service.writer.submit_session(session)
+        service.writer.submit_session(UdpSession.model_validate(session))
 
 
 @hookimpl

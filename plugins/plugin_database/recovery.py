@@ -19,7 +19,7 @@ from pathlib import Path
 
 from host.timeutil import now_iso
 
-from .writer import transaction
+from .transactions import transaction
 
 # Primary result codes (the low byte of the extended code) that mean the bytes are damaged;
 # everything else (CANTOPEN, BUSY, FULL, IOERR, READONLY...) is about the surroundings.

@@ -1,12 +1,18 @@
 """The rows of a batch: how the writer turns ``IngestedEvent`` into event, detail and counter
 rows, and the many-row statements that insert them (see ``Many`` for why they are built so).
 
-Everything here runs on the writer thread, inside the writer's transaction; nothing here knows
-the queue, the thread or the retries (``writer.py``).
+Everything here runs on the writer thread, inside the writer's transaction (``batch.py``);
+nothing here knows the queue, the thread or the retries (``writer.py``).
+
+A row is a tuple of its columns in order: an event row is an ``EventRow`` (read by name). The
+detail rows, five per event and never read back, are the exception: their values go one after
+the other into one flat list in ``DetailRow``'s order, as a tuple per detail row is an object
+the garbage collector visits (measured: 10 % of the writer's rate).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import sqlite3
@@ -42,6 +48,43 @@ STR, _INT = _DETAIL_TYPES["str"], _DETAIL_TYPES["int"]
 
 # -- the rows of a batch ----------------------------------------------------------------------
 
+
+class EventRow(NamedTuple):
+    """An event row as the hot loop builds it (``_EVENTS`` inserts it). No None: 0 (or -1)
+    stands for NULL and the SQL turns it back (see ``Many`` for why); the last six values are
+    ``_Shape.tail``."""
+
+    id: int
+    session_id: str
+    match_id: int  # 0: none
+    round_id: int  # 0: none
+    timestamp: str
+    raw_data: str
+    parsed_data: str
+    event_sequence: int
+    processing_time_ms: float  # -1: none
+    tournament_id: int  # 0: none
+    tournament_day_id: int  # 0: none
+    event_type_id: int
+    is_valid: int
+    error_message: str | int  # 0: none
+    recognition_status: int  # _Shape.odd: 0 recognized, 1 invalid, 2 unknown
+    parser_confidence: float
+    validation_errors: str | int  # 0: none
+
+
+class DetailRow(NamedTuple):
+    """The order of a detail row's values (rows are plain tuples, see the module docstring)."""
+
+    event_id: int
+    detail_key: str
+    detail_value: str
+    detail_type: int  # a number of _DETAIL_TYPES
+
+
+_MATCH_ID = operator.attrgetter("match_id")
+_EVENT_TYPE_ID = operator.attrgetter("event_type_id")
+
 class Source:
     """One sender's share of a batch: its events (counted once, by ``Rows.write_counters``),
     the ids of its first and last, its invalid/unknown counts and its constant detail rows."""
@@ -74,16 +117,14 @@ class Rows:
 
     def __init__(self, now: str) -> None:
         self.now = now
-        # The rows of _EVENTS and of _DETAILS, one after the other in one flat list each: no
-        # object per row that the garbage collector would have to visit.
-        self.events: list = []
-        self.details: list = []
+        self.events: list[EventRow] = []
+        self.details: list = []  # DetailRow's values, row after row, in one flat list
         self.linked: list[tuple] = []  # (sql, params): score/warning rows naming their event
         self.sources: dict[tuple, Source] = {}  # (session_id, ip, port) -> its counters
         self.contexts: set[tuple] = set()  # (tournament_id, tournament_day_id) of the events
 
     def check_references(self, cur) -> None:
-        """What the foreign keys (off during a normal batch, see ``Writer._transaction``) would
+        """What the foreign keys (off during a normal batch, see ``batch.BatchStore.write``) would
         have checked row by row, once per distinct value: every match, round, event type,
         tournament and tournament day the rows name exists. Raises ``IntegrityError`` (and the
         batch is redone event by event, foreign keys on) when one does not.
@@ -93,12 +134,11 @@ class Rows:
         athlete links name the matches checked here (their events carry the same match id).
         """
         events = self.events
-        width = _EVENTS.values
         linked = [params for _, params in self.linked]  # (event_id, match_id, round_id, ...)
         wanted = [
-            set(events[_EVENT_MATCH::width]) | {p[1] for p in linked},
+            set(map(_MATCH_ID, events)) | {p[1] for p in linked},
             {p[2] for p in linked},
-            set(events[_EVENT_TYPE::width]),
+            set(map(_EVENT_TYPE_ID, events)),
             {tournament for tournament, _ in self.contexts},
             {day for _, day in self.contexts},
         ]
@@ -116,16 +156,16 @@ class Rows:
     def insert(self, cur) -> None:
         """Insert the events, then the rows that refer to them; empties the lists."""
         _EVENTS.run(cur, self.events, (self.now,))
-        _DETAILS.run(cur, self.details, (self.now,))
-        groups: dict[str, list] = {}  # template -> its rows' values, in arrival order
+        _DETAILS.run_flat(cur, self.details, (self.now,))
+        groups: dict[str, list] = {}  # template -> its rows, in arrival order
         for sql, params in self.linked:
-            flat = groups.get(sql)
-            if flat is None:
-                flat = groups[sql] = []
+            rows = groups.get(sql)
+            if rows is None:
+                rows = groups[sql] = []
                 many(sql, len(params))
-            flat += params
-        for sql, flat in groups.items():
-            _MANY[sql].run(cur, flat)
+            rows.append(params)
+        for sql, rows in groups.items():
+            _MANY[sql].run(cur, rows)
         self.events, self.details, self.linked = [], [], []
 
     def count_bare(self, ev, event_id: int) -> None:
@@ -156,7 +196,7 @@ class Rows:
             packets = list(map(_INDEX, seen)).count(0)
             size = sum(map(len, map(_UTF8, map(str, map(_RAW, seen)))))
             first, last = seen[0].received_at, seen[-1].received_at
-            clients += (session_id, ip, port, first, last, packets, len(seen), size)
+            clients.append((session_id, ip, port, first, last, packets, len(seen), size))
             s = sessions.get(session_id)
             if s is None:  # [events, invalid, unknown, datagrams, bytes, first, last, ids]
                 sessions[session_id] = [len(seen), src.odd[1], src.odd[2], packets, size,
@@ -177,10 +217,11 @@ class Rows:
 
 
 class Many:
-    """``run(cur, flat, head)``: one SQL statement over many rows, with few executions.
+    """``run(cur, rows, head)``: one SQL statement over many rows, with few executions.
 
     ``template`` holds ``{rows}`` where the statement's VALUES rows go, ``values`` values each;
-    ``flat`` holds the rows' values one after the other; ``head`` are the values of the
+    ``rows`` are tuples of ``values`` values (``run_flat``: one flat list of them); ``head``
+    are the values of the
     template's own ``?`` (they come before ``{rows}`` in the text). Rows go in blocks of up to
     ``per_statement`` (a power of two), the rest in halving blocks: whatever the count, a
     handful of executions of a few cached statement sizes. Why it is built this way (measured
@@ -214,7 +255,22 @@ class Many:
                 "{rows}", ", ".join((self._one,) * rows))
         return sql
 
-    def run(self, cur, flat: list, head: tuple = ()) -> None:
+    def run(self, cur, rows: list, head: tuple = ()) -> None:
+        limit = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per = 1 << max(0, min(self._per, (limit - len(head)) // self.values).bit_length() - 1)
+        flat = itertools.chain.from_iterable
+        start, left = 0, len(rows)
+        while left:
+            size = per if left >= per else 1 << (left.bit_length() - 1)
+            count = left // size if size == per else 1
+            cur.executemany(self._statement(size), [
+                [*head, *flat(rows[i:i + size])]
+                for i in range(start, start + count * size, size)])
+            start += count * size
+            left -= count * size
+
+    def run_flat(self, cur, flat: list, head: tuple = ()) -> None:
+        """``run`` for rows given as one flat list of their values, row after row."""
         n = self.values
         limit = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         per = 1 << max(0, min(self._per, (limit - len(head)) // n).bit_length() - 1)
@@ -246,25 +302,18 @@ def _select_values(select: str, values: int) -> str:
     return select.format(*(f"v.column{i + 1}" for i in range(values)), c="?")
 
 
-# An event row as the hot loop builds it (17 values, no None: 0 or -1 stand for NULL):
-# (id, session_id, match_id|0, round_id|0, timestamp, raw_data, parsed_data, event_sequence,
-#  processing_time_ms|-1, tournament_id|0, tournament_day_id|0, *_Shape.tail), where the tail
-# is (event_type_id, is_valid, error_message|0, _Shape.odd, parser_confidence,
-# validation_errors|0). A real id is >= 1, a real time >= 0, and NULLIF(text, 0) keeps any
-# text (even '0': text never equals an integer in SQLite). odd is recognition_status. The
-# batch's created_at is the head value.
+# An EventRow. A real id is >= 1, a real time >= 0, and NULLIF(text, 0) keeps any text (even
+# '0': text never equals an integer in SQLite). The batch's created_at is the head value.
 _EVENTS = Many(
     EVENT_INTO + "SELECT " + _select_values(
         "{0}, {1}, NULLIF({2}, 0), NULLIF({3}, 0), {4}, {5}, {6}, {7}, NULLIF({8}, -1), {c}, "
         "NULLIF({9}, 0), NULLIF({10}, 0), {11}, {12}, NULLIF({13}, 0), "
         "CASE {14} WHEN 0 THEN 'recognized' WHEN 1 THEN 'invalid' WHEN 2 THEN 'unknown' END, "
-        f"'{PROTOCOL_VERSION}', {{15}}, NULLIF({{16}}, 0)", 17)
+        f"'{PROTOCOL_VERSION}', {{15}}, NULLIF({{16}}, 0)", len(EventRow._fields))
     + " FROM (VALUES {rows}) AS v",
     17,
 )
-_EVENT_MATCH, _EVENT_TYPE = 2, 11  # where check_references finds them in a row
-# A detail row: (event_id, detail_key, detail_value, detail type number of _DETAIL_TYPES);
-# the batch's created_at is the head value.
+# A detail row (DetailRow's values); the batch's created_at is the head value.
 _DETAILS = Many(
     _DETAIL_INTO + "SELECT " + _select_values(
         "{0}, {c}, {1}, {2}, CASE {3} WHEN 0 THEN 'str' WHEN 1 THEN 'int' WHEN 2 THEN 'bool' "
@@ -331,7 +380,7 @@ class Shapes:
         self.clears = 0
         self.too_long = 0
         self._cacheable: dict[type, bool] = {}
-        # (class, raw) -> (the model's fields, its shape); read directly by Writer._prepare
+        # (class, raw) -> (the model's fields, its shape); read directly by BatchStore._prepare
         self.cache: dict[tuple, tuple[dict, _Shape]] = {}
 
     def get(self, event) -> _Shape:

@@ -6,7 +6,7 @@ so an archived event keeps an id no new event can take; the writer assigns them 
 ``sqlite_sequence`` and both tables' largest id, see ``writer.py``), ``WITHOUT ROWID`` on the
 details tables (one b-tree insert per detail instead of two) and partial indexes. A CHECK on a
 table the writer fills row by row is spelled with ``=``/``OR``, never ``IN (...)`` (see
-``_V2``). Every pragma lives in ``maintenance.connect_writer`` and ``Writer.__init__`` (the
+``_V2``). Every pragma lives in ``maintenance.connect_writer`` and ``BatchStore.__init__`` (the
 writing connection) and ``pool.connect_reader`` (the readers).
 
 Conventions:

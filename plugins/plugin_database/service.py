@@ -44,6 +44,9 @@ class DatabaseConfig(BaseModel):
     """NORMAL, FULL or OFF: what a power cut can cost, see ``writer.py``."""
     queue_max_events: int = Field(100_000, ge=1_000, le=10_000_000)
     """Events the writer's queue holds; a batch that does not fit waits (``submit_wait``)."""
+    queue_max_bytes: int = Field(128 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024 ** 3)
+    """Bytes the writer's queue holds, an event costed at its raw text + 1 KiB
+    (``writer.event_bytes``); a batch that does not fit waits the same way."""
     submit_wait: float = Field(10.0, ge=0, le=600)
     """How long ingest waits for room in a full writer queue (the backlog then stays in the
     UDP receiver's queue) before the batch is dropped and counted; 0: drop at once."""
@@ -115,6 +118,7 @@ class DatabaseService:
             raise open_error(path, exc) from exc
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
+                            queue_max_bytes=config.queue_max_bytes,
                             batch_max_events=config.batch_max_events)
             writer.set_context(*restored_context(conn))
         except BaseException:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from .service import DatabaseService
 from .queries import Id
-from .writer import transaction
+from .transactions import transaction
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import psutil
 from host.errors import Conflict, StorageFull, Unavailable
 from host.timeutil import now_iso
 from pss.protocol import parse_cache_stats
+from pss.session import UdpSession
 
 from . import simulator
 from .live import LiveFeed, ui_event
@@ -54,7 +55,7 @@ class UdpService:
         self.status = "Stopped"
         self.error: str | None = None
         self.receiver: Receiver | None = None
-        self.session: dict | None = None
+        self.session: UdpSession | None = None
         self.receive_buffer_granted: int | None = None
         self.feed = LiveFeed()
         self.pushed_events = 0
@@ -105,22 +106,14 @@ class UdpService:
             queue_max_datagrams=s.queue_max_datagrams, queue_max_bytes=s.queue_max_bytes,
             limits=s.limits())
         self.receive_buffer_granted = granted
-        session = {
-            "session_id": session_id,
-            "bind": s.bind,
-            "port": sock.getsockname()[1],
-            "started_at": now_iso(),
-            "stopped_at": None,
-            "simulated": False,
-            "status": "running",
-            "receive_buffer_requested": s.receive_buffer,
-            "receive_buffer_granted": granted,
-            "allowed_sources": list(s.allowed_sources),
-            **_session_counters(None),
-        }
+        session = UdpSession(
+            session_id=session_id, bind=s.bind, port=sock.getsockname()[1],
+            started_at=now_iso(), receive_buffer_requested=s.receive_buffer,
+            receive_buffer_granted=granted, allowed_sources=list(s.allowed_sources),
+            **_session_counters(None))
         self.session = session
         # Every plugin knows the session before its first event is dispatched.
-        self.app.hooks.udp_session(dict(session), self.app)
+        self.app.hooks.udp_session(session, self.app)
         try:
             self.receiver.start([(sock, granted)])
         except Exception as exc:  # e.g. no thread could be started: an error state, not a hang
@@ -129,16 +122,17 @@ class UdpService:
             self.status = "Error"
             self.error = f"the UDP receiver could not start: {exc}"
             log.exception("UDP receiver not started")
-            session.update(stopped_at=now_iso(), status="error")
-            self.app.hooks.udp_session(dict(session), self.app)
+            self.session = session.model_copy(update={"stopped_at": now_iso(),
+                                                      "status": "error"})
+            self.app.hooks.udp_session(self.session, self.app)
             self._emit_status()
             raise Unavailable(self.error) from None
         self.status = "Running"
         self._emit_status()
         log.info("UDP server listening on %s:%s (session %s, receive buffer %d bytes granted)",
-                 s.bind, session["port"], session_id, granted)
+                 s.bind, session.port, session_id, granted)
 
-    def _running_session(self) -> dict:
+    def _running_session(self) -> UdpSession:
         """The session of the running server: the status is ``Running`` only once it exists."""
         if self.session is None:
             raise RuntimeError("the UDP server is running without a session")
@@ -154,9 +148,10 @@ class UdpService:
                 self._emit_status()
             return
         receiver.stop()
-        session.update(stopped_at=now_iso(), status="stopped", **_session_counters(receiver))
+        self.session = session.model_copy(update={
+            "stopped_at": now_iso(), "status": "stopped", **_session_counters(receiver)})
         self.status = "Stopped"
-        self.app.hooks.udp_session(dict(session), self.app)
+        self.app.hooks.udp_session(self.session, self.app)
         self._emit_status()
         log.info("UDP server stopped (session %s: %d datagrams, %d events)",
                  receiver.session_id, receiver.datagrams, receiver.events)
@@ -179,7 +174,7 @@ class UdpService:
                 return
             old = self.settings
             opened = None
-            if (new.bind, new.port) != (old.bind, self._running_session()["port"]):
+            if (new.bind, new.port) != (old.bind, self._running_session().port):
                 try:
                     opened = open_socket(new.bind, new.port, new.receive_buffer)
                 except BindError as exc:
@@ -214,8 +209,8 @@ class UdpService:
         """Push ``udp_status`` (latest only) so that the UI refreshes at once."""
         self.app.push.emit("udp_status", {
             "status": self.status, "error": self.error, "port": self.port,
-            "session_id": self.session["session_id"] if self.session else None,
-            "simulated": bool(self.session and self.session["simulated"]),
+            "session_id": self.session.session_id if self.session else None,
+            "simulated": bool(self.session and self.session.simulated),
             "simulating": bool(self._simulation and self._simulation["running"]),
             "settings_problem": self.settings_problem,
         }, latest_only=True)
@@ -228,7 +223,7 @@ class UdpService:
 
     @property
     def port(self) -> int | None:
-        return self.session["port"] if self.session and self.status == "Running" else None
+        return self.session.port if self.session and self.status == "Running" else None
 
     # --------------------------------------------------------------------------- ingest
 
@@ -259,7 +254,7 @@ class UdpService:
             if self._simulation_thread is not None and self._simulation_thread.is_alive():
                 raise Conflict("a simulation is already running (stop_simulation ends it)")
             session = self._running_session()
-            target = (_loopback_for(self.settings.bind), session["port"])
+            target = (_loopback_for(self.settings.bind), session.port)
             self._simulation_stop = threading.Event()
             self._simulation_live = []
             first_seed = seed if seed is not None else int(time.time())
@@ -269,8 +264,8 @@ class UdpService:
                 "finished_at": None, "sent": 0, "errors": 0, "last_error": None,
                 "matches_done": 0, "seed": first_seed,
             }
-            session["simulated"] = True
-            self.app.hooks.udp_session(dict(session), self.app)
+            self.session = session.model_copy(update={"simulated": True})
+            self.app.hooks.udp_session(self.session, self.app)
             thread = threading.Thread(
                 target=self._simulation_loop,
                 args=(target, senders, speed, matches, first_seed, self._simulation_stop,
@@ -464,7 +459,7 @@ def _check_binds(settings: UdpSettings) -> None:
 
 
 def _session_counters(receiver: Receiver | None) -> dict:
-    """The counters a session dict carries (zeros before anything arrived)."""
+    """The counters of a ``UdpSession`` (zeros before anything arrived)."""
     if receiver is None:
         empty = {"datagrams": 0, "bytes": 0, "rejected": 0, "queue_dropped": 0, "events": 0,
                  "events_valid": 0, "events_invalid": 0, "events_unknown": 0,
@@ -484,12 +479,12 @@ def _session_counters(receiver: Receiver | None) -> dict:
     }
 
 
-def _public_session(session: dict | None, receiver: Receiver | None) -> dict | None:
+def _public_session(session: UdpSession | None, receiver: Receiver | None) -> dict | None:
     """The session without its bulky parts; a running one with its live counters."""
     if session is None:
         return None
-    out = {k: v for k, v in session.items() if k not in ("counters", "clients")}
-    if session["status"] == "running" and receiver is not None:
+    out = session.model_dump(exclude={"counters", "clients"})
+    if session.status == "running" and receiver is not None:
         live = _session_counters(receiver)
         out.update({k: v for k, v in live.items() if k not in ("counters", "clients")})
     return out

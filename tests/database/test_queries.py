@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from host.errors import CommandError, InvalidArgument, NotFound
 from plugins.plugin_database.running import service_of
+from pss.session import UdpSession
 
 from .conftest import Feed, call, match_datagrams, read, store
 
@@ -187,9 +190,10 @@ def test_until_before_since_is_refused(loaded):
 
 def test_server_and_session_statistics(loaded):
     service = service_of(loaded)
-    service.writer.submit_session({"session_id": "session-a", "bind": "0.0.0.0", "port": 6000,
-                                   "started_at": "2026-11-28T10:00:00.000000Z",
-                                   "stopped_at": None, "simulated": True, "status": "running"})
+    service.writer.submit_session(UdpSession(
+        session_id="session-a", bind="0.0.0.0", port=6000,
+        started_at="2026-11-28T10:00:00.000000Z", stopped_at=None, simulated=True,
+        status="running"))
     assert service.writer.flush(5.0)
     total = read(service, "SELECT COUNT(*) FROM pss_events_v2")[0][0]
     stats = call(loaded, "get_udp_server_statistics")
@@ -249,3 +253,20 @@ def test_commands_before_start_are_unavailable(make_app):
     with pytest.raises(CommandError) as err:
         call(app, "pss_get_matches")
     assert err.value.type == "unavailable"
+
+
+def test_a_udp_session_record_is_a_typed_model_and_anything_else_is_refused(db_app):
+    # The UDP plugin hands a pss.session.UdpSession; a record that is not one is refused at
+    # the database's hook (named in list_plugins), never half-written.
+    service = service_of(db_app)
+    db_app.hooks.udp_session({"session_id": "no-start-time"}, db_app)
+    session = UdpSession(session_id="typed", bind="127.0.0.1", port=6000,
+                         started_at="2026-11-28T10:00:00.000000Z", packets_received=7)
+    db_app.hooks.udp_session(session, db_app)
+    assert service.writer.flush(5.0)
+    (row,) = read(service, "SELECT session_id, port, status, is_simulated, counters "
+                           "FROM udp_server_sessions")
+    assert row[:4] == ("typed", 6000, "running", 0)
+    assert json.loads(row[4]) == session.counters_record()
+    (database,) = [p for p in db_app.list_plugins() if p["name"] == "database"]
+    assert database["errors"] == 1 and "started_at" in database["last_error"]

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from plugins.plugin_database.running import service_of
+from pss.session import UdpSession
 from plugins.plugin_database.recovery import DatabaseOpenError, move_aside
 from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
 
@@ -145,10 +146,9 @@ def test_a_directory_that_is_not_writable_fails_naming_the_path(unwritable_dir):
     assert list(locked.iterdir()) == []
 
 
-def _session(session_id: str, started_at: str) -> dict:
-    return {"session_id": session_id, "bind": "127.0.0.1", "port": 6000,
-            "started_at": started_at, "stopped_at": None, "simulated": False,
-            "status": "running"}
+def _session(session_id: str, started_at: str) -> UdpSession:
+    return UdpSession(session_id=session_id, bind="127.0.0.1", port=6000,
+                      started_at=started_at, stopped_at=None, simulated=False, status="running")
 
 
 def test_sessions_a_crash_cut_short_are_closed_as_interrupted_at_their_last_event(
@@ -158,8 +158,8 @@ def test_sessions_a_crash_cut_short_are_closed_as_interrupted_at_their_last_even
     db.writer.submit_session(_session("cut-short", "2026-11-28T10:00:00.000000Z"))
     db.writer.submit_session(_session("no-events", "2026-11-28T11:00:00.000000Z"))
     db.writer.submit_session(_session("stopped", "2026-11-28T09:00:00.000000Z"))
-    db.writer.submit_session({**_session("stopped", "2026-11-28T09:00:00.000000Z"),
-                              "stopped_at": "2026-11-28T09:30:00.000000Z", "status": "stopped"})
+    db.writer.submit_session(_session("stopped", "2026-11-28T09:00:00.000000Z").model_copy(
+        update={"stopped_at": "2026-11-28T09:30:00.000000Z", "status": "stopped"}))
     store(db, Feed("cut-short").events(["pt1;3\r\n", "pt2;1\r\n", "clk;1:00\r\n"]))
     last = read(db, "SELECT timestamp FROM pss_events_v2 WHERE session_id = 'cut-short' "
                     "ORDER BY id DESC LIMIT 1")[0][0]

@@ -16,9 +16,10 @@ from host.errors import Unavailable
 from host.timeutil import clock_ns
 from plugins.plugin_database.service import DB_FILE
 from tests.conftest import wait_for
-from plugins.plugin_database.writer import transaction
+from plugins.plugin_database.writer import EVENT_OVERHEAD, event_bytes, transaction
 from pss.ingested import IngestedEvent
 from pss.describe import describe
+from pss.session import UdpSession
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
@@ -159,22 +160,49 @@ def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, 
     assert db.writer.stats()["stored"] == 800
 
 
-def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed):
-    db = open_db(queue_max_events=1000)
+def test_a_queue_full_by_bytes_drops_whole_batches_and_counts_them(open_db, feed):
+    # 100,000 events would fit by count; 60 kB messages fill 1 MiB after 16 of them.
+    db, big = queue_of_two_batches(open_db, feed, "bytes")
     release, blocker = occupy_writer(db)
-    batch = feed.events(["clk;1:00\r\n"] * 400)
+    assert len(big) == 8 and event_bytes(big) == 8 * (60_000 + EVENT_OVERHEAD)
+    accepted = [db.writer.submit(big) for _ in range(3)]
+    assert accepted == [True, True, False]
+    stats = db.writer.stats()
+    assert (stats["dropped"], stats["dropped_batches"], stats["full_bytes"]) == (8, 1, 1)
+    assert stats["pending"] == 16 and stats["pending_bytes"] == 2 * event_bytes(big)
+    assert stats["queue_max_bytes"] == 1024 * 1024
+    release.set()
+    blocker.join(5)
+    assert db.writer.flush(10.0)
+    assert read(db, "SELECT COUNT(*) FROM pss_events_v2") == [(16,)]
+    assert db.writer.stats()["pending_bytes"] == 0
+
+
+def queue_of_two_batches(open_db, feed, bound: str):
+    """A database whose writer queue holds two of the batch returned and not three, by its
+    bound in events or in bytes."""
+    if bound == "events":
+        return open_db(queue_max_events=1000), feed.events(["clk;1:00\r\n"] * 400)
+    return open_db(queue_max_bytes=1024 * 1024), feed.events(["x" * 60_000] * 8)
+
+
+@pytest.mark.parametrize("bound", ["events", "bytes"])
+def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed, bound):
+    db, batch = queue_of_two_batches(open_db, feed, bound)
+    release, blocker = occupy_writer(db)
     assert db.writer.submit(batch, wait=30) and db.writer.submit(batch, wait=30)
     outcome: list = []
     waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(batch, wait=30)))
     waiting.start()
     wait_for(lambda: db.writer.stats()["waits"] == 1, 5, message="the third batch waits")
-    assert outcome == [] and db.writer.stats()["pending"] == 800
+    assert outcome == [] and db.writer.stats()["pending"] == 2 * len(batch)
+    assert db.writer.stats()["full_bytes"] == (bound == "bytes")
     release.set()  # the writer takes the queued batches: room for the waiting one
     waiting.join(10)
     assert outcome == [True]
     assert db.writer.flush(10.0)
     stats = db.writer.stats()
-    assert stats["stored"] == 1200 and stats["dropped"] == 0
+    assert stats["stored"] == 3 * len(batch) and stats["dropped"] == 0
     blocker.join(5)
 
 
@@ -315,21 +343,21 @@ def test_the_shared_fixture_match_reaches_its_expected_state(db, shared_dir):
 
 
 def test_sessions_and_senders_are_counted(db):
-    db.writer.submit_session({"session_id": "sim-1", "bind": "127.0.0.1", "port": 6000,
-                              "started_at": "2026-11-28T12:00:00.000000Z", "stopped_at": None,
-                              "simulated": True, "status": "running", "packets_received": 0})
+    db.writer.submit_session(UdpSession(
+        session_id="sim-1", bind="127.0.0.1", port=6000, started_at="2026-11-28T12:00:00.000000Z",
+        stopped_at=None, simulated=True, status="running", packets_received=0))
     a = Feed("sim-1", ("127.0.0.1", 40001))
     b = Feed("sim-1", ("127.0.0.1", 40002))
     store(db, a.events(["pt1;3;", "clk;2:00;start\r\nsc1;0;sc2;0\r\n"]) + b.events(["rst;"]))
-    db.writer.submit_session({"session_id": "sim-1", "bind": "127.0.0.1", "port": 6000,
-                              "started_at": "2026-11-28T12:00:00.000000Z",
-                              "stopped_at": "2026-11-28T12:05:00.000000Z", "simulated": True,
-                              "status": "stopped", "packets_received": 3})
+    db.writer.submit_session(UdpSession(
+        session_id="sim-1", bind="127.0.0.1", port=6000, started_at="2026-11-28T12:00:00.000000Z",
+        stopped_at="2026-11-28T12:05:00.000000Z", simulated=True, status="stopped",
+        packets_received=3))
     assert db.writer.flush(5.0)
     (session,) = read(db, "SELECT is_simulated, status, stopped_at, events_stored, "
                           "packets_received, unknown_events, counters FROM udp_server_sessions")
     assert session[:6] == (1, "stopped", "2026-11-28T12:05:00.000000Z", 4, 3, 1)
-    assert json.loads(session[6]) == {"packets_received": 3}
+    assert json.loads(session[6])["packets_received"] == 3
     clients = read(db, "SELECT source_port, packets, events FROM udp_client_connections "
                        "ORDER BY source_port")
     assert clients == [(40001, 2, 3), (40002, 1, 1)]
@@ -451,7 +479,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
     from plugins.plugin_udp.simulator import sender_datagrams
 
     # A small shape cache, so this feed also goes through misses, hits and clears.
-    db.writer._shapes._max_size = 40  # noqa: SLF001
+    db.writer._store.shapes._max_size = 40  # noqa: SLF001
     courts = [Feed("sim", (f"10.0.0.{c + 1}", 6000)) for c in range(3)]
     events = []
     for court, court_feed in enumerate(courts):
@@ -628,3 +656,36 @@ def test_a_match_ended_and_replaced_within_one_batch_keeps_its_final_state(db):
     (first,) = read(db, "SELECT MIN(id) FROM pss_matches")[0]
     assert read(db, "SELECT round_number, winner FROM pss_rounds WHERE match_id = ? "
                     "ORDER BY round_number", (first,)) == [(1, 1), (2, 2), (3, 1)]
+
+
+def test_the_match_rows_say_what_the_live_scoreboard_says(db):
+    # One match-state model: tracking keeps the domain's MatchState, no state class of its own.
+    from plugins.plugin_database import tracking
+    from plugins.plugin_udp.simulator import sender_datagrams
+    from pss.match import MatchState
+
+    own = [name for name, value in vars(tracking).items()
+           if isinstance(value, type) and value.__module__ == tracking.__name__
+           and "State" in name]
+    assert own == [] and tracking.MatchState is MatchState
+    live = MatchState()
+    feed = Feed("sim-live")
+    for data in sender_datagrams(11, 0, 2):  # two whole matches, from the same source
+        events = feed.datagram(data)
+        for ev in events:
+            live.apply(ev.event, ev.received_ns, ev.received_at)
+        store(db, events)
+    shown = live.snapshot()
+    (row,) = read(db, "SELECT status, current_round, clock, blue_score, red_score, "
+                      "blue_warnings, red_warnings, winner, winner_name, match_number "
+                      "FROM pss_matches ORDER BY id DESC LIMIT 1")
+    assert row == (shown["status"], shown["round"], shown["clock"]["text"],
+                   shown["current_scores"]["blue"], shown["current_scores"]["red"],
+                   shown["warnings"]["blue"], shown["warnings"]["red"],
+                   (shown["winner"]["side"] or "").lower() or None, shown["winner"]["name"],
+                   shown["match"]["number"])
+    rounds = read(db, "SELECT blue_score, red_score, winner FROM pss_rounds WHERE match_id = "
+                      "(SELECT MAX(id) FROM pss_matches) ORDER BY round_number")
+    assert [r[:2] for r in rounds] == list(zip(shown["round_scores"]["blue"],
+                                               shown["round_scores"]["red"]))
+    assert [r[2] or 0 for r in rounds] == shown["round_winners"][:len(rounds)]

@@ -79,18 +79,18 @@ def test_autostart_runs_a_session_and_shutdown_ends_it_after_dispatching(udp_app
     app, rec, address = udp_app()
     assert call(app, "get_udp_status") == "Running"
     [started] = rec.sessions
-    assert started["status"] == "running" and started["stopped_at"] is None
-    assert started["port"] == address[1] and started["bind"] == "127.0.0.1"
-    assert started["simulated"] is False and started["started_at"].endswith("Z")
+    assert started.status == "running" and started.stopped_at is None
+    assert started.port == address[1] and started.bind == "127.0.0.1"
+    assert started.simulated is False and started.started_at.endswith("Z")
     send(address, *[f"clk;1:{i:02d}\r\n".encode() for i in range(40)])
     wait_for(lambda: call(app, "get_udp_stats")["datagrams"] == 40)
     app.stop()
     assert len(rec.events) == 40  # everything received was dispatched before the hooks ran
     stopped = rec.sessions[-1]
-    assert stopped["session_id"] == started["session_id"]
-    assert stopped["status"] == "stopped" and stopped["stopped_at"] >= started["started_at"]
-    assert stopped["packets_received"] == 40 and stopped["events"] == 40
-    assert stopped["clients"][0]["packets"] == 40
+    assert stopped.session_id == started.session_id
+    assert stopped.status == "stopped" and stopped.stopped_at >= started.started_at
+    assert stopped.packets_received == 40 and stopped.events == 40
+    assert stopped.clients[0]["packets"] == 40
 
 
 def test_autostart_off_waits_for_start_udp_server(udp_app):
@@ -116,7 +116,7 @@ def test_stop_stops_receiving_and_start_resumes_in_a_new_session(udp_app):
     assert call(app, "get_udp_stats")["datagrams"] == 1  # the new session counts afresh
     first, second = rec.events
     assert first.session_id != second.session_id
-    assert [s["status"] for s in rec.sessions] == ["running", "stopped", "running"]
+    assert [s.status for s in rec.sessions] == ["running", "stopped", "running"]
     assert second.seq == 1
 
 
@@ -220,8 +220,8 @@ def test_a_new_port_restarts_the_server_there(udp_app):
     settings = call(app, "update_udp_settings", [{"port": new_port}])
     assert settings["port"] == new_port
     assert call(app, "get_udp_status") == "Running"
-    assert [s["status"] for s in rec.sessions] == ["running", "stopped", "running"]
-    assert rec.sessions[-1]["port"] == new_port
+    assert [s.status for s in rec.sessions] == ["running", "stopped", "running"]
+    assert rec.sessions[-1].port == new_port
     send(old, b"rnd;1\r\n")
     send(("127.0.0.1", new_port), b"rnd;2\r\n")
     wait_for(lambda: len(rec.events) == 1)
@@ -245,7 +245,7 @@ def test_pss_listener_commands(udp_app):
     port = free_port(socket.SOCK_DGRAM)
     assert call(app, "pss_start_listener", [port]) == "Running"
     assert call(app, "pss_start_listener", {"port": port}) == "Running"  # same port: no restart
-    assert len(rec.sessions) == 1 and rec.sessions[0]["port"] == port
+    assert len(rec.sessions) == 1 and rec.sessions[0].port == port
     with pytest.raises(InvalidArgument) as caught:
         call(app, "pss_start_listener", [0])
     assert caught.value.field == "port"
@@ -312,7 +312,7 @@ def test_status_changes_are_pushed(udp_app):
     call(app, "start_udp_server")
     wait_for(lambda: last_status()["status"] == "Running")
     assert last_status()["port"] == address[1]
-    assert last_status()["session_id"] == rec.sessions[-1]["session_id"]
+    assert last_status()["session_id"] == rec.sessions[-1].session_id
 
 
 def test_match_state_by_source_and_unknown_source(udp_app):
@@ -374,8 +374,8 @@ def test_simulate_match_feeds_our_own_port_and_marks_the_session(udp_app):
     assert caught.value.field == "senders"
     started = call(app, "simulate_match", {"senders": 2, "speed": 10000, "matches": 1})
     assert started["running"] is True and started["senders"] == 2
-    assert rec.sessions[-1]["simulated"] is True
-    assert rec.sessions[-1]["session_id"] == rec.sessions[0]["session_id"]
+    assert rec.sessions[-1].simulated is True
+    assert rec.sessions[-1].session_id == rec.sessions[0].session_id
     done = wait_for(lambda: (s := call(app, "get_udp_stats")["simulation"]) and
                     not s["running"] and s, timeout=30)
     assert done["sent"] > 800 and done["errors"] == 0
@@ -387,7 +387,7 @@ def test_simulate_match_feeds_our_own_port_and_marks_the_session(udp_app):
     state = call(app, "pss_get_match_state")
     assert state["winner"]["side"] in ("BLUE", "RED") and state["athletes"]["blue"]
     app.stop()
-    assert rec.sessions[-1]["simulated"] is True and rec.sessions[-1]["status"] == "stopped"
+    assert rec.sessions[-1].simulated is True and rec.sessions[-1].status == "stopped"
 
 
 def test_simulation_needs_a_running_server_and_runs_once_at_a_time(udp_app):
@@ -407,7 +407,7 @@ def test_demo_mode_feeds_the_app_until_shutdown(udp_app):
     app, rec, _ = udp_app(demo=True)
     wait_for(lambda: len(rec.events) >= 1, message="the demo feed")
     assert rec.events[0].raw == "hel;"
-    assert rec.sessions[-1]["simulated"] is True
+    assert rec.sessions[-1].simulated is True
     app.stop()  # must not wait for the (real-time) match to finish
     assert call(app, "get_udp_stats")["simulation"]["running"] is False
 

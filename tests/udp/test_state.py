@@ -317,3 +317,24 @@ def test_match_starts_and_ends_by_the_one_rule_the_database_follows_too():
     assert feed.state.snapshot()["status"] == "finished"
     feed("pre;FightLoaded")
     assert feed.state.snapshot()["status"] == "loaded"
+
+
+def test_a_copy_is_independent_of_the_state_it_was_taken_from():
+    # The database snapshots every court's MatchState before each batch (MatchState.copy) and
+    # restores it when the batch rolls back: applying events to a copy must leave the original
+    # exactly as it was, whatever the event.
+    from plugins.plugin_udp.simulator import sender_datagrams
+    from pss.ingested import ingest_datagram
+
+    state = MatchState()
+    for seq, data in enumerate(sender_datagrams(5, 0, 2), 1):
+        for ev in ingest_datagram(data, session_id="s", seq=seq, received_at="t",
+                                  received_ns=seq * 1_000_000, source_ip="10.0.0.1",
+                                  source_port=1):
+            before = state.snapshot()
+            clone = state.copy()
+            assert clone.snapshot() == before
+            clone.apply(ev.event, ev.received_ns, "t")
+            assert state.snapshot() == before, ev.raw
+            state.apply(ev.event, ev.received_ns, "t")
+            assert state.snapshot() == clone.snapshot(), ev.raw

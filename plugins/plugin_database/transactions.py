@@ -1,0 +1,38 @@
+"""``with transaction(conn):`` - the one way a write on the writing connection is framed.
+
+Its own module so that the writer engine, the storage of a batch, the migrations and every
+``Writer.run`` function share it without importing one another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``with transaction(conn):`` - ``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on error.
+
+    For the writing connection (autocommit mode): functions given to ``Writer.run``, the
+    migrations, the storage of a batch.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        rollback(conn)
+        raise
+    conn.execute("COMMIT")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """``ROLLBACK``, quietly when no transaction is open (a failed COMMIT already ended it)."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.debug("rollback failed (no transaction open)", exc_info=True)
