@@ -48,8 +48,18 @@ from dataclasses import dataclass
 from host.timeutil import clock_ns, now_iso
 from pss.session import UdpSession
 
-from .rows import (EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, EventRow, Rows, Shapes, Source,
-                   Suffixes, many)
+from .rows import (
+    EVENT_INTO,
+    PROTOCOL_VERSION,
+    STR,
+    UNPLACED,
+    EventRow,
+    Rows,
+    Shapes,
+    Source,
+    Suffixes,
+    many,
+)
 from .schema import UNKNOWN_CODE
 from .tracking import UPDATE_MATCHES, UPDATE_ROUNDS, MatchTracker
 from .transactions import rollback, transaction
@@ -331,7 +341,7 @@ class BatchStore:
             fn(*args)
         except sqlite3.OperationalError:
             raise
-        except Exception as exc:  # noqa: BLE001 - events matter more than this bookkeeping
+        except Exception as exc:
             cur.execute("ROLLBACK TO guarded")
             log.exception("database writer could not write the %s", what)
             self._on_error(exc)

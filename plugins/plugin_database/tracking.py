@@ -84,8 +84,8 @@ class RoundRow:
 
     __slots__ = ("id", "number", "ended_at", "dirty")
 
-    def __init__(self, id: int, number: int) -> None:
-        self.id = id
+    def __init__(self, row_id: int, number: int) -> None:
+        self.id = row_id
         self.number = number
         self.ended_at: str | None = None
         self.dirty = False
@@ -102,8 +102,8 @@ class TrackedMatch:
     __slots__ = ("id", "live", "round_id", "placement_cache", "rounds", "match_config",
                  "ended_at", "dirty", "saved_for")
 
-    def __init__(self, id: int) -> None:
-        self.id = id  # pss_matches.id
+    def __init__(self, row_id: int) -> None:
+        self.id = row_id  # pss_matches.id
         self.live = MatchState()
         self.round_id: int | None = None  # id of the current round's row (read per event)
         # Free for the caller to cache what it derives from ``live.where`` (round, clock): set
@@ -280,7 +280,8 @@ def _open_round(cur, state: TrackedMatch, number: int, at: str) -> RoundRow:
     if rnd is None:
         row = cur.execute(
             "INSERT INTO pss_rounds (match_id, round_number, started_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (match_id, round_number) DO UPDATE SET round_number = excluded.round_number "
+            "ON CONFLICT (match_id, round_number) "
+            "DO UPDATE SET round_number = excluded.round_number "
             "RETURNING id",
             (state.id, number, at),
         ).fetchone()

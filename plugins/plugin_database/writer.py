@@ -258,9 +258,10 @@ class Writer:
 
         ``conn`` is the writing connection in autocommit mode, foreign keys on: ``fn`` opens
         and commits its own transactions (``BEGIN IMMEDIATE`` ... ``COMMIT``); one left open is
-        rolled back and reported as an error. ``fn`` runs after the events queued before it are written, except
-        while a failed write is held: then it runs at once. ``timeout`` bounds the wait for ``fn``
-        to start; when it expires first, ``fn`` never runs and ``Unavailable`` is raised.
+        rolled back and reported as an error. ``fn`` runs after the events queued before it are
+        written, except while a failed write is held: then it runs at once. ``timeout`` bounds
+        the wait for ``fn`` to start; when it expires first, ``fn`` never runs and
+        ``Unavailable`` is raised.
         """
         if threading.current_thread() is self._thread:
             return fn(self._conn)  # already on the writer thread (fn calling run)
@@ -457,7 +458,7 @@ class Writer:
         except sqlite3.OperationalError as exc:
             self._hold(items, count, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - any bug: redo event by event, lose nothing
+        except Exception as exc:
             log.exception("database batch of %d events failed; storing them one by one", count)
             self._note_error(exc)
             try:
