@@ -29,13 +29,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from host.commands import CommandRegistry
 from host.errors import CommandError, Conflict, Unavailable
 from host.timeutil import now_iso
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 QUICK_WORKERS = 8
 """Threads answering quick commands over HTTP (a quick command that writes may wait up to the
@@ -176,6 +178,25 @@ class Jobs:
         finally:
             self._release(job=False)
 
+    def run(self, name: str, work: Callable[[], T]) -> T:
+        """Run ``work()`` as the job ``name`` on the calling thread: for work a plugin starts
+        by itself (the automatic archival's timer), which must take the one job slot like a
+        command does. ``Conflict`` at once while another job runs (never queued); progress
+        reports and ``get_job_status`` as for any job. Returns its result or raises its error.
+        """
+        job = self._admit(name)
+        failure: dict | None = {"type": "internal_error", "field": None,
+                                "message": f"{name} failed"}
+        try:
+            result = work()
+            failure = None
+            return result
+        except CommandError as exc:
+            failure = exc.to_dict()
+            raise
+        finally:
+            self._finish(job, failure is None, failure)
+
     def _run_job(self, job: Job, run: Callable[[], Any]) -> Outcome:
         result = (False, {"type": "internal_error", "field": None,
                           "message": f"{job.name} failed"})
@@ -183,22 +204,26 @@ class Jobs:
             result = outcome(job.name, run)
         finally:
             ok, value = result
-            status = job.status()
-            with self._lock:
-                self._current = None
-                self._counts["jobs_run"] += 1
-                self._last = {"id": job.id, "name": job.name, "started_at": job.started_at,
-                              "finished_at": now_iso(), "duration_s": status["elapsed_s"],
-                              "ok": ok, "error": None if ok else value}
-        self._notify({**status, "finished": True, "ok": ok})
+            self._finish(job, ok, None if ok else value)
         return result
+
+    def _finish(self, job: Job, ok: bool, error: dict | None) -> None:
+        """The job ended: free the slot, keep it as ``last``, tell the listeners."""
+        status = job.status()
+        with self._lock:
+            self._current = None
+            self._counts["jobs_run"] += 1
+            self._last = {"id": job.id, "name": job.name, "started_at": job.started_at,
+                          "finished_at": now_iso(), "duration_s": status["elapsed_s"],
+                          "ok": ok, "error": error}
+        self._notify({**status, "finished": True, "ok": ok})
 
     # -- progress --------------------------------------------------------------------------
 
     def report(self, done: int, total: int | None) -> None:
         """The running job has done ``done`` of ``total`` steps (any thread may call it, e.g.
-        the database writer between chunks). Ignored when no job runs (the automatic
-        archival runs outside the job slot). Listeners run right here."""
+        the database writer between chunks). Ignored when no job runs. Listeners run right
+        here."""
         with self._lock:
             job = self._current
             if job is None:

@@ -584,6 +584,11 @@ def _file_size(path: str | None) -> int | None:
 # -- automatic archival -------------------------------------------------------------------------
 
 
+BUSY_RETRY_S = 60.0
+"""When the job slot is busy (an archive command runs), the automatic archival tries again
+after this long instead of a whole interval."""
+
+
 class AutoArchiver:
     """Archives events older than ``days_old`` days every ``interval`` s (hourly by default).
 
@@ -672,6 +677,12 @@ class AutoArchiver:
             self._next_due = self._clock() + self.interval
             try:
                 moved = self.run_once()
+            except Conflict as exc:  # another long operation holds the job slot: soon again
+                self.last_error = f"skipped: {exc}"
+                log.info("automatic archival skipped, tried again in %.0f s: %s",
+                         min(self.interval, BUSY_RETRY_S), exc)
+                self._next_due = self._clock() + min(self.interval, BUSY_RETRY_S)
+                continue
             except Exception as exc:  # keep archiving next hour
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("automatic archival failed")

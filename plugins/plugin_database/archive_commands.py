@@ -30,13 +30,9 @@ from plugins.plugin_database import archive
 DaysOld = Annotated[int, Field(ge=0, le=archive.MAX_DAYS, description="age in days, >= 0")]
 
 
-def commands(app: App) -> dict[str, Callable[..., Any]]:
-    """The pool and archive commands, by name; ``app.push.emit`` carries the progress to the
-    page."""
-
-    def get_service() -> DatabaseService:
-        return service_of(app)
-
+def progress_to(app: App) -> archive.Progress:
+    """The progress of an archive operation to the page (``archive_progress`` pushes) and to
+    the running job (``app.jobs.report``)."""
 
     def progress(operation: str, done: int, total: int) -> None:
         percent = round(done * 100.0 / total, 1) if total else 100.0
@@ -46,6 +42,18 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
             latest_only=True,
         )
         app.jobs.report(done, total)
+
+    return progress
+
+
+def commands(app: App) -> dict[str, Callable[..., Any]]:
+    """The pool and archive commands, by name; ``app.push.emit`` carries the progress to the
+    page."""
+
+    def get_service() -> DatabaseService:
+        return service_of(app)
+
+    progress = progress_to(app)
 
     def get_database_pool_stats() -> dict:
         """Statistics of the read connection pool: ``available_connections``,

@@ -48,7 +48,8 @@ def restrike_startup(app):
     except pydantic.ValidationError as exc:
         raise section_error(exc, EXTENSION) from None
     path = Path(app.settings.data_dir) / DB_FILE
-    app.extensions[EXTENSION] = DatabaseService.open(path, config)
+    app.extensions[EXTENSION] = DatabaseService.open(
+        path, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app))
 
 
 @hookimpl

@@ -29,6 +29,9 @@ from .writer import Writer
 
 log = logging.getLogger(__name__)
 
+AUTO_ARCHIVE_JOB = "automatic archival"
+"""The job name of ``database.auto_archive_days``' archival (``get_job_status``)."""
+
 DB_FILE = "restrike_vta.db"
 """The database file's name inside the data dir."""
 
@@ -90,12 +93,18 @@ class DatabaseService:
     interrupted_sessions: int = 0
 
     @classmethod
-    def open(cls, path: Path, config: DatabaseConfig | None = None) -> DatabaseService:
+    def open(cls, path: Path, config: DatabaseConfig | None = None, *,
+             as_job: Callable[[str, Callable[[], int]], int] | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> DatabaseService:
         """Open (or create) the database file, migrate it, start the writer and the pool.
 
         A damaged file is moved aside to ``<name>.corrupt-<UTC time>`` and a fresh one started
         (logged as an ERROR naming both paths). ``DatabaseOpenError`` (naming the path) when
         the file cannot be opened for any other reason; nothing is touched then.
+
+        ``as_job(name, work)`` runs the automatic archival in the host's one job slot
+        (``app.jobs.run``), so it never overlaps an archive command; ``progress(operation,
+        done, total)`` is told its chunks. Without them (tests) it just runs on the writer.
         """
         config = config or DatabaseConfig()
         path = Path(path)
@@ -137,7 +146,13 @@ class DatabaseService:
         service = cls(path, config, writer, pool, version, recovered_from=recovered,
                       interrupted_sessions=interrupted)
         if config.auto_archive_days is not None:
-            service.auto_archiver = AutoArchiver(writer.run, config.auto_archive_days)
+            def run(fn: Callable[[Any], int]) -> int:
+                if as_job is None:
+                    return service.write(fn)
+                return as_job(AUTO_ARCHIVE_JOB, lambda: service.write(fn))
+
+            service.auto_archiver = AutoArchiver(run, config.auto_archive_days,
+                                                 progress=progress)
             service.auto_archiver.start()
         log.info("database %s open (schema version %d, synchronous %s)", path, version,
                  config.synchronous)

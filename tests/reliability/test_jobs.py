@@ -192,3 +192,49 @@ def test_the_page_shows_a_job_it_did_not_start_and_the_conflict_it_causes(make_a
     assert archival.result(30) == (True, stored)
     expect(page.locator("#op-progress")).to_be_hidden(timeout=20_000)
     calls.shutdown()
+
+
+def test_the_automatic_archival_takes_the_one_job_slot_too(make_app, served):
+    """``database.auto_archive_days`` archives through the same slot as the commands: skipped
+    (and tried again soon) while an archive command runs, and an archive command started while
+    it runs is refused at once with ``conflict`` naming it (not ``unavailable`` after the
+    writer's timeout)."""
+    from plugins.plugin_database.service import AUTO_ARCHIVE_JOB
+
+    app = fed_app(make_app, auto_archive_days=1)
+    auto = app.extensions["database"].auto_archiver
+    client = served(app)
+
+    checkpoint = Checkpoint(app, "archive_old_events")
+    calls = ThreadPoolExecutor(1)
+    archiving = calls.submit(post, client, "archive_old_events", [0])
+    assert checkpoint.reached.wait(20)
+    try:
+        auto.trigger()
+        wait_for(lambda: (auto.last_error or "").startswith("skipped"), 20,
+                 message="the automatic archival skipped")
+        assert auto.runs == 0 and "archive_old_events" in auto.last_error
+    finally:
+        checkpoint.release()
+    assert archiving.result(30).status_code == 200
+
+    started, release = threading.Event(), threading.Event()
+
+    def hold(status: dict) -> None:  # the automatic archival's start, on its own thread
+        if status["name"] == AUTO_ARCHIVE_JOB and not status.get("finished") \
+                and not started.is_set():
+            started.set()
+            release.wait(60)
+
+    app.jobs.add_listener(hold)
+    auto.trigger()
+    assert started.wait(20)
+    try:
+        refused = post(client, "archive_old_events", [0])
+        assert refused.status_code == 409
+        assert AUTO_ARCHIVE_JOB in refused.json()["error"]["message"]
+    finally:
+        release.set()
+    wait_for(lambda: auto.runs == 1, 20, message="the automatic archival ran")
+    assert app.jobs.status()["last"]["name"] == AUTO_ARCHIVE_JOB
+    calls.shutdown()
