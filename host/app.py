@@ -37,6 +37,7 @@ class App:
         self.commands = CommandRegistry()
         self.push = PushService()
         self.extensions: dict[str, object] = {}
+        self.window = None  # the pywebview window while window mode runs (hide()/show())
         self._started: list[str] = []
         self._stopped = threading.Event()
         self._register_host_commands()

@@ -37,6 +37,8 @@ def run_window(app, stop_requested) -> None:
         width=1280, height=800, min_size=(1024, 700), background_color="#0d1117",
     )
 
+    app.window = window  # plugins may hide it while they show something else (a replay)
+
     def deliver(batch: list[dict]) -> None:
         window.run_js(f"window.__restrikePush && window.__restrikePush({json.dumps(batch)})")
 
@@ -53,4 +55,5 @@ def run_window(app, stop_requested) -> None:
     try:
         webview.start(gui="qt", private_mode=True)
     finally:
+        app.window = None
         app.push.remove_sink(sink)
