@@ -125,7 +125,7 @@ class Player:
             raise Unavailable(f"the clip's file is missing: {path}")
         self.stop()
         sock = os.path.join(self._dir, f"mpv-{os.getpid()}-{self.plays}.sock")
-        args = [exe, f"--input-ipc-server={sock}", f"--start={start:.3f}", "--keep-open=yes",
+        args = [exe, f"--input-ipc-server={sock}", f"--start={start:.3f}", "--keep-open=yes", "--hr-seek=yes",
                 "--force-window=yes", "--no-terminal", "--title=restrike replay",
                 "--osd-level=2", *self.extra_args, "--", path]
         with self._lock:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,21 @@ log = logging.getLogger(__name__)
 EXTENSION = "obs"
 MIN_SAVE_GAP = 1.0
 """Seconds between two saves' starts: OBS's file names are unique to the second only."""
+
+
+def probe_duration(path: str) -> float | None:
+    """The clip's real length from ffprobe (OBS cuts at keyframes, so it differs from the
+    buffer's length by up to a keyframe interval); None without ffprobe or a readable file."""
+    exe = shutil.which("ffprobe")
+    if exe is None or not Path(path).is_file():
+        return None
+    try:
+        out = subprocess.run([exe, "-v", "error", "-show_entries", "format=duration", "-of",
+                              "default=nw=1:nk=1", "--", path], capture_output=True, text=True,
+                             timeout=10, check=True)
+        return round(float(out.stdout.strip()), 3)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 class _Job:
@@ -186,15 +202,18 @@ class ObsService:
                 if self._stopping:
                     return
                 job = self._job
+                previous_start = self._last_start
                 self._saving, self._last_start = True, time.monotonic()
             try:
                 result = self._save_all(job)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
                 log.exception("instant replay: the save failed")
                 result = {"coalesced": False, "clips": [], "errors": [str(exc)]}
+            sent = result.pop("sent", True)
             with self._lock:
                 self._job, self._saving = None, False
-                self._last_start = time.monotonic()
+                # the gap protects OBS's file names: only a save sent to OBS counts
+                self._last_start = time.monotonic() if sent else previous_start
             job.future.set_result(result)
             self._changed()
             if result["clips"] and self.config.autoplay:
@@ -209,7 +228,7 @@ class ObsService:
             message = ("no OBS instance is connected: nothing saved" if self.instances
                        else "no OBS instance is configured: nothing saved")
             self._fail(message, "save_failures")
-            return {"coalesced": False, "clips": [], "errors": [message]}
+            return {"coalesced": False, "clips": [], "errors": [message], "sent": False}
         futures = {self._pool.submit(inst.save, self.config.save_timeout): inst
                    for inst in ready}
         clips, errors = [], []
@@ -228,7 +247,7 @@ class ObsService:
             if clip is not None:
                 clips.append(clip)
         clips.sort(key=lambda c: c["id"])
-        return {"coalesced": False, "clips": clips, "errors": errors}
+        return {"coalesced": False, "clips": clips, "errors": errors, "sent": True}
 
     def _clip_dir(self) -> Path:
         return Path(self.config.clip_dir or Path(self.app.settings.data_dir) / "clips")
@@ -252,7 +271,8 @@ class ObsService:
 
     def _store(self, inst: Instance, path: str, saved_at: str, job: _Job) -> dict | None:
         path = self._move(inst, path, saved_at)
-        duration = inst.buffer_seconds or float(self.config.replay_seconds)
+        duration = (probe_duration(path) or inst.buffer_seconds
+                    or float(self.config.replay_seconds))
         size = Path(path).stat().st_size if Path(path).is_file() else None
         db = self.app.extensions.get("database")
         if db is None or not hasattr(db, "store_clip"):
