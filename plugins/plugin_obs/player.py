@@ -111,6 +111,7 @@ class Player:
         self._proc: subprocess.Popen | None = None
         self._ipc: Ipc | None = None
         self._clip: dict | None = None
+        self._ipc_path: str | None = None
         self._dir = tempfile.mkdtemp(prefix="restrike-mpv-")
         self.plays = 0
 
@@ -136,7 +137,7 @@ class Player:
             except BaseException:
                 _kill(proc)
                 raise
-            self._proc, self._ipc, self._clip = proc, ipc, clip
+            self._proc, self._ipc, self._clip, self._ipc_path = proc, ipc, clip, sock
             self.plays += 1
         window = self._get_window()
         if window is not None:
@@ -172,13 +173,14 @@ class Player:
         return self.state()
 
     def state(self) -> dict:
-        """``{playing, clip_id, path, position, speed, paused}`` (position in s, from mpv)."""
+        """``{playing, clip_id, path, position, speed, paused, ipc}`` (position in s, from mpv;
+        ``ipc`` the path of mpv's control socket, for scripts)."""
         ipc, clip = self._ipc, self._clip
         if ipc is None or clip is None:
             return {"playing": False, "clip_id": None, "path": None, "position": None,
-                    "speed": None, "paused": None}
+                    "speed": None, "paused": None, "ipc": None}
         out = {"playing": True, "clip_id": clip.get("id"), "path": clip["path"],
-               "position": None, "speed": None, "paused": None}
+               "position": None, "speed": None, "paused": None, "ipc": self._ipc_path}
         with contextlib.suppress(OSError, ConnectionError, RuntimeError, ValueError):
             out["path"] = ipc.command("get_property", "path")
             out["position"] = ipc.command("get_property", "time-pos")
