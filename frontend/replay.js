@@ -145,8 +145,19 @@ function showClip(clip) {
     dataset: { offset: String(m.offset_ms), code: m.code },
     on: { click: () => play(clip.id, Math.max(0, m.offset_ms / 1000 - 1)) },
   })));
-  // the position along the clip: set through the CSSOM (the CSP forbids style attributes)
-  clip.events.forEach((m, i) => { $('#rp-timeline').children[i].style.left = `${(100 * m.offset_ms) / span}%`; });
+  // The position along the clip, set through the CSSOM (the CSP forbids style attributes).
+  // Events a few ms apart would cover each other: each goes to the first of three lanes where
+  // it is clear of the previous mark, so every mark stays clickable.
+  const lanes = [-Infinity, -Infinity, -Infinity];
+  clip.events.forEach((m, i) => {
+    const left = (100 * m.offset_ms) / span;
+    let lane = lanes.findIndex((last) => left - last >= 1.5);
+    if (lane < 0) lane = lanes.indexOf(Math.min(...lanes));
+    lanes[lane] = left;
+    const el = $('#rp-timeline').children[i];
+    el.style.left = `${left}%`;
+    el.classList.add(`rp-lane-${lane}`);
+  });
   for (const row of $('#rp-clips').children) row.classList.toggle('row-active', row.dataset.id === String(clip.id));
 }
 
