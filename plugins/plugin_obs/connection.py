@@ -168,7 +168,8 @@ class Instance:
                 break
             if time.monotonic() > deadline or self._stop.is_set():
                 raise SaveFailed("OBS's replay buffer did not start within "
-                                 f"{BUFFER_START_TIMEOUT:g} s")
+                                 f"{BUFFER_START_TIMEOUT:g} s: is OBS's recording folder "
+                                 "full or missing? (OBS starts no recording on a full disk)")
         log.info("OBS %s: replay buffer started by restrike", self.cfg.name)
         self._set(buffer_started_by_restrike=self._status["buffer_started_by_restrike"] + 1)
 

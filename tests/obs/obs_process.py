@@ -112,6 +112,14 @@ class ObsProcess:
         self.xvfb = self.proc = None
         self.log = self.root / "obs.log"
 
+    def fill_record_dir(self) -> bool:
+        """Put the recording folder on a 64 KiB tmpfs (a full disk for OBS); False when this
+        machine does not let us mount (not root)."""
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                               str(self.record_dir)], capture_output=True)
+        self.mounted = done.returncode == 0
+        return self.mounted
+
     def _start_xvfb(self):
         r, w = os.pipe()
         self.xvfb = subprocess.Popen(
@@ -160,6 +168,8 @@ class ObsProcess:
     def close(self) -> None:
         _stop(self.proc)
         _stop(self.xvfb)
+        if getattr(self, "mounted", False):
+            subprocess.run(["umount", "-l", str(self.record_dir)], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def instance(self, name="cam-1", password=None) -> dict:
