@@ -71,9 +71,11 @@ class Instance:
     """One configured OBS instance: its connection thread, status and save."""
 
     def __init__(self, cfg: InstanceConfig, on_change: Callable[[], None],
-                 reconnect_max: float = 10.0):
+                 reconnect_max: float = 10.0,
+                 on_late_save: Callable[[Instance, str], None] | None = None):
         self.cfg = cfg
         self._on_change = on_change
+        self._on_late_save = on_late_save
         self._reconnect_max = reconnect_max
         self._stop = threading.Event()
         self._req_lock = threading.Lock()      # ReqClient: one request at a time
@@ -212,6 +214,10 @@ class Instance:
         if pending is not None:
             pending[1]["path"] = data.saved_replay_path
             pending[0].set()
+        elif self._on_late_save is not None:
+            # A save that outlived its wait (a loaded machine), or one started in OBS itself
+            # (its hotkey): the file exists, so it becomes a clip instead of an orphan.
+            self._on_late_save(self, data.saved_replay_path)
 
     def on_replay_buffer_state_changed(self, data) -> None:
         active = bool(data.output_active)

@@ -190,8 +190,15 @@ class Player:
 
     def stop(self) -> None:
         with self._lock:
-            proc = self._proc
-        if proc is not None:
+            proc, ipc = self._proc, self._ipc
+        if proc is None:
+            return
+        # "quit" over IPC ends mpv at once; SIGTERM can take seconds while it is decoding.
+        with contextlib.suppress(OSError, ConnectionError, RuntimeError, ValueError):
+            ipc.command("quit")
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
             _kill(proc)
             proc.wait()
 

@@ -92,8 +92,8 @@ class ObsService:
 
     def _start_instances(self) -> None:
         for cfg in self.config.instances:
-            self.instances[cfg.name] = Instance(cfg, self._changed,
-                                                self.config.reconnect_max).start()
+            self.instances[cfg.name] = Instance(cfg, self._changed, self.config.reconnect_max,
+                                                self._late_save).start()
         if not self.config.instances:
             log.info("no OBS instance configured: instant replay idles")
 
@@ -182,6 +182,13 @@ class ObsService:
                 self._lock.notify_all()
         self._changed()
         return job
+
+    def _late_save(self, inst: Instance, path: str) -> None:
+        """OBS saved a replay nobody waits for (after a timeout, or OBS's own hotkey): store it
+        too (trigger ``obs``), off the event thread."""
+        log.warning("OBS %s saved a replay restrike was not waiting for: storing it", inst.cfg.name)
+        saved_at = now_iso()
+        self._pool.submit(self._store, inst, path, saved_at, _Job("obs", None, None))
 
     def _switch_scene(self, scene: str) -> None:
         for inst in list(self.instances.values()):
