@@ -159,7 +159,8 @@ class ObsService:
         """(tournament id, day id) of incoming events, for trigger scopes; (None, None) when
         the database does not say."""
         try:
-            return tuple(self.app.extensions["database"].writer.context())[:2]
+            context = self.app.extensions["database"].writer.context
+            return tuple(context() if callable(context) else context)[:2]
         except Exception:  # noqa: BLE001 - no database, or another shape: no context
             return (None, None)
 
