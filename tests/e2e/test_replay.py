@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for
-from tests.e2e.conftest import START_TIMEOUT, _env, _stop, _wait_ui
+from tests.conftest import wait_for
+from tests.e2e.conftest import START_TIMEOUT, launch_window
 
 pytestmark = pytest.mark.e2e
 
@@ -26,44 +24,18 @@ RB = 5
 @pytest.fixture(scope="module")
 def replay_window(tmp_path_factory, pw):
     """OBS + the app in window mode with an ``obs`` section, attached over CDP."""
-    pytest.importorskip("webview")
     from tests.obs.obs_process import ObsProcess
 
     obs = ObsProcess(rb_seconds=RB).start()
-    tmp = tmp_path_factory.mktemp("replay-window")
-    config = tmp / "config.json"
-    config.write_text(json.dumps({"obs": {
-        "instances": [obs.instance()], "replay_seconds": RB, "start_at_seconds": 1,
-        "autoplay": False, "player_args": ["--vo=null", "--ao=null"]}}))
-    cdp, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
-    env = _env(RESTRIKE_CDP_PORT=str(cdp), PYWEBVIEW_GUI="qt",
-               QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox --disable-gpu")
-    log_path = tmp / "app.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--data-dir", str(tmp / "data"), "--udp-bind",
-             "127.0.0.1", "--udp-port", str(udp_port), "--config", str(config)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        def page_up():
-            assert proc.poll() is None, f"the app exited:\n{log_path.read_text()}"
-            try:
-                import urllib.request
-                with urllib.request.urlopen(f"http://127.0.0.1:{cdp}/json/list", timeout=1) as r:
-                    return any(t.get("type") == "page" for t in json.load(r))
-            except OSError:
-                return False
-
-        wait_for(page_up, START_TIMEOUT, 0.1, "the window's DevTools page")
-        browser = pw.chromium.connect_over_cdp(f"http://127.0.0.1:{cdp}", no_defaults=True)
-        try:
-            page = browser.contexts[0].pages[0]
-            _wait_ui(page)
-            yield page, udp_port
-        finally:
-            browser.close()
+        tmp = tmp_path_factory.mktemp("replay-window")
+        config = tmp / "config.json"
+        config.write_text(json.dumps({"obs": {
+            "instances": [obs.instance()], "replay_seconds": RB, "start_at_seconds": 1,
+            "autoplay": False, "player_args": ["--vo=null", "--ao=null"]}}))
+        with launch_window(tmp, pw, ("--config", str(config))) as running:
+            yield running.page, running.udp_port
     finally:
-        _stop(proc)
         obs.close()
 
 
