@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import logging
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,13 +12,13 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from host.errors import InvalidArgument, NotFound, Unavailable
+from host.errors import InvalidArgument, NotFound, StorageFull, Unavailable
 
 from . import config as config_file
 from . import triggers as triggers_file
-from .config import InstanceConfig, ObsConfig
+from .config import ObsConfig
 from .service import EXTENSION, ObsService
-from .triggers import Trigger, TriggerTable
+from .triggers import TriggerTable
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,18 @@ def _validation_error(exc: pydantic.ValidationError, prefix: str) -> InvalidArgu
     field = f"{prefix}.{loc}" if loc else prefix
     message = err["msg"].removeprefix("Value error, ")
     return InvalidArgument(f"{field}: {message}", field=field)
+
+
+def _saving(what: str, save) -> None:
+    """Run ``save()``; a failure to write is ``storage_full`` or ``unavailable``, said plainly,
+    and nothing was changed."""
+    try:
+        save()
+    except OSError as exc:
+        log.error("%s not saved: %s", what, exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"the {what} were not saved.") from None
+        raise Unavailable(f"the {what} could not be saved: {exc.strerror or exc}") from None
 
 
 def merge(current: ObsConfig, change: ConfigChange) -> ObsConfig:
@@ -101,7 +115,7 @@ def commands(app) -> dict:
         Returns ``obs_get_config()``."""
         service = svc()
         new = merge(service.config, config)
-        config_file.save(new, Path(app.settings.data_dir))
+        _saving("OBS settings", lambda: config_file.save(new, Path(app.settings.data_dir)))
         service.reconfigure(new)
         return new.public()
 
@@ -112,7 +126,10 @@ def commands(app) -> dict:
         ``unavailable`` when no instance could save."""
         service = svc()
         job = service.trigger("manual")
-        result = job.future.result(service.config.save_timeout + 30)
+        try:
+            result = job.future.result(service.config.save_timeout + 30)
+        except concurrent.futures.TimeoutError:
+            raise Unavailable("the save did not finish in time; see obs_get_status") from None
         if not result["coalesced"] and not result["clips"]:
             raise Unavailable("; ".join(result["errors"]) or "no clip was saved")
         return result
@@ -176,7 +193,7 @@ def commands(app) -> dict:
         """Replace the trigger table (saved in the data dir). ``code`` is a PSS wire code
         (``ch1``), ``action`` ``save_replay`` or ``switch_scene`` (needs ``scene``), ``scope``
         ``always``/``tournament``/``day``, ``throttle`` ``none``/``round``/``match``."""
-        triggers_file.save(triggers, Path(app.settings.data_dir))
+        _saving("triggers", lambda: triggers_file.save(triggers, Path(app.settings.data_dir)))
         svc().matcher.set_table(triggers)
         return [t.model_dump() for t in triggers]
 
@@ -184,5 +201,3 @@ def commands(app) -> dict:
         obs_get_status, obs_get_config, obs_update_config, replay_save_now, get_replay_clips,
         replay_play, replay_control, replay_delete, replay_get_triggers, replay_set_triggers)}
 
-
-__all__ = ["commands", "InstanceConfig", "Trigger"]

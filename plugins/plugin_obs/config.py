@@ -98,13 +98,22 @@ def load(config_section: dict, data_dir: Path) -> ObsConfig:
     return ObsConfig.model_validate(config_section)
 
 
-def save(config: ObsConfig, data_dir: Path) -> None:
-    """Write the settings file atomically, readable by the owner only (it holds passwords)."""
-    path = Path(data_dir) / SETTINGS_FILE
+def write_file(path: Path, data, mode: int = 0o600) -> None:
+    """Write ``data`` as JSON beside ``path`` and rename it into place: the old file stays
+    whole if anything fails (the temporary file is removed). ``OSError`` is the caller's."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(config.saved(), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save(config: ObsConfig, data_dir: Path) -> None:
+    """Write the settings file, readable by the owner only (it holds passwords)."""
+    write_file(Path(data_dir) / SETTINGS_FILE, config.saved())

@@ -14,12 +14,12 @@ UDP plugin.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+
+from .config import write_file
 
 TRIGGERS_FILE = "obs-triggers.json"
 MAX_TRIGGERS = 100
@@ -69,10 +69,7 @@ def load(data_dir: Path) -> list[Trigger]:
 
 
 def save(table: list[Trigger], data_dir: Path) -> None:
-    path = Path(data_dir) / TRIGGERS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(json.dumps([t.model_dump() for t in table], indent=1).encode())
-    os.replace(tmp, path)
+    write_file(Path(data_dir) / TRIGGERS_FILE, [t.model_dump() for t in table], 0o644)
 
 
 def is_request(event) -> bool:

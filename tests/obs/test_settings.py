@@ -145,3 +145,15 @@ def test_settings_from_the_screen_win_over_the_config_file(tmp_path, make_app, o
     app = make_app(data_dir=data, config={"obs": obs_section()}).start()
     assert app.commands.call("obs_get_config")["instances"][0]["name"] == "cam-1"
     assert isinstance(app.settings, Settings)
+
+
+def test_settings_that_cannot_be_written_change_nothing(obs_app):
+    app, call = obs_app()
+    blocker = Path(app.settings.data_dir) / "obs-settings.json.tmp"
+    blocker.mkdir()   # the temporary file cannot be created: as a write error would
+    with pytest.raises(CommandError) as err:
+        call("obs_update_config", {"config": {"replay_seconds": 30}})
+    assert err.value.type == "unavailable"
+    assert err.value.message.startswith("the OBS settings could not be saved")
+    assert call("obs_get_config")["replay_seconds"] == 5
+    assert not (Path(app.settings.data_dir) / "obs-settings.json").exists()
