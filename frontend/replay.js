@@ -110,6 +110,7 @@ function renderStatus(s) {
     h('span', { class: `pill ${i.connected && i.replay_buffer_active ? 'pill-on' : 'pill-bad'}`,
       text: i.connected ? (i.replay_buffer_active ? 'Ready' : 'No buffer') : 'Offline' }),
     h('strong', { text: i.name }), h('span', { class: 'muted', text: `${i.host}:${i.port}` }),
+    i.connected && i.buffer_started_by_restrike ? h('span', { class: 'muted', text: 'replay buffer started by restrike' }) : null,
     i.last_error ? h('span', { class: 'rp-inst-error', text: i.last_error }) : null))
     : [h('li', { class: 'muted', text: 'No OBS configured: add one under Settings below.' })]));
   const c = s.counters;
