@@ -75,9 +75,9 @@ def test_challenge_saves_a_clip_of_the_match_with_its_timeline(obs_server, obs_a
     assert state["position"] >= mark["offset_ms"] / 1000 - 0.1
     call("replay_control", {"action": "pause"})
     call("replay_control", {"action": "speed", "value": 0.25})
-    call("replay_control", {"action": "frame_step"})
-    state = player.state()
-    assert state["paused"] is True and state["speed"] == 0.25
+    call("replay_control", {"action": "frame_step"})   # plays one frame, then pauses again
+    wait_for(lambda: (s := player.state())["paused"] is True and s["speed"] == 0.25,
+             message="paused at 0.25x after one frame")
     call("replay_control", {"action": "seek", "value": 0.5})
     wait_for(lambda: abs((player.state()["position"] or -9) - 0.5) < 0.2, message="seeked")
     call("replay_control", {"action": "stop"})
