@@ -71,7 +71,7 @@ function build() {
             h('input', { id: 'rp-match', inputMode: 'numeric', maxLength: 18 })),
           h('button', { type: 'submit', class: 'btn', text: 'Search' }),
           h('span', { class: 'field-error' })),
-        h('div', { class: 'table-wrap' },
+        h('div', { class: 'rp-table-wrap' },
           h('table', { class: 'rp-table' },
             h('thead', {}, h('tr', {}, ...['Time', 'Match', 'Athletes', 'Category', 'Court', 'Trigger', 'Camera', 'Events']
               .map((t) => h('th', { scope: 'col', text: t })))),

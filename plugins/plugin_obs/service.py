@@ -167,6 +167,11 @@ class ObsService:
     def trigger(self, name: str, ref: dict | None = None, court: str | None = None) -> _Job:
         """Ask for a save; returns the job (``coalesced`` set when none was started)."""
         job = _Job(name, ref, court)
+        if not self.instances and name != "manual":
+            # No OBS configured: instant replay is off; a challenge is not a failure then.
+            job.coalesced = False
+            job.future.set_result({"coalesced": False, "clips": [], "errors": []})
+            return job
         with self._lock:
             self.counters["triggers"] += 1
             busy = self._saving or self._job is not None

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import START_TIMEOUT, launch_window
+from tests.e2e.conftest import SCREENSHOTS, START_TIMEOUT, launch_window
 
 pytestmark = pytest.mark.e2e
 
@@ -76,6 +76,8 @@ def test_a_challenge_opens_the_clip_and_a_mark_plays_it_in_mpv(replay_window):
     mark = page.wait_for_selector('#rp-timeline .rp-mark[data-code="pt2"]', timeout=30_000)
     assert page.locator("#rp-clip-title").inner_text().startswith("Match 301")
     assert page.locator("#rp-clips tr").count() == 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "replay-clip-1280x800.png"))
     offset = int(mark.get_attribute("data-offset")) / 1000
     assert page.evaluate("document.visibilityState") == "visible"
     mark.click()

@@ -157,3 +157,12 @@ def test_settings_that_cannot_be_written_change_nothing(obs_app):
     assert err.value.message.startswith("the OBS settings could not be saved")
     assert call("obs_get_config")["replay_seconds"] == 5
     assert not (Path(app.settings.data_dir) / "obs-settings.json").exists()
+
+
+def test_without_an_obs_configured_a_challenge_is_no_failure(obs_app, feed):
+    app, call = obs_app()
+    court = feed(app)
+    court.send(*MATCH_START, "ch1", "clk;1:58")
+    wait_for(lambda: stored(app, "clk") >= 2, message="the feed stored")
+    status = call("obs_get_status")
+    assert status["counters"]["save_failures"] == 0 and status["last_error"] is None
