@@ -205,3 +205,18 @@ def test_obs_killed_and_restarted_mid_match(spare_obs, obs_app, feed):
     clip = wait_for(lambda: call("get_replay_clips"), timeout=30,
                     message=f"a clip ({app.extensions['obs'].status()})")[0]
     assert clip["trigger"] == "ch2" and clip["match_id"] is not None
+
+
+def test_one_challenge_saves_every_camera_at_once(obs_server, spare_obs, obs_app, feed):
+    spare_obs.start()
+    app, call = obs_app(obs_server.instance("cam-1"), spare_obs.instance("cam-2"))
+    wait_ready(app, "cam-1")
+    wait_ready(app, "cam-2")
+    court = feed(app)
+    court.send(*MATCH_START, "ch2")
+    clips = wait_for(lambda: len(c := call("get_replay_clips")) == 2 and c, timeout=30,
+                     message="two clips")
+    assert {c["instance"] for c in clips} == {"cam-1", "cam-2"}
+    assert len({c["match_id"] for c in clips}) == 1 and clips[0]["match_id"] is not None
+    assert len({c["path"] for c in clips}) == 2 and all(c["file_exists"] for c in clips)
+    assert call("obs_get_status")["counters"]["saves"] == 2
