@@ -71,11 +71,11 @@ class Instance:
     """One configured OBS instance: its connection thread, status and save."""
 
     def __init__(self, cfg: InstanceConfig, on_change: Callable[[], None],
-                 reconnect_max: float = 10.0,
-                 on_late_save: Callable[[Instance, str], None] | None = None):
+                 reconnect_max: float = 10.0):
         self.cfg = cfg
         self._on_change = on_change
-        self._on_late_save = on_late_save
+        # the last save whose wait ran out: OBS's late "saved" event is handed to it
+        self._overdue: Callable[[str], None] | None = None
         self._reconnect_max = reconnect_max
         self._stop = threading.Event()
         self._req_lock = threading.Lock()      # ReqClient: one request at a time
@@ -90,7 +90,8 @@ class Instance:
             "name": cfg.name, "host": cfg.host, "port": cfg.port, "connected": False,
             "replay_buffer_active": False, "last_error": None, "last_error_at": None,
             "obs_version": None, "connected_at": None, "connects": 0, "saves": 0,
-            "save_failures": 0, "buffer_started_by_restrike": 0,
+            "save_failures": 0, "buffer_started_by_restrike": 0, "late_saves": 0,
+            "unrequested_saves": 0, "last_unrequested_path": None,
         }
         self._thread = threading.Thread(target=self._run, name=f"obs-{cfg.name}", daemon=True)
 
@@ -214,10 +215,18 @@ class Instance:
         if pending is not None:
             pending[1]["path"] = data.saved_replay_path
             pending[0].set()
-        elif self._on_late_save is not None:
-            # A save that outlived its wait (a loaded machine), or one started in OBS itself
-            # (its hotkey): the file exists, so it becomes a clip instead of an orphan.
-            self._on_late_save(self, data.saved_replay_path)
+        elif self._overdue is not None:
+            # our last save outlived its wait (a loaded machine): its file still becomes a clip
+            overdue, self._overdue = self._overdue, None
+            self._set(late_saves=self._status["late_saves"] + 1)
+            overdue(data.saved_replay_path)
+        else:
+            # Saved by OBS's hotkey or another client of this OBS (every client hears every
+            # save): not ours to move or store; counted and said, the file stays where it is.
+            log.info("OBS %s saved a replay restrike did not ask for: %s", self.cfg.name,
+                     data.saved_replay_path)
+            self._set(unrequested_saves=self._status["unrequested_saves"] + 1,
+                      last_unrequested_path=data.saved_replay_path)
 
     def on_replay_buffer_state_changed(self, data) -> None:
         active = bool(data.output_active)
@@ -230,27 +239,34 @@ class Instance:
         self._set(replay_buffer_active=active)
 
     # -- actions ------------------------------------------------------------------------------
-    def save(self, timeout: float) -> str:
-        """Save the replay buffer; the saved file's path (as OBS names it). ``SaveFailed``."""
+    def save(self, timeout: float, on_late: Callable[[str], None] | None = None) -> str:
+        """Save the replay buffer; the saved file's path (as OBS names it). ``SaveFailed``.
+        When the wait runs out, ``on_late(path)`` gets the file if OBS reports it later."""
         if not self.ready.is_set():
             raise SaveFailed(f"OBS {self.cfg.name} is not ready: "
                              f"{self.status()['last_error'] or 'not connected'}")
         with self._save_lock:
             done, box = threading.Event(), {}
+            self._overdue = None
             self._pending_save = (done, box)
             try:
                 self._request("SaveReplayBuffer")
                 if not done.wait(timeout):
+                    self._overdue = on_late
                     raise SaveFailed(f"OBS {self.cfg.name} did not report the saved replay "
                                      f"within {timeout:g} s")
             except SaveFailed:
+                self._set(save_failures=self._status["save_failures"] + 1)
                 raise
             except Exception as exc:  # noqa: BLE001
+                self._set(save_failures=self._status["save_failures"] + 1)
                 raise SaveFailed(plain_error(exc, self.cfg)) from None
             finally:
                 self._pending_save = None
             if "error" in box:
+                self._set(save_failures=self._status["save_failures"] + 1)
                 raise SaveFailed(box["error"])
+            self._set(saves=self._status["saves"] + 1)
             return box["path"]
 
     def switch_scene(self, scene: str) -> None:

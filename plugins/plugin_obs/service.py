@@ -92,8 +92,8 @@ class ObsService:
 
     def _start_instances(self) -> None:
         for cfg in self.config.instances:
-            self.instances[cfg.name] = Instance(cfg, self._changed, self.config.reconnect_max,
-                                                self._late_save).start()
+            self.instances[cfg.name] = Instance(cfg, self._changed,
+                                                self.config.reconnect_max).start()
         if not self.config.instances:
             log.info("no OBS instance configured: instant replay idles")
 
@@ -189,12 +189,19 @@ class ObsService:
         self._changed()
         return job
 
-    def _late_save(self, inst: Instance, path: str) -> None:
-        """OBS saved a replay nobody waits for (after a timeout, or OBS's own hotkey): store it
-        too (trigger ``obs``), off the event thread."""
-        log.warning("OBS %s saved a replay restrike was not waiting for: storing it", inst.cfg.name)
-        saved_at = now_iso()
-        self._pool.submit(self._store, inst, path, saved_at, _Job("obs", None, None))
+    def _late(self, inst: Instance, job: _Job):
+        """``on_late`` of a save: OBS confirmed it after the wait ran out; the file is stored
+        as that job's clip all the same (off the event thread), not left an orphan."""
+
+        def store(path: str) -> None:
+            log.warning("OBS %s confirmed a save after %g s: storing it", inst.cfg.name,
+                        self.config.save_timeout)
+            try:
+                self._pool.submit(self._store, inst, path, now_iso(), job)
+            except RuntimeError:  # shutting down: the file stays where OBS put it
+                log.warning("not stored (restrike is stopping): %s", path)
+
+        return store
 
     def _switch_scene(self, scene: str) -> None:
         for inst in list(self.instances.values()):
@@ -242,7 +249,8 @@ class ObsService:
                        else "no OBS instance is configured: nothing saved")
             self._fail(message, "save_failures")
             return {"coalesced": False, "clips": [], "errors": [message], "sent": False}
-        futures = {self._pool.submit(inst.save, self.config.save_timeout): inst
+        futures = {self._pool.submit(inst.save, self.config.save_timeout,
+                                     self._late(inst, job)): inst
                    for inst in ready}
         clips, errors = [], []
         for future in concurrent.futures.as_completed(futures):

@@ -4,8 +4,12 @@ scope wired to the real tournament context through the app."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import obsws_python as obsws
+import pytest
+
+from host.errors import CommandError
 
 from plugins.plugin_obs.triggers import Matcher, Trigger
 from plugins.plugin_udp.ingested import ingest_datagram
@@ -61,14 +65,29 @@ def test_a_tournament_scoped_trigger_fires_once_the_context_is_set(obs_server, o
     assert clip["trigger"] == "ch1"
 
 
-def test_a_save_made_in_obs_itself_becomes_a_clip(obs_server, obs_app):
+def test_a_save_made_in_obs_itself_is_counted_and_left_alone(obs_server, obs_app):
     app, call = obs_app(obs_server.instance())
     wait_ready(app)
     req = obsws.ReqClient(host=obs_server.host, port=obs_server.port,
                           password=obs_server.password, timeout=10)
     try:
-        req.save_replay_buffer()   # OBS's own hotkey does the same
+        req.save_replay_buffer()   # OBS's own hotkey, or another client, does the same
     finally:
         req.disconnect()
-    clip = wait_for(lambda: call("get_replay_clips"), timeout=30, message="a clip")[0]
-    assert clip["trigger"] == "obs" and clip["file_exists"]
+    inst = wait_for(lambda: (i := call("obs_get_status")["instances"][0])["unrequested_saves"]
+                    and i, timeout=30, message="the save heard")
+    # not ours to move or store: every client of this OBS hears every save
+    assert Path(inst["last_unrequested_path"]).is_file()
+    assert call("get_replay_clips") == []
+
+
+def test_a_save_confirmed_after_its_wait_still_becomes_the_clip(obs_server, obs_app):
+    app, call = obs_app(obs_server.instance(), save_timeout=0.001)   # OBS needs ~0.4 s
+    wait_ready(app)
+    with pytest.raises(CommandError) as err:
+        call("replay_save_now")
+    assert "did not report the saved replay within 0.001 s" in err.value.message
+    clip = wait_for(lambda: call("get_replay_clips"), timeout=30, message="the late clip")[0]
+    assert clip["trigger"] == "manual" and clip["file_exists"]
+    inst = call("obs_get_status")["instances"][0]
+    assert inst["late_saves"] == 1 and inst["save_failures"] == 1
