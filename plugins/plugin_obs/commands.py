@@ -97,9 +97,12 @@ def commands(app) -> dict:
 
     def obs_get_status() -> dict:
         """Per OBS instance: ``name, host, port, connected, replay_buffer_active, last_error,
-        obs_version, connects, saves, save_failures``; plus ``saving``, ``counters``
+        last_error_at, obs_version, connected_at, connects, saves, save_failures,
+        buffer_started_by_restrike, late_saves, unrequested_saves, last_unrequested_path``;
+        plus ``replay_seconds``, ``start_at_seconds``, ``saving``, ``counters``
         (``triggers, saves, clips, coalesced, save_failures, store_failures, scene_switches,
-        play_failures``), ``last_error``, ``last_clip_id`` and the player's state."""
+        play_failures``), ``last_error``, ``last_clip_id`` and ``player`` (``replay_play``'s
+        state). No password, ever."""
         status = svc().status()
         status["player"] = svc().player.state()
         return status
