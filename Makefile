@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 # download), and the X11 libraries QtWebEngine's xcb platform needs beyond PyQt6's wheels.
 APT_TEST := xvfb xauth chromium libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 \
             libxcb-xkb1 libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0 \
-            libnss3 libasound2 libegl1 libgl1 libdbus-1-3 libfontconfig1 fonts-dejavu-core
+            libnss3 libasound2 libegl1 libgl1 libdbus-1-3 libfontconfig1 fonts-dejavu-core \
+            obs-studio ffmpeg mpv
 APT_RUN  := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-xkb1 \
             libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0 libnss3 libasound2 \
             libegl1 libgl1 libdbus-1-3 libfontconfig1

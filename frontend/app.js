@@ -11,10 +11,11 @@ import * as scoreboard from './scoreboard.js';
 import * as udp from './udp.js';
 import * as database from './database.js';
 import * as tournament from './tournament.js';
+import * as replay from './replay.js';
 
 window.restrikeInvoke = invoke;  // handy from the devtools console and for the tests
 
-const SCREENS = { events, scoreboard, udp, database, tournament };
+const SCREENS = { events, scoreboard, udp, database, tournament, replay };
 
 function makeBus() {
   const subs = new Map();
@@ -63,7 +64,7 @@ function setupTabs() {
       select(tabs[(to + tabs.length) % tabs.length], true);
     });
   }
-  // Alt+1..5 jumps to a screen from anywhere (the operator's hands stay on the keyboard).
+  // Alt+1..6 jumps to a screen from anywhere (the operator's hands stay on the keyboard).
   document.addEventListener('keydown', (ev) => {
     if (!ev.altKey || ev.ctrlKey || ev.metaKey) return;
     const n = Number(ev.key);

@@ -41,6 +41,7 @@ class App:
         self.jobs.add_listener(lambda status: self.push.emit("job_progress", status,
                                                              latest_only=True))
         self.extensions: dict[str, object] = {}
+        self.window = None  # the pywebview window while window mode runs (hide()/show())
         self._started: list[str] = []
         self._stopped = threading.Event()
         self._data_lock: DataDirLock | None = None

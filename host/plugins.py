@@ -54,6 +54,7 @@ LOAD_ENV = "RESTRIKE_LOAD_PLUGINS"
 BUILTIN_PLUGINS = (
     ("database", "plugins.plugin_database.plugin"),
     ("udp", "plugins.plugin_udp.plugin"),
+    ("obs", "plugins.plugin_obs.plugin"),
 )
 
 Guard = Literal["isolate", "startup", "propagate"]

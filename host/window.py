@@ -73,6 +73,8 @@ def run_window(app, stop_requested) -> None:
         raise RuntimeError("the window could not be created")
     holder.append(window)
 
+    app.window = window  # plugins may hide it while they show something else (a replay)
+
     def deliver(batch: list[dict]) -> None:
         window.run_js(f"window.__restrikePush && window.__restrikePush({json.dumps(batch)})")
 
@@ -89,4 +91,5 @@ def run_window(app, stop_requested) -> None:
     try:
         webview.start(gui="qt", private_mode=True)
     finally:
+        app.window = None
         app.push.remove_sink(sink)

@@ -316,12 +316,42 @@ _V5 = (
      "timestamp, raw_data, parsed_data, is_valid, error_message, event_type_id)"),
 )
 
+# Version 6: the clips of the instant video replay (plugins/plugin_obs), the original app's
+# ``recorded_videos`` table and each clip's timeline. ``recorded_video_events.event_id`` and
+# ``trigger_event_id`` have no foreign key on purpose (like ``pss_scores.event_id``): archival
+# moves an event to ``pss_events_v2_archive`` under the same id, and the clip keeps it. The
+# match link is ON DELETE SET NULL: a clip outlives the match rows it was cut from.
+_V6 = (
+    """CREATE TABLE recorded_videos (
+        id INTEGER PRIMARY KEY,
+        file_path TEXT NOT NULL UNIQUE,
+        instance TEXT NOT NULL,
+        match_id INTEGER REFERENCES pss_matches(id) ON DELETE SET NULL,
+        court TEXT,
+        trigger TEXT NOT NULL,
+        trigger_event_id INTEGER,
+        start_time TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        duration_s REAL NOT NULL,
+        file_size INTEGER
+    )""",
+    "CREATE INDEX idx_recorded_videos_match ON recorded_videos (match_id, id)",
+    "CREATE INDEX idx_recorded_videos_created ON recorded_videos (created_at)",
+    """CREATE TABLE recorded_video_events (
+        video_id INTEGER NOT NULL REFERENCES recorded_videos(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL,
+        offset_ms INTEGER NOT NULL,
+        PRIMARY KEY (video_id, event_id)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
     Migration(2, "pss_event_details with a CHECK that is cheap per inserted row", _V2),
     Migration(3, "pss_event_details_archive with a CHECK that is cheap per inserted row", _V3),
     Migration(4, "app_state: the UDP tournament context survives a restart", _V4),
     Migration(5, "the match index covers a match's event list", _V5),
+    Migration(6, "recorded_videos and recorded_video_events: instant replay clips", _V6),
 )
 """Every schema step, in order. Add a step; never edit one that has shipped."""
 

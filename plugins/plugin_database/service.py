@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .archive import AutoArchiver
+from .clips import ClipStore
 from .maintenance import Synchronous, connect_writer
 from .migrations import SchemaTooNew, apply_migrations
 from .pool import ConnectionPool
@@ -76,12 +77,12 @@ class DatabaseConfig(BaseModel):
 
 
 @dataclass
-
-class DatabaseService:
+class DatabaseService(ClipStore):
     """What ``app.extensions["database"]`` holds: ``path``, ``config``, ``writer``, ``pool``,
     ``schema_version``, ``auto_archiver`` (None unless ``auto_archive_days`` is set),
     ``recovered_from`` (``{moved_from, moved_to, reason, at}`` when start-up moved a damaged
-    file aside, else None) and ``interrupted_sessions`` (sessions closed as interrupted)."""
+    file aside, else None) and ``interrupted_sessions`` (sessions closed as interrupted).
+    The clip methods (``store_clip``, ``clips``, ``clip``, ``delete_clip``) are ``ClipStore``'s."""
 
     path: Path
     config: DatabaseConfig

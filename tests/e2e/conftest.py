@@ -11,6 +11,7 @@ their own datagrams and wait on what they expect, so they do not depend on each 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -132,8 +133,18 @@ def _wait_ui(page: Page) -> None:
 @pytest.fixture(scope="session")
 def window_app(tmp_path_factory, pw):
     """The real desktop window (pywebview + Qt), attached over CDP."""
+    with launch_window(tmp_path_factory.mktemp("window"), pw) as running:
+        yield running
+    code = running.extra["exit_code"]
+    # SIGTERM closes the window and shuts the plugins down cleanly (exit 0, not killed).
+    assert code == 0, f"window mode exited with {code} on SIGTERM:\n{running.log()}"
+
+
+@contextlib.contextmanager
+def launch_window(tmp: Path, pw, extra_args: tuple = ()):
+    """``python -m host`` in window mode on ``tmp / "data"`` (plus ``extra_args``), attached
+    over CDP; on exit SIGTERM, with the exit code in ``extra["exit_code"]``."""
     pytest.importorskip("webview")
-    tmp = tmp_path_factory.mktemp("window")
     cdp, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
     env = _env(RESTRIKE_CDP_PORT=str(cdp), PYWEBVIEW_GUI="qt",
                QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox --disable-gpu")
@@ -143,8 +154,9 @@ def window_app(tmp_path_factory, pw):
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "host", "--data-dir", str(tmp / "data"),
-             "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port)],
+             "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port), *extra_args],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    running = None
     try:
         def page_target():
             assert proc.poll() is None, f"the app exited:\n{log_path.read_text()}"
@@ -160,13 +172,14 @@ def window_app(tmp_path_factory, pw):
         try:
             page = browser.contexts[0].pages[0]
             _wait_ui(page)
-            yield RunningApp("window", proc, page, udp_port, tmp / "data", log_path)
+            running = RunningApp("window", proc, page, udp_port, tmp / "data", log_path)
+            yield running
         finally:
             browser.close()  # only disconnects
     finally:
         code = _stop(proc)
-    # SIGTERM closes the window and shuts the plugins down cleanly (exit 0, not killed).
-    assert code == 0, f"window mode exited with {code} on SIGTERM:\n{log_path.read_text()}"
+        if running is not None:
+            running.extra["exit_code"] = code
 
 
 @pytest.fixture(scope="session")
