@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import datetime as _dt
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from host.timeutil import parse_iso, to_iso
 
 from .writer import transaction
+
+if TYPE_CHECKING:
+    from .pool import ConnectionPool
 
 MAX_EVENTS_PER_CLIP = 5_000
 """Timeline marks kept per clip: a 20 s clip of one court has a few dozen; the cap only matters
 for a clip of a long manual window on a busy multi-court feed (the newest are kept)."""
 
 _EVENT_TABLES = ("pss_events_v2", "pss_events_v2_archive")
+
+T = TypeVar("T")
 
 
 def _trigger_event(conn, ref: dict | None) -> tuple[int | None, int | None]:
@@ -135,7 +142,8 @@ def _timeline(conn, video_id: int) -> list[dict]:
         marks += [
             {"event_id": r[0], "offset_ms": r[1], "code": r[2], "category": r[3], "raw": r[4]}
             for r in conn.execute(
-                f"SELECT e.id, c.offset_ms, t.code, t.category, e.raw_data "  # noqa: S608
+                # an f-string, not a parameter: {table} is one of _EVENT_TABLES, never input
+                f"SELECT e.id, c.offset_ms, t.code, t.category, e.raw_data "
                 f"FROM recorded_video_events c JOIN {table} e ON e.id = c.event_id "
                 f"JOIN pss_event_types t ON t.id = e.event_type_id WHERE c.video_id = ?",
                 (video_id,))
@@ -165,7 +173,8 @@ def clip_row(conn, row, with_events: bool = True) -> dict:
 def select_clips(conn, *, match_id: int | None = None, athlete: str | None = None,
                  limit: int = 50) -> list[dict]:
     """Newest first; ``athlete`` matches either athlete's short or long name or country."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if match_id is not None:
         where.append("v.match_id = ?")
         args.append(match_id)
@@ -180,27 +189,36 @@ def select_clips(conn, *, match_id: int | None = None, athlete: str | None = Non
     return [clip_row(conn, row) for row in rows]
 
 
+class _Database(Protocol):
+    """What ``ClipStore``'s methods use of the ``DatabaseService`` they are mixed into."""
+
+    @property
+    def pool(self) -> ConnectionPool: ...
+
+    def write(self, fn: Callable[[Any], T]) -> T: ...
+
+
 class ClipStore:
     """The clip methods of ``DatabaseService`` (``self.write`` / ``self.pool``)."""
 
-    def store_clip(self, **clip) -> dict:
+    def store_clip(self: _Database, **clip) -> dict:
         """Store a saved clip and its timeline through the writer (arguments of
         ``insert_clip``); runs after every event queued before it is written."""
         return self.write(lambda conn: insert_clip(conn, **clip))
 
-    def clips(self, match_id: int | None = None, athlete: str | None = None,
+    def clips(self: _Database, match_id: int | None = None, athlete: str | None = None,
               limit: int = 50) -> list[dict]:
         """Stored clips, newest first, each with its timeline (``events``)."""
         with self.pool.connection() as conn:
             return select_clips(conn, match_id=match_id, athlete=athlete, limit=limit)
 
-    def clip(self, clip_id: int) -> dict | None:
+    def clip(self: _Database, clip_id: int) -> dict | None:
         """One clip with its timeline, or None."""
         with self.pool.connection() as conn:
             row = conn.execute(_CLIP_SELECT + "WHERE v.id = ?", (clip_id,)).fetchone()
             return None if row is None else clip_row(conn, row)
 
-    def delete_clip(self, clip_id: int) -> str | None:
+    def delete_clip(self: _Database, clip_id: int) -> str | None:
         """Delete a clip's row and timeline; returns its file path (None: no such clip)."""
 
         def delete(conn):

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import obsws_python as obsws
 from obsws_python.error import OBSSDKError, OBSSDKRequestError
@@ -81,12 +82,14 @@ class Instance:
         self._req_lock = threading.Lock()      # ReqClient: one request at a time
         self._save_lock = threading.Lock()     # one save at a time on this instance
         self._state_lock = threading.Lock()
-        self._req = self._events = None
+        self._req: obsws.ReqClient | None = None
+        self._events: obsws.EventClient | None = None
         self._buffer_active = threading.Event()
-        self._pending_save: tuple[threading.Event, dict] | None = None
+        # the running save's (done, {"path": ...} or {"error": ...})
+        self._pending_save: tuple[threading.Event, dict[str, str]] | None = None
         self.ready = threading.Event()          # connected and replay buffer active
         self.buffer_seconds: float | None = None
-        self._status = {
+        self._status: dict[str, Any] = {
             "name": cfg.name, "host": cfg.host, "port": cfg.port, "connected": False,
             "replay_buffer_active": False, "last_error": None, "last_error_at": None,
             "obs_version": None, "connected_at": None, "connects": 0, "saves": 0,
@@ -125,9 +128,9 @@ class Instance:
         delay = BACKOFF_START
         while not self._stop.is_set():
             try:
-                self._connect()
+                events = self._connect()
                 delay = BACKOFF_START
-                self._events.worker.join()   # returns when OBS closes the connection
+                events.worker.join()   # returns when OBS closes the connection
                 if not self._stop.is_set():
                     self._error(f"the connection to OBS at {self.cfg.host}:{self.cfg.port} "
                                 "was lost")
@@ -140,14 +143,16 @@ class Instance:
                 break
             delay = min(delay * 2, self._reconnect_max)
 
-    def _connect(self) -> None:
+    def _connect(self) -> obsws.EventClient:
+        """Connect both clients and make the replay buffer run; the event client, whose thread
+        ends when OBS closes the connection."""
         cfg = self.cfg
         kw = dict(host=cfg.host, port=cfg.port, timeout=CONNECT_TIMEOUT,
                   password=cfg.password.get_secret_value() if cfg.password else "")
         self._req = obsws.ReqClient(**kw)
-        self._events = obsws.EventClient(**kw, subs=obsws.Subs.OUTPUTS)
-        self._events.callback.register([self.on_replay_buffer_saved,
-                                         self.on_replay_buffer_state_changed])
+        self._events = events = obsws.EventClient(**kw, subs=obsws.Subs.OUTPUTS)
+        events.callback.register([self.on_replay_buffer_saved,
+                                  self.on_replay_buffer_state_changed])
         version = self._request("GetVersion")
         self.buffer_seconds = self._buffer_length()
         self._set(connected=True, connected_at=now_iso(), obs_version=version.obs_version,
@@ -160,6 +165,7 @@ class Instance:
             self._buffer_active.set()
         self._set(replay_buffer_active=True, last_error=None)
         self.ready.set()
+        return events
 
     def _start_buffer(self) -> None:
         self._buffer_active.clear()
@@ -246,7 +252,8 @@ class Instance:
             raise SaveFailed(f"OBS {self.cfg.name} is not ready: "
                              f"{self.status()['last_error'] or 'not connected'}")
         with self._save_lock:
-            done, box = threading.Event(), {}
+            done = threading.Event()
+            box: dict[str, str] = {}
             self._overdue = None
             self._pending_save = (done, box)
             try:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from host.errors import Unavailable
 
@@ -43,6 +44,14 @@ _COMMANDS: dict[str, Callable[[float | None], list]] = {
     "seek": lambda v: ["seek", v, "absolute+exact"],
     "stop": lambda v: ["quit"],
 }
+
+
+class Window(Protocol):
+    """What the player uses of the main window (pywebview's ``Window``)."""
+
+    def hide(self) -> None: ...
+
+    def show(self) -> None: ...
 
 
 class Ipc:
@@ -94,14 +103,15 @@ def _wait_for_socket(path: str, proc: subprocess.Popen, timeout: float) -> Ipc:
             return Ipc(path)
         except (FileNotFoundError, ConnectionRefusedError):
             if time.monotonic() > deadline:
-                raise Unavailable(f"mpv did not open its control socket within {timeout:g} s")
+                raise Unavailable("mpv did not open its control socket within "
+                                  f"{timeout:g} s") from None
             time.sleep(0.02)  # mpv creates the socket a few ms after it starts
 
 
 class Player:
     """The mpv process of this app, if any."""
 
-    def __init__(self, program: str, extra_args: list[str], get_window: Callable[[], object],
+    def __init__(self, program: str, extra_args: list[str], get_window: Callable[[], Window | None],
                  on_change: Callable[[dict], None]):
         self.program = program
         self.extra_args = list(extra_args)
@@ -126,8 +136,8 @@ class Player:
             raise Unavailable(f"the clip's file is missing: {path}")
         self.stop()
         sock = os.path.join(self._dir, f"mpv-{os.getpid()}-{self.plays}.sock")
-        args = [exe, f"--input-ipc-server={sock}", f"--start={start:.3f}", "--keep-open=yes", "--hr-seek=yes",
-                "--force-window=yes", "--no-terminal", "--title=restrike replay",
+        args = [exe, f"--input-ipc-server={sock}", f"--start={start:.3f}", "--keep-open=yes",
+                "--hr-seek=yes", "--force-window=yes", "--no-terminal", "--title=restrike replay",
                 "--osd-level=2", *self.extra_args, "--", path]
         with self._lock:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -150,7 +160,7 @@ class Player:
         self._on_change(state)
         return state
 
-    def _watch(self, proc, ipc, window) -> None:
+    def _watch(self, proc: subprocess.Popen, ipc: Ipc, window: Window | None) -> None:
         proc.wait()
         ipc.close()
         with self._lock:
@@ -194,8 +204,9 @@ class Player:
         if proc is None:
             return
         # "quit" over IPC ends mpv at once; SIGTERM can take seconds while it is decoding.
-        with contextlib.suppress(OSError, ConnectionError, RuntimeError, ValueError):
-            ipc.command("quit")
+        if ipc is not None:  # always, with a process: play() sets and _watch clears both
+            with contextlib.suppress(OSError, ConnectionError, RuntimeError, ValueError):
+                ipc.command("quit")
         try:
             proc.wait(2)
         except subprocess.TimeoutExpired:

@@ -21,7 +21,9 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from host.errors import NotFound, Unavailable
 from host.timeutil import now_iso
@@ -30,6 +32,9 @@ from .config import ObsConfig
 from .connection import Instance, SaveFailed
 from .player import Player
 from .triggers import Matcher, Trigger
+
+if TYPE_CHECKING:
+    from host.app import App
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +58,32 @@ def probe_duration(path: str) -> float | None:
         return None
 
 
+@runtime_checkable
+class ClipDatabase(Protocol):
+    """What this plugin uses of ``app.extensions["database"]`` (the database plugin's
+    ``DatabaseService``, which it never imports)."""
+
+    def store_clip(self, **clip: Any) -> dict: ...
+
+    def clip(self, clip_id: int) -> dict | None: ...
+
+
+@dataclass(eq=False)  # a job is itself, not its fields
 class _Job:
-    def __init__(self, trigger: str, ref: dict | None, court: str | None):
-        self.trigger, self.ref, self.court = trigger, ref, court
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+    """One trigger's save request; ``future`` gets ``{coalesced, clips, errors}``."""
+
+    trigger: str
+    ref: dict | None
+    court: str | None
+    coalesced: bool = False
+    """No save was started for it: the save running or just started holds that moment."""
+    future: concurrent.futures.Future[dict] = field(default_factory=concurrent.futures.Future)
 
 
 class ObsService:
     """What ``app.extensions["obs"]`` holds."""
 
-    def __init__(self, app, config: ObsConfig, triggers: list[Trigger]):
+    def __init__(self, app: App, config: ObsConfig, triggers: list[Trigger]):
         self.app = app
         self.config = config
         self.matcher = Matcher(triggers)
@@ -152,14 +173,15 @@ class ObsService:
                            "received_at": getattr(ev, "received_at", None),
                            "raw": getattr(ev, "raw", None)}
                     self.trigger(row.code, ref, court)
-                else:
+                elif row.scene is not None:  # switch_scene: validation made it name a scene
                     self._pool.submit(self._switch_scene, row.scene)
 
     def _context(self) -> tuple:
         """(tournament id, day id) of incoming events, for trigger scopes; (None, None) when
         the database does not say."""
         try:
-            context = self.app.extensions["database"].writer.context
+            db: Any = self.app.extensions["database"]  # any shape: a wrong one is caught below
+            context = db.writer.context
             return tuple(context() if callable(context) else context)[:2]
         except Exception:  # noqa: BLE001 - no database, or another shape: no context
             return (None, None)
@@ -217,16 +239,18 @@ class ObsService:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while self._job is None and not self._stopping:
+                while True:
+                    if self._stopping:
+                        return
+                    job = self._job
+                    if job is not None:
+                        break
                     self._lock.wait()
-                if self._stopping:
-                    return
-                job = self._job
                 previous_start = self._last_start
                 self._saving, self._last_start = True, time.monotonic()
             try:
                 result = self._save_all(job)
-            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+            except Exception as exc:  # the worker must survive anything (logged with its trace)
                 log.exception("instant replay: the save failed")
                 result = {"coalesced": False, "clips": [], "errors": [str(exc)]}
             sent = result.pop("sent", True)
@@ -296,7 +320,7 @@ class ObsService:
                     or float(self.config.replay_seconds))
         size = Path(path).stat().st_size if Path(path).is_file() else None
         db = self.app.extensions.get("database")
-        if db is None or not hasattr(db, "store_clip"):
+        if not isinstance(db, ClipDatabase):
             self._fail(f"the database is not running: the clip {path} is not in the archive",
                        "store_failures")
             return None
@@ -307,6 +331,9 @@ class ObsService:
             clip = db.clip(stored["id"])
         except Exception as exc:  # noqa: BLE001 - storage full, writer down: say it
             self._fail(f"the clip {path} could not be stored: {exc}", "store_failures")
+            return None
+        if clip is None:  # deleted (replay_delete) between its write and its read back
+            self._fail(f"the clip {path} was deleted as it was stored", "store_failures")
             return None
         with self._lock:
             self.counters["clips"] += 1
@@ -319,7 +346,7 @@ class ObsService:
     # -- playback -------------------------------------------------------------------------
     def play(self, clip_id: int, offset: float | None = None) -> dict:
         db = self.app.extensions.get("database")
-        if db is None:
+        if not isinstance(db, ClipDatabase):
             raise Unavailable("the database is not running")
         clip = db.clip(clip_id)
         if clip is None:

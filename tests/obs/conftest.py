@@ -73,7 +73,7 @@ def feed():
     feeds = []
 
     def factory(app) -> Feed:
-        feeds.append(Feed(app.settings.udp_port))
+        feeds.append(Feed(app.settings.config["udp"]["port"]))
         return feeds[-1]
 
     yield factory

@@ -10,9 +10,8 @@ import obsws_python as obsws
 import pytest
 
 from host.errors import CommandError
-
 from plugins.plugin_obs.triggers import Matcher, Trigger
-from plugins.plugin_udp.ingested import ingest_datagram
+from pss.ingested import ingest_datagram
 from tests.conftest import wait_for
 from tests.obs.conftest import MATCH_START, stored, wait_ready
 
