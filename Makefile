@@ -38,9 +38,10 @@ demo: venv apt-run
 	$(VENV)/bin/restrike --demo --data-dir "$$(mktemp -d)" $(ARGS)
 
 ## make lint: type check (mypy, config in pyproject.toml) and lint (ruff) the app's packages
-LINT_PATHS := host plugins pss
+# mypy checks the package by its installed name (restrike.host, ...); ruff reads the folders
+LINT_PATHS := restrike host plugins pss
 lint: venv
-	$(VENV)/bin/mypy $(LINT_PATHS)
+	$(VENV)/bin/mypy -p restrike
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 
 ## make test: install test needs (apt + pip), lint, and run the whole suite under Xvfb

@@ -32,8 +32,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from host.app import App  # noqa: E402
-from host.settings import Settings  # noqa: E402
+from restrike.host.app import App  # noqa: E402
+from restrike.host.settings import Settings  # noqa: E402
 from tests.obs.obs_process import ObsProcess  # noqa: E402
 
 

@@ -4,7 +4,7 @@
     .venv/bin/python bench/responsiveness.py [EVENTS] [--repo DIR] [--cleanups N]
 
 defaults: 1 000 000 events (2 details each, ``bench/database_archive.py``'s filler). The
-database file is filled before the app starts, then a real headless app (``python -m host
+database file is filled before the app starts, then a real headless app (``python -m restrike
 --headless``, a separate process) is started on it. Three phases, each measured with one
 client calling ``get_udp_status`` over HTTP every 10 ms (latency counted from when each call was
 due, so a stall counts as every call it delayed):
@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from database_archive import fill  # noqa: E402
 
-from plugins.plugin_database.maintenance import connect_writer  # noqa: E402
-from plugins.plugin_database.migrations import apply_migrations  # noqa: E402
+from restrike.plugins.plugin_database.maintenance import connect_writer  # noqa: E402
+from restrike.plugins.plugin_database.migrations import apply_migrations  # noqa: E402
 
 P99_TARGET_MS = 100.0
 TOKEN = "bench-token"
@@ -75,7 +75,7 @@ def start_app(repo: Path, data_dir: Path, log_path: Path) -> tuple[subprocess.Po
     http_port = free_port()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
              "--udp-bind", "127.0.0.1", "--udp-port", str(free_port(socket.SOCK_DGRAM)),
              "--http-port", str(http_port), "--token", TOKEN, "--log-level", "WARNING"],
             cwd=repo, stdout=log, stderr=subprocess.STDOUT,

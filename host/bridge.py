@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from host.commands import CommandRegistry
-from host.errors import CommandError
-from host.jobs import Jobs, outcome
+from restrike.host.commands import CommandRegistry
+from restrike.host.errors import CommandError
+from restrike.host.jobs import Jobs, outcome
 
 log = logging.getLogger(__name__)
 

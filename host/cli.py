@@ -1,4 +1,4 @@
-"""The ``restrike`` command line (also ``python -m host``)."""
+"""The ``restrike`` command line (also ``python -m restrike``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,23 @@ import sys
 import threading
 from pathlib import Path
 
-from host.app import App
-from host.instance import DataDirInUse
-from host.options import OneLineParser, UsageError, config_from_args, fail, port_number, print_error
-from host.settings import Settings, check_host_name, default_data_dir, host_config, load_config_file
+from restrike.host.app import App
+from restrike.host.instance import DataDirInUse
+from restrike.host.options import (
+    OneLineParser,
+    UsageError,
+    config_from_args,
+    fail,
+    port_number,
+    print_error,
+)
+from restrike.host.settings import (
+    Settings,
+    check_host_name,
+    default_data_dir,
+    host_config,
+    load_config_file,
+)
 
 log = logging.getLogger("restrike")
 
@@ -182,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if status:
         return status
     try:
-        from host.window import run_window
+        from restrike.host.window import run_window
 
         run_window(app, stop)
     finally:
@@ -214,7 +227,7 @@ def _start(app: App) -> int:
 
 
 def _run_headless(app: App) -> int:
-    from host.http import new_token, serve
+    from restrike.host.http import new_token, serve
 
     settings = app.settings
     token = settings.token or new_token()

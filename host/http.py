@@ -40,8 +40,8 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from host.errors import status_of
-from host.http_guard import (
+from restrike.host.errors import status_of
+from restrike.host.http_guard import (
     LOOPBACK_NAMES,
     HttpLimits,
     HttpStats,
@@ -53,10 +53,11 @@ from host.http_guard import (
     read_json_body,
     write_stalled,
 )
-from host.http_ui import public_response, ui_routes
+from restrike.host.http_ui import public_response, ui_routes
 
 log = logging.getLogger(__name__)
 
+# resolve(): from the restrike/host link back to the folder; in a wheel, restrike/frontend
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 COOKIE = "restrike_token"
 CSP = (

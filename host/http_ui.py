@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from host.errors import CommandError, InvalidArgument, StorageFull, status_of
+from restrike.host.errors import CommandError, InvalidArgument, StorageFull, status_of
 
 FAVICON = Path(__file__).resolve().parent.parent / "frontend" / "favicon.svg"
 MAX_DOWNLOAD_BODY = 64 * 1024  # named arguments of a command, not data

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from host.commands import CommandRegistry
-from host.errors import CommandError, Conflict, Unavailable
-from host.timeutil import now_iso
+from restrike.host.commands import CommandRegistry
+from restrike.host.errors import CommandError, Conflict, Unavailable
+from restrike.host.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 

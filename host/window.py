@@ -14,9 +14,9 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from host.bridge import make_js_api
-from host.errors import Unavailable
-from host.http import FRONTEND_DIR
+from restrike.host.bridge import make_js_api
+from restrike.host.errors import Unavailable
+from restrike.host.http import FRONTEND_DIR
 
 log = logging.getLogger(__name__)
 

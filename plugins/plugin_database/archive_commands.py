@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from host.commands import runs_as_job
+from restrike.host.commands import runs_as_job
 
 from .running import service_of
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
     from .service import DatabaseService
-from plugins.plugin_database import archive
+from restrike.plugins.plugin_database import archive
 
 DaysOld = Annotated[int, Field(ge=0, le=archive.MAX_DAYS, description="age in days, >= 0")]
 

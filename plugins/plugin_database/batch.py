@@ -45,8 +45,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from host.timeutil import clock_ns, now_iso
-from pss.session import UdpSession
+from restrike.host.timeutil import clock_ns, now_iso
+from restrike.pss.session import UdpSession
 
 from .rows import (
     EVENT_INTO,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from host.timeutil import parse_iso, to_iso
+from restrike.host.timeutil import parse_iso, to_iso
 
 from .writer import transaction
 

@@ -40,13 +40,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import StringConstraints
 
-from host.commands import runs_as_job
-from host.errors import CommandError, Conflict, InvalidArgument, PermissionDenied, StorageFull
+from restrike.host.commands import runs_as_job
+from restrike.host.errors import (
+    CommandError,
+    Conflict,
+    InvalidArgument,
+    PermissionDenied,
+    StorageFull,
+)
 
 from .running import service_of
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
     from .service import DatabaseService
 from .queries import EventFilters, iter_events

@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from host.commands import runs_as_job
-from host.errors import StorageFull
+from restrike.host.commands import runs_as_job
+from restrike.host.errors import StorageFull
 
 from .running import service_of
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
     from .service import DatabaseService
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pydantic
 
-from host.hookspecs import hookimpl
-from host.settings import section_error
-from pss.session import UdpSession
+from restrike.host.hookspecs import hookimpl
+from restrike.host.settings import section_error
+from restrike.pss.session import UdpSession
 
 from . import archive_commands, export, maintenance, queries, tournaments
 from .running import EXTENSION

@@ -30,14 +30,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from host.errors import NotFound
-from host.timeutil import to_iso, to_utc
-from pss.sides import ATHLETE_SIDES, athlete_side
+from restrike.host.errors import NotFound
+from restrike.host.timeutil import to_iso, to_utc
+from restrike.pss.sides import ATHLETE_SIDES, athlete_side
 
 from .running import service_of
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
     from .service import DatabaseService
 from .pool import read_snapshot

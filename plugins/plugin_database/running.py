@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from host.errors import Unavailable
+from restrike.host.errors import Unavailable
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
     from .service import DatabaseService
 

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from host.errors import Conflict, InvalidArgument, NotFound
-from host.timeutil import now_iso
+from restrike.host.errors import Conflict, InvalidArgument, NotFound
+from restrike.host.timeutil import now_iso
 
 from .running import service_of
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
     from .service import DatabaseService
 from .queries import Id

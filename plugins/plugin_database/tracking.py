@@ -33,9 +33,15 @@ it starts and restores it when its transaction rolls back (``MatchState.copy``).
 
 from __future__ import annotations
 
-from pss.match import STARTS_A_MATCH, SUMMARY_EVENTS, MatchState, MatchSummary, starts_match
-from pss.protocol import MAX_ROUNDS
-from pss.sides import SIDE_PAIRS
+from restrike.pss.match import (
+    STARTS_A_MATCH,
+    SUMMARY_EVENTS,
+    MatchState,
+    MatchSummary,
+    starts_match,
+)
+from restrike.pss.protocol import MAX_ROUNDS
+from restrike.pss.sides import SIDE_PAIRS
 
 # pss_matches column <- key of the summary's ``match`` section (its colours are under "colors")
 _CONFIG_COLUMNS = (("match_number", "number"), ("phase", "phase"), ("category", "category"),

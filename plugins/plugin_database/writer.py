@@ -62,9 +62,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from host.errors import Unavailable
-from host.timeutil import now_iso
-from pss.session import UdpSession
+from restrike.host.errors import Unavailable
+from restrike.host.timeutil import now_iso
+from restrike.pss.session import UdpSession
 
 from .batch import BatchStore, Events, Session
 from .maintenance import storage_full

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from host.errors import InvalidArgument, NotFound, StorageFull, Unavailable
+from restrike.host.errors import InvalidArgument, NotFound, StorageFull, Unavailable
 
 from . import config as config_file
 from . import triggers as triggers_file

@@ -28,7 +28,7 @@ import obsws_python as obsws
 from obsws_python.error import OBSSDKError, OBSSDKRequestError
 from websocket import WebSocketException
 
-from host.timeutil import now_iso
+from restrike.host.timeutil import now_iso
 
 from .config import InstanceConfig
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from host.errors import Unavailable
+from restrike.host.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pydantic
 
-from host.hookspecs import hookimpl
+from restrike.host.hookspecs import hookimpl
 
 from . import config as config_file
 from . import triggers as triggers_file

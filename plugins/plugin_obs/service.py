@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from host.errors import NotFound, Unavailable
-from host.timeutil import now_iso
+from restrike.host.errors import NotFound, Unavailable
+from restrike.host.timeutil import now_iso
 
 from .config import ObsConfig
 from .connection import Instance, SaveFailed
@@ -34,7 +34,7 @@ from .player import Player
 from .triggers import Matcher, Trigger
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import Field
 
-from host.errors import NotFound
-from pss.match import MatchState
+from restrike.host.errors import NotFound
+from restrike.pss.match import MatchState
 
 from .live import EVENT_RING
 from .service import UdpService
 from .settings import SettingsChange, UdpSettings, apply_update
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
 Senders = Annotated[int, Field(ge=1, le=64)]
 Speed = Annotated[float, Field(gt=0, le=10_000)]

@@ -11,7 +11,7 @@ import argparse
 
 from pydantic import ValidationError
 
-from host.options import port_number
+from restrike.host.options import port_number
 
 from .settings import UdpSettings
 

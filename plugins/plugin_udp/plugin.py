@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from host.hookspecs import hookimpl
-from host.settings import section_error
+from restrike.host.hookspecs import hookimpl
+from restrike.host.settings import section_error
 
 from . import options, simulator
 from .commands import commands

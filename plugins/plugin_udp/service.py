@@ -21,10 +21,10 @@ import uuid
 
 import psutil
 
-from host.errors import Conflict, StorageFull, Unavailable
-from host.timeutil import now_iso
-from pss.protocol import parse_cache_stats
-from pss.session import UdpSession
+from restrike.host.errors import Conflict, StorageFull, Unavailable
+from restrike.host.timeutil import now_iso
+from restrike.pss.protocol import parse_cache_stats
+from restrike.pss.session import UdpSession
 
 from . import simulator
 from .live import LiveFeed, ui_event

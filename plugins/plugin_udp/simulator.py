@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 
-from host.errors import InvalidArgument
-from host.options import OneLineParser, positive_int
+from restrike.host.errors import InvalidArgument
+from restrike.host.options import OneLineParser, positive_int
 
 __all__ = ["generate_match", "main", "send", "sender_datagrams", "sender_timeline"]
 

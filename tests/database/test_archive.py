@@ -11,12 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from host.commands import CommandRegistry
-from host.errors import Conflict, InvalidArgument
-from host.jobs import Jobs
-from host.timeutil import to_iso
-from plugins.plugin_database import archive
-from plugins.plugin_database.archive import (
+from restrike.host.commands import CommandRegistry
+from restrike.host.errors import Conflict, InvalidArgument
+from restrike.host.jobs import Jobs
+from restrike.host.timeutil import to_iso
+from restrike.plugins.plugin_database import archive
+from restrike.plugins.plugin_database.archive import (
     ArchiveSchemaError,
     AutoArchiver,
     archive_old_events,
@@ -25,9 +25,9 @@ from plugins.plugin_database.archive import (
     optimize_archive_tables,
     restore_from_archive,
 )
-from plugins.plugin_database.archive_commands import commands as archive_commands
-from plugins.plugin_database.running import EXTENSION
-from plugins.plugin_database.service import DatabaseService
+from restrike.plugins.plugin_database.archive_commands import commands as archive_commands
+from restrike.plugins.plugin_database.running import EXTENSION
+from restrike.plugins.plugin_database.service import DatabaseService
 from tests.database import archive_worker as helpers
 from tests.database.conftest import call
 from tests.conftest import wait_for
@@ -259,7 +259,7 @@ def test_statistics_estimate_the_size_when_dbstat_is_unavailable(conn):
 
 
 def test_statistics_work_on_a_read_only_pool_connection(tmp_path, conn, populated):
-    from plugins.plugin_database.pool import ConnectionPool
+    from restrike.plugins.plugin_database.pool import ConnectionPool
 
     archive_old_events(conn, 30, now=NOW)
     with ConnectionPool(_path(conn)) as pool, pool.connection() as reader:

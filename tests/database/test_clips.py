@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from host.timeutil import parse_iso, to_iso
-from plugins.plugin_database import archive
+from restrike.host.timeutil import parse_iso, to_iso
+from restrike.plugins.plugin_database import archive
 from tests.database.conftest import Feed, match_datagrams, read, store
 
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from host.errors import Conflict, InvalidArgument, PermissionDenied, StorageFull
-from plugins.plugin_database.export import COLUMNS
-from plugins.plugin_database.running import service_of
+from restrike.host.errors import Conflict, InvalidArgument, PermissionDenied, StorageFull
+from restrike.plugins.plugin_database.export import COLUMNS
+from restrike.plugins.plugin_database.running import service_of
 from tests.tmpfs import fill, tmpfs
 
 from .conftest import Feed, call, match_datagrams, store

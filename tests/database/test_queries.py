@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from host.errors import CommandError, InvalidArgument, NotFound
-from plugins.plugin_database.running import service_of
-from pss.session import UdpSession
+from restrike.host.errors import CommandError, InvalidArgument, NotFound
+from restrike.plugins.plugin_database.running import service_of
+from restrike.pss.session import UdpSession
 
 from .conftest import Feed, call, match_datagrams, read, store
 

@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from plugins.plugin_database.running import service_of
-from pss.session import UdpSession
-from plugins.plugin_database.recovery import DatabaseOpenError, move_aside
-from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
+from restrike.plugins.plugin_database.running import service_of
+from restrike.pss.session import UdpSession
+from restrike.plugins.plugin_database.recovery import DatabaseOpenError, move_aside
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
 
 from .conftest import DATABASE_ONLY, Feed, call, read, store
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from host.errors import Unavailable
-from host.timeutil import clock_ns
-from plugins.plugin_database.service import DB_FILE
+from restrike.host.errors import Unavailable
+from restrike.host.timeutil import clock_ns
+from restrike.plugins.plugin_database.service import DB_FILE
 from tests.conftest import wait_for
-from plugins.plugin_database.writer import EVENT_OVERHEAD, event_bytes, transaction
-from pss.ingested import IngestedEvent
-from pss.describe import describe
-from pss.session import UdpSession
+from restrike.plugins.plugin_database.writer import EVENT_OVERHEAD, event_bytes, transaction
+from restrike.pss.ingested import IngestedEvent
+from restrike.pss.describe import describe
+from restrike.pss.session import UdpSession
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
@@ -387,7 +387,7 @@ def test_config_reaches_the_connection_and_the_archiver(open_db):
 
 
 def test_a_bad_config_section_stops_start_up_naming_it(make_app):
-    from host.hooks import StartupError
+    from restrike.host.hooks import StartupError
 
     from .conftest import DATABASE_ONLY
 
@@ -407,7 +407,7 @@ def event_ids(db) -> list[int]:
 
 
 def test_new_ids_never_take_an_archived_one_so_a_restore_never_conflicts(db, feed):
-    from plugins.plugin_database import archive
+    from restrike.plugins.plugin_database import archive
 
     first = feed.events(match_datagrams())
     store(db, first)
@@ -476,7 +476,7 @@ def reference_rows(ev, match_round, match_clock) -> tuple[str, set]:
 
 
 def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_path(db):
-    from plugins.plugin_udp.simulator import sender_datagrams
+    from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
     # A small shape cache, so this feed also goes through misses, hits and clears.
     db.writer._store.shapes._max_size = 40  # noqa: SLF001
@@ -510,7 +510,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
 
 
 def test_json_text_is_json_dumps_for_every_code_point():
-    from plugins.plugin_database.rows import json_text as _json
+    from restrike.plugins.plugin_database.rows import json_text as _json
 
     for start in range(0, 0x110000, 0x1000):
         chars = "".join(chr(c) for c in range(start, start + 0x1000)
@@ -595,9 +595,9 @@ def test_processing_time_is_stored_from_the_receivers_clock_only(db, feed):
 
 
 def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, feed):
-    from plugins.plugin_database.maintenance import connect_writer
-    from plugins.plugin_database.migrations import apply_migrations, current_version
-    from plugins.plugin_database.schema import MIGRATIONS
+    from restrike.plugins.plugin_database.maintenance import connect_writer
+    from restrike.plugins.plugin_database.migrations import apply_migrations, current_version
+    from restrike.plugins.plugin_database.schema import MIGRATIONS
 
     conn = connect_writer(str(tmp_path / "old.db"))
     try:
@@ -628,7 +628,7 @@ def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, fee
 
 
 def test_two_models_with_the_same_raw_text_keep_their_own_fields(db, feed):
-    from pss.protocol import Points
+    from restrike.pss.protocol import Points
 
     (real,) = feed.events(["pt1;3;"])
     twin = dataclasses.replace(real, seq=real.seq + 1, event=Points(
@@ -660,9 +660,9 @@ def test_a_match_ended_and_replaced_within_one_batch_keeps_its_final_state(db):
 
 def test_the_match_rows_say_what_the_live_scoreboard_says(db):
     # One match-state model: tracking keeps the domain's MatchState, no state class of its own.
-    from plugins.plugin_database import tracking
-    from plugins.plugin_udp.simulator import sender_datagrams
-    from pss.match import MatchState
+    from restrike.plugins.plugin_database import tracking
+    from restrike.plugins.plugin_udp.simulator import sender_datagrams
+    from restrike.pss.match import MatchState
 
     own = [name for name, value in vars(tracking).items()
            if isinstance(value, type) and value.__module__ == tracking.__name__

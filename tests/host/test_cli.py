@@ -20,8 +20,8 @@ from tests.host.test_headless import start_headless, stop
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m host ARGS`` to its end (no plugins but the built-in ones)."""
-    return subprocess.run([sys.executable, "-m", "host", *args], cwd=REPO, capture_output=True,
+    """``python -m restrike ARGS`` to its end (no plugins but the built-in ones)."""
+    return subprocess.run([sys.executable, "-m", "restrike", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""))
 
 
@@ -182,9 +182,9 @@ def test_a_second_instance_on_the_same_data_dir_changes_nothing_and_says_who_hol
 
 
 def test_plugins_add_their_own_options_which_reach_their_config_section(make_app, tmp_path):
-    from host.cli import build_parser, settings_from_args
-    from host.hookspecs import hookimpl
-    from host.options import port_number
+    from restrike.host.cli import build_parser, settings_from_args
+    from restrike.host.hookspecs import hookimpl
+    from restrike.host.options import port_number
 
     class RelayPlugin:
         """A plugin with one option of its own."""
@@ -214,7 +214,7 @@ def test_plugins_add_their_own_options_which_reach_their_config_section(make_app
 
 
 def test_allowed_hosts_from_the_command_line_win_over_the_config_file(tmp_path):
-    from host.cli import build_parser, settings_from_args
+    from restrike.host.cli import build_parser, settings_from_args
 
     path = write(tmp_path / "c.json", json.dumps({"host": {"allowed_hosts": ["Scores.Local"]}}))
     parser = build_parser()

@@ -17,14 +17,15 @@ from tests.conftest import REPO, free_port, wait_for
 TOKEN = "test-token-123"
 
 
-def start_headless(data_dir, *args: str) -> tuple[subprocess.Popen, str]:
-    """``python -m host --headless`` on ``data_dir`` with ``args``; returns it and its URL once
-    its HTTP server answers."""
+def start_headless(data_dir, *args: str, command=(sys.executable, "-m", "restrike"),
+                   cwd=REPO) -> tuple[subprocess.Popen, str]:
+    """``python -m restrike --headless`` (or ``command``) on ``data_dir`` with ``args``; returns
+    it and its URL once its HTTP server answers."""
     http_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir), *args,
+        [*map(str, command), "--headless", "--data-dir", str(data_dir), *args,
          "--http-port", str(http_port), "--token", TOKEN],
-        cwd=REPO, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""),
+        cwd=cwd, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{http_port}"

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from host.commands import CommandRegistry, runs_as_job
-from host.jobs import Jobs
+from restrike.host.commands import CommandRegistry, runs_as_job
+from restrike.host.jobs import Jobs
 
 
 @pytest.fixture

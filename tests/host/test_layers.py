@@ -33,16 +33,25 @@ def _imports(path: Path, package: str) -> set[str]:
 
 
 def _package_of(path: Path, root: Path) -> str:
-    parts = path.relative_to(root).with_suffix("").parts
+    # the folders are imported as restrike.host, restrike.plugins, restrike.pss (restrike/)
+    parts = ("restrike", *path.relative_to(root).with_suffix("").parts)
     return ".".join(parts if path.name == "__init__.py" else parts[:-1])
 
 
+# The folders' own names are never imported: only their restrike.* names exist once installed,
+# and importing both would load every module twice.
+TOP_LEVEL = ("host", "plugins", "pss")
+
 # folder -> module prefixes it must never import
 FORBIDDEN = {
-    "host": ("plugins", "pss"),
-    "pss": ("plugins",),
-    "plugins/plugin_database": ("plugins.plugin_udp",),
-    "plugins/plugin_udp": ("plugins.plugin_database",),
+    "host": (*TOP_LEVEL, "restrike.plugins", "restrike.pss"),
+    "pss": (*TOP_LEVEL, "restrike.plugins"),
+    "plugins/plugin_database": (*TOP_LEVEL, "restrike.plugins.plugin_udp",
+                                "restrike.plugins.plugin_obs"),
+    "plugins/plugin_udp": (*TOP_LEVEL, "restrike.plugins.plugin_database",
+                           "restrike.plugins.plugin_obs"),
+    "plugins/plugin_obs": (*TOP_LEVEL, "restrike.plugins.plugin_database",
+                           "restrike.plugins.plugin_udp"),
 }
 
 
@@ -66,8 +75,8 @@ def test_the_walk_sees_relative_and_nested_imports(tmp_path):
     plugin = tmp_path / "plugins" / "plugin_database"
     plugin.mkdir(parents=True)
     (plugin / "bad.py").write_text(
-        "from ..plugin_udp import live\n\ndef f():\n    import plugins.plugin_udp.service\n")
-    found = _violations("plugins/plugin_database", ("plugins.plugin_udp",), root=tmp_path)
-    assert found == ["plugins/plugin_database/bad.py imports plugins.plugin_udp",
-                     "plugins/plugin_database/bad.py imports plugins.plugin_udp.live",
-                     "plugins/plugin_database/bad.py imports plugins.plugin_udp.service"]
+        "from ..plugin_udp import live\n\ndef f():\n    import restrike.plugins.plugin_udp.service\n")
+    found = _violations("plugins/plugin_database", ("restrike.plugins.plugin_udp",), root=tmp_path)
+    assert found == ["plugins/plugin_database/bad.py imports restrike.plugins.plugin_udp",
+                     "plugins/plugin_database/bad.py imports restrike.plugins.plugin_udp.live",
+                     "plugins/plugin_database/bad.py imports restrike.plugins.plugin_udp.service"]

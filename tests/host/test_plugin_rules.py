@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from host.plugins import LOAD_ENV
+from restrike.host.plugins import LOAD_ENV
 from tests.conftest import REPO
 
 DIST = "restrike-test-probes"

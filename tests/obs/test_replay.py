@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from host.errors import CommandError
+from restrike.host.errors import CommandError
 from tests.conftest import wait_for
 from tests.obs.conftest import MATCH_START, RB_SECONDS, stored, wait_ready
 from tests.obs.obs_process import ffprobe

@@ -10,13 +10,13 @@ from pathlib import Path
 import obsws_python as obsws
 import pytest
 
-from host.errors import CommandError
-from host.settings import Settings
+from restrike.host.errors import CommandError
+from restrike.host.settings import Settings
 from tests.conftest import wait_for
 from tests.obs.conftest import MATCH_START, obs_section, stored, wait_ready
 
-WITHOUT_OBS = (("database", "plugins.plugin_database.plugin"),
-               ("udp", "plugins.plugin_udp.plugin"))
+WITHOUT_OBS = (("database", "restrike.plugins.plugin_database.plugin"),
+               ("udp", "restrike.plugins.plugin_udp.plugin"))
 
 
 def test_restrike_runs_without_the_obs_plugin(make_app):

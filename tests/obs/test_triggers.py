@@ -9,9 +9,9 @@ from pathlib import Path
 import obsws_python as obsws
 import pytest
 
-from host.errors import CommandError
-from plugins.plugin_obs.triggers import Matcher, Trigger
-from pss.ingested import ingest_datagram
+from restrike.host.errors import CommandError
+from restrike.plugins.plugin_obs.triggers import Matcher, Trigger
+from restrike.pss.ingested import ingest_datagram
 from tests.conftest import wait_for
 from tests.obs.conftest import MATCH_START, stored, wait_ready
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from host.bridge import invoke
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.host.bridge import invoke
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import REPO
 from tests.reliability.conftest import (
     check_exact_prefix,
@@ -332,7 +332,7 @@ def test_an_unopenable_database_path_fails_clearly_and_changes_nothing(tmp_path)
     blocker.mkdir(parents=True)
     (blocker / "keep.txt").write_text("mine")
     done = subprocess.run(
-        [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
          "--udp-bind", "127.0.0.1", "--udp-port", "0", "--http-port", "0", "--token", "t"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
         env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""))

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from host.bridge import make_js_api
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.host.bridge import make_js_api
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import wait_for
 from tests.e2e.conftest import goto_tab
 from tests.reliability.conftest import send_all
@@ -199,7 +199,7 @@ def test_the_automatic_archival_takes_the_one_job_slot_too(make_app, served):
     (and tried again soon) while an archive command runs, and an archive command started while
     it runs is refused at once with ``conflict`` naming it (not ``unavailable`` after the
     writer's timeout)."""
-    from plugins.plugin_database.service import AUTO_ARCHIVE_JOB
+    from restrike.plugins.plugin_database.service import AUTO_ARCHIVE_JOB
 
     app = fed_app(make_app, auto_archive_days=1)
     auto = app.extensions["database"].auto_archiver

@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import json
 
-from pss.protocol import (
+from restrike.pss.protocol import (
     MAX_ROUNDS,
     MatchConfig,
     Scores,
     WinnerRounds,
     parse_datagram,
 )
-from pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
+from restrike.pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
 
 SECOND = 1_000_000_000
 
@@ -323,8 +323,8 @@ def test_a_copy_is_independent_of_the_state_it_was_taken_from():
     # The database snapshots every court's MatchState before each batch (MatchState.copy) and
     # restores it when the batch rolls back: applying events to a copy must leave the original
     # exactly as it was, whatever the event.
-    from plugins.plugin_udp.simulator import sender_datagrams
-    from pss.ingested import ingest_datagram
+    from restrike.plugins.plugin_udp.simulator import sender_datagrams
+    from restrike.pss.ingested import ingest_datagram
 
     state = MatchState()
     for seq, data in enumerate(sender_datagrams(5, 0, 2), 1):

@@ -7,9 +7,7 @@ Registered through the ``restrike`` entry-point group (see pyproject.toml). Stat
 from collections import Counter
 from threading import Lock
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("restrike")
+from restrike import hookimpl
 
 KEY = "event_counter"
 

@@ -1,8 +1,6 @@
 """A plugin with a misspelled hook name: restrike must refuse to load it, and say so."""
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("restrike")
+from restrike import hookimpl
 
 
 @hookimpl

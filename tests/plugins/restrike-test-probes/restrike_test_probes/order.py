@@ -5,9 +5,7 @@ calling them in registration order, or in pluggy's order without the markers, bo
 sequence than tryfirst / plain / trylast. ``a_plain`` raises after it recorded its call.
 """
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("restrike")
+from restrike import hookimpl
 
 
 @hookimpl
