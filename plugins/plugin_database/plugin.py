@@ -17,13 +17,14 @@ import pydantic
 from host.errors import Unavailable
 from host.hookspecs import hookimpl
 
-from . import export, maintenance, maintenance_commands, queries, tournaments
+from . import (export, maintenance, maintenance_commands, queries, statistics_commands,
+               tournaments)
 from .service import DB_FILE, DatabaseConfig, DatabaseService
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "database"
-_COMMAND_MODULES = (queries, tournaments, export, maintenance)
+_COMMAND_MODULES = (queries, tournaments, export, maintenance, statistics_commands)
 
 
 def service_of(app) -> DatabaseService:

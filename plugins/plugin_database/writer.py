@@ -85,6 +85,7 @@ from .maintenance import storage_full
 from .rows import (EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, Rows, Shapes, Source, Suffixes,
                    many)
 from .schema import UNKNOWN_CODE
+from .statistics import update_aggregates
 from .tracking import UPDATE_MATCHES, UPDATE_ROUNDS, MatchTracker
 
 log = logging.getLogger(__name__)
@@ -614,6 +615,7 @@ class Writer:
             rows.check_references(cur)
         rows.insert(cur)
         self._guarded(cur, safe, "match state", self._write_match_state, cur, now)
+        self._guarded(cur, safe, "statistics", update_aggregates, cur)  # same transaction
         rows.write_counters(cur)
         return lost
 
