@@ -725,6 +725,7 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
         "penalties": penalties,
         "penalties_per_match": round(penalties / total, 3) if total else None,
         "event_rates": {"since": since_minute + "Z", "per_court": dict(sorted(live.items()))},
+        "pending_rebuild": pending_rebuild(conn),
     }
 
 
