@@ -11,10 +11,11 @@ import * as scoreboard from './scoreboard.js';
 import * as udp from './udp.js';
 import * as database from './database.js';
 import * as tournament from './tournament.js';
+import * as statistics from './statistics.js';
 
 window.restrikeInvoke = invoke;  // handy from the devtools console and for the tests
 
-const SCREENS = { events, scoreboard, udp, database, tournament };
+const SCREENS = { events, scoreboard, udp, database, tournament, statistics };
 
 function makeBus() {
   const subs = new Map();
