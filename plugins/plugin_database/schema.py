@@ -332,6 +332,7 @@ _V6 = (
     "INSERT INTO stat_state (key, value) SELECT 'folded_up_to', MAX("
     "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
     "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0))",
+    "INSERT INTO stat_state (key, value) VALUES ('generation', 0)",
     "INSERT INTO stat_state (key, value) SELECT 'pending_rebuild', "
     "EXISTS (SELECT 1 FROM pss_events_v2) OR EXISTS (SELECT 1 FROM pss_events_v2_archive)",
     f"""CREATE TABLE stat_match_rounds (
@@ -359,7 +360,6 @@ _V6 = (
         {_STAT_COUNTS},
         hl_count INTEGER NOT NULL DEFAULT 0,
         hl_sum INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL,
         contribution TEXT NOT NULL
     )""",
     """CREATE TABLE stat_match_timeline (

@@ -3,7 +3,7 @@
 Aggregates (schema version 6)
     ``stat_match_rounds`` (per match, round and athlete: scoring actions by type, points scored,
     gam-jeoms, hit levels and their histogram, the reported score), ``stat_matches`` (a match's
-    totals, its fold state, and what it added to the athletes), ``stat_match_timeline`` (the
+    totals and what it added to the athletes), ``stat_match_timeline`` (the
     reported score of both sides after each score snapshot), ``stat_athletes`` and
     ``stat_athlete_win_types`` (per athlete, the sum of their matches), ``stat_event_rates``
     (events per minute per match). The rules (what counts as what) are ``pss.statistics``.
@@ -14,8 +14,14 @@ Kept in the writer's transaction
     ``stat_state.folded_up_to`` (the batch's) into the aggregates, so they commit or roll back
     with the events they summarise, and are never stale nor half-updated. A match's totals
     depend on the order of its events (running gam-jeom counts, score snapshots), so events are
-    folded in id order, and what a fold needs from earlier events is kept in
-    ``stat_matches.state``.
+    folded in id order; what a fold needs from earlier events (the last gam-jeom count, the
+    last reported scores) follows from the round rows.
+
+    Cost: SQL counts the events per match, round and minute (clock ticks, most of the feed,
+    never reach Python); Python folds the scoring events and the results. The matches being
+    fought stay in a small cache (``_Cache``) between batches, so a batch does not read back
+    what the previous one wrote; ``stat_state.generation`` says whether the cache is still the
+    database's (a rolled-back batch or a rebuild changes it, and the cache is dropped).
 
 Archival and restore
     The aggregates are keyed by match, athlete and minute, never by event, and folding looks
@@ -56,17 +62,38 @@ from .pool import read_snapshot
 # -- the fold ---------------------------------------------------------------------------------
 
 _FOLDED = "folded_up_to"
+_GENERATION = "generation"
 _PENDING = "pending_rebuild"
 _CHUNK = 20_000  # events read at once by a rebuild
 _IN_LIST = 500  # ids per "IN (...)" (SQLite's default variable limit is 32766: far above)
 
-# Event categories (pss_event_types.category = the parser's type) the fold reads the JSON of.
+# Event categories (pss_event_types.category = the parser's type) folded one by one in Python:
+# the first four change counts (their JSON is read), the others a match's result or athletes
+# (what it adds to its athletes is recomputed). Every other event (clock ticks: most of the
+# feed) is only counted, by SQL, per match, round and minute.
 _FOLDED_TYPES = frozenset(("points", "hit_level", "warnings", "scores"))
-
-_SELECT_EVENTS = (
-    "SELECT e.id, e.match_id, e.timestamp, t.category, e.parsed_data FROM {table} e "
+_RESULT_TYPES = ("athletes", "winner", "winner_side", "winner_rounds")
+_SELECT_FOLDED = (
+    "SELECT e.id, e.match_id, t.category, e.parsed_data FROM {table} e "
     "JOIN pss_event_types t ON t.id = e.event_type_id WHERE e.id > ? AND e.id <= ? "
-    "ORDER BY e.id"
+    "AND e.match_id IS NOT NULL AND e.event_type_id IN (SELECT id FROM pss_event_types "
+    "WHERE category IN (" + ", ".join(f"'{c}'" for c in (*sorted(_FOLDED_TYPES), *_RESULT_TYPES))
+    + ")) ORDER BY e.id"
+)
+# Events per match, round (the round current when they arrived: round_id) and minute.
+_COUNT_EVENTS = (
+    "SELECT e.match_id, COALESCE(r.round_number, 0), substr(e.timestamp, 1, 16), COUNT(*) "
+    "FROM {table} e LEFT JOIN pss_rounds r ON r.id = e.round_id "
+    "WHERE e.id > ? AND e.id <= ? AND e.match_id IS NOT NULL GROUP BY 1, 2, 3"
+)
+_ADD_EVENTS = (
+    "INSERT INTO stat_matches (match_id, events, contribution) VALUES (?, ?, '{}') "
+    "ON CONFLICT (match_id) DO UPDATE SET events = events + excluded.events"
+)
+_MARK_SEEN = (
+    "INSERT INTO stat_match_rounds (match_id, round_number, athlete, seen, hl_histogram) "
+    "VALUES (?, ?, ?, 1, '" + "[" + ",".join("0" * 10) + "]" + "') "
+    "ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET seen = 1 WHERE seen = 0"
 )
 
 # A round row: the stat_match_rounds columns after the key, in order.
@@ -99,7 +126,7 @@ _REPLACE_ROUND = (
     f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)})"
 )
 _MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_gam_jeom",
-                  *POINT_KEYS, "hl_count", "hl_sum", "state", "contribution")
+                  *POINT_KEYS, "hl_count", "hl_sum", "contribution")
 _REPLACE_MATCH = (
     f"INSERT OR REPLACE INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
     f"VALUES (?{', ?' * len(_MATCH_SUMMARY)})"
@@ -118,22 +145,28 @@ class _Match:
     """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
 
     __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
-                 "contribution")
+                 "contribution", "contribution_text")
 
     def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
         self.id = match_id
-        state = json.loads(row[1]) if row else {}
         self.events = row[0] if row else 0
-        self.warnings = {int(a): n for a, n in state.get("warnings", {}).items()}
-        self.reported = {int(a): {int(r): v for r, v in per.items()}
-                         for a, per in state.get("reported", {}).items()}
-        self.timeline_last = tuple(state["timeline"]) if state.get("timeline") else None
-        self.contribution = json.loads(row[2]) if row else {}
+        self.contribution_text = row[1] if row else "{}"
+        self.contribution = json.loads(self.contribution_text)
         self.rounds: dict[tuple[int, int], list] = {}
         for r in rounds:
             values = list(r[3:])
             values[_HIST] = json.loads(values[_HIST])
             self.rounds[(r[1], r[2])] = values
+        # What the next events are compared with, from the rows: the running gam-jeom count
+        # is the sum of its steps; the reported scores are the rounds' snapshots.
+        self.warnings = {a: 0 for a in SIDES}
+        self.reported: dict[int, dict[int, int]] = {a: {} for a in SIDES}
+        for (number, athlete), values in self.rounds.items():
+            self.warnings[athlete] += values[_GAM_JEOM]
+            if values[_REPORTED] is not None:
+                self.reported[athlete][number] = values[_REPORTED]
+        self.timeline_last = ((sum(self.reported[1].values()), sum(self.reported[2].values()))
+                              if any(self.reported.values()) else None)
         self.timeline: list[tuple] = []
 
     def round(self, number: int, athlete: int) -> list:
@@ -142,20 +175,44 @@ class _Match:
             row = self.rounds[(number, athlete)] = _new_round()
         return row
 
-    def state(self) -> str:
-        return json.dumps({
-            "warnings": self.warnings,
-            "reported": self.reported,
-            "timeline": list(self.timeline_last) if self.timeline_last else None,
-        }, sort_keys=True, separators=(",", ":"))
+
+class _Cache:
+    """The ``_Match`` objects of one writing connection between batches, valid while
+    ``stat_state.generation`` is the one it was saved with. Bounded: beyond ``MAX_MATCHES``
+    it is emptied (the next batch reads its matches back from the tables)."""
+
+    MAX_MATCHES = 512
+
+    def __init__(self, generation: int):
+        self.generation = generation
+        self.matches: dict[int, _Match] = {}
+
+
+# id(connection) -> (connection, _Cache). A connection cannot be weakly referenced: the entry
+# keeps it, and at most _MAX_CONNECTIONS entries are kept (one writer per database; tests open
+# many), the oldest dropped first.
+_CACHES: dict[int, tuple] = {}
+_MAX_CONNECTIONS = 8
+
+
+def _take_cache(conn, generation: int) -> dict[int, _Match]:
+    entry = _CACHES.pop(id(conn), None)
+    if entry is None or entry[0] is not conn or entry[1].generation != generation:
+        return {}
+    return entry[1].matches
+
+
+def _keep_cache(conn, generation: int, matches: dict[int, _Match]) -> None:
+    cache = _Cache(generation)
+    cache.matches = matches
+    while len(_CACHES) >= _MAX_CONNECTIONS:
+        del _CACHES[next(iter(_CACHES))]
+    _CACHES[id(conn)] = (conn, cache)
 
 
 def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
     """Apply one event of match ``m`` (its parsed data, with match_round/match_clock)."""
     number = parsed.get("match_round") or 0
-    if number:
-        for athlete in SIDES:
-            m.round(number, athlete)[_SEEN] = 1
     if category == "points":
         athlete = parsed.get("athlete")
         column = _POINT_INDEX.get(parsed.get("point_type"))
@@ -176,89 +233,93 @@ def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
             count = parsed.get(side)
             if type(count) is not int:
                 continue
-            step = count - m.warnings.get(athlete, 0)
+            step = count - m.warnings[athlete]
             if step:
                 m.round(number, athlete)[_GAM_JEOM] += step
                 m.warnings[athlete] = count
     elif category == "scores":
         for athlete, side in SIDE_PAIRS:
             per_round = parsed.get(side) or {}
-            known = m.reported.setdefault(athlete, {})
+            known = m.reported[athlete]
             for key, value in per_round.items():
                 r = int(key)
                 known[r] = value
                 m.round(r, athlete)[_REPORTED] = value
-        totals = (sum(m.reported.get(1, {}).values()), sum(m.reported.get(2, {}).values()))
+        totals = (sum(m.reported[1].values()), sum(m.reported[2].values()))
         if totals != m.timeline_last:
             m.timeline_last = totals
             m.timeline.append((m.id, event_id, number or None, parsed.get("match_clock"),
                                *totals))
 
 
-def _load(cur, match_ids: list[int]) -> dict[int, _Match]:
-    found: dict[int, _Match] = {}
+def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Match]:
+    found = {m: cache[m] for m in match_ids if m in cache}
+    missing = [m for m in match_ids if m not in found]
     rounds: dict[int, list] = defaultdict(list)
-    for chunk in _chunks(match_ids):
+    for chunk in _chunks(missing):
         marks = ", ".join("?" * len(chunk))
         for r in cur.execute(f"SELECT match_id, round_number, athlete, "
                              f"{', '.join(_ROUND_COLUMNS)} FROM stat_match_rounds "
                              f"WHERE match_id IN ({marks})", chunk):
             rounds[r[0]].append(r)
-        for row in cur.execute(f"SELECT match_id, events, state, contribution FROM stat_matches "
+        for row in cur.execute(f"SELECT match_id, events, contribution FROM stat_matches "
                                f"WHERE match_id IN ({marks})", chunk):
             found[row[0]] = _Match(row[0], row[1:], rounds.pop(row[0], ()))
-    for match_id in match_ids:
+    for match_id in missing:
         if match_id not in found:
             found[match_id] = _Match(match_id, None, rounds.pop(match_id, ()))
     return found
 
 
-def _fold(cur, rows: Iterable) -> int:
-    """Fold event rows ``(id, match_id, timestamp, category, parsed_data)`` in id order into
-    the aggregates; returns the largest id seen (0 when none)."""
-    last = 0
+def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
+          cache: dict[int, _Match]) -> int:
+    """Fold the events of ``tables`` with ``after < id <= upto`` into the aggregates, in id
+    order; returns how many events there were (of a match). ``cache``: matches as the tables
+    hold them, updated here."""
+    rows: list = []
+    counts: list = []
+    for table in tables:
+        rows += cur.execute(_SELECT_FOLDED.format(table=table), (after, upto)).fetchall()
+        counts += cur.execute(_COUNT_EVENTS.format(table=table), (after, upto)).fetchall()
+    if len(tables) > 1:
+        rows.sort(key=lambda r: r[0])
     per_match: dict[int, list] = defaultdict(list)
-    rates: dict[tuple[str, int], int] = defaultdict(int)
-    for event_id, match_id, timestamp, category, parsed in rows:
-        last = event_id
-        if match_id is None:
+    for event_id, match_id, category, parsed in rows:
+        if parsed is None or category not in _FOLDED_TYPES:
+            per_match[match_id].append(None)  # its match's result or athletes may change
             continue
-        rates[(timestamp[:16], match_id)] += 1
-        if parsed is None:
-            per_match[match_id].append(None)  # counted, nothing to fold
+        data = json.loads(parsed)
+        if data.get("type") != category:  # an invalid pt1 keeps its code's category
             continue
-        if category in _FOLDED_TYPES:
-            data = json.loads(parsed)
-            if data.get("type") != category:  # an invalid pt1 keeps its code's category
-                data = {"match_round": data.get("match_round")}
-                category = ""
-            per_match[match_id].append((event_id, category, data))
-        else:
-            # only its round matters: it marks the round as fought (no JSON parsing needed)
-            per_match[match_id].append((event_id, "", _round_of(parsed)))
-    if not per_match:
-        return last
-    matches = _load(cur, list(per_match))
-    for match_id, events in per_match.items():
-        m = matches[match_id]
-        m.events += len(events)
-        for item in events:
-            if item is not None:
-                _fold_event(m, item[0], item[1], item[2])
-    _write(cur, matches)
-    cur.executemany(_ADD_RATE, [(minute, match_id, n) for (minute, match_id), n in rates.items()])
-    return last
-
-
-def _round_of(parsed: str) -> dict:
-    """``{"match_round": n}`` from a ``parsed_data`` text without parsing the whole JSON: the
-    writer ends it with ``,"match_round":<n|null>,"match_clock":...}`` (``rows.Suffixes``)."""
-    at = parsed.rfind('"match_round":')
-    if at < 0:
-        return {}
-    end = parsed.find(",", at)
-    text = parsed[at + 14:end if end >= 0 else None].rstrip("}")
-    return {"match_round": int(text)} if text.isdigit() else {}
+        per_match[match_id].append((event_id, category, data))
+    if per_match:
+        matches = _load(cur, list(per_match), cache)
+        for match_id, events in per_match.items():
+            m = matches[match_id]
+            for item in events:
+                if item is not None:
+                    _fold_event(m, *item)
+        _write(cur, matches)
+        if len(cache) + len(matches) > _Cache.MAX_MATCHES:
+            cache.clear()
+        cache.update(matches)
+    events: dict[int, int] = defaultdict(int)
+    seen: set[tuple[int, int]] = set()
+    for match_id, number, minute, n in counts:
+        events[match_id] += n
+        if number:
+            seen.add((match_id, number))
+    cur.executemany(_ADD_EVENTS, list(events.items()))
+    for match_id, n in events.items():
+        if match_id in cache:
+            cache[match_id].events += n
+    cur.executemany(_MARK_SEEN, [(m, r, a) for m, r in sorted(seen) for a in SIDES])
+    for match_id, number in seen:  # the cached rows as the tables now hold them
+        if match_id in cache:
+            for athlete in SIDES:
+                cache[match_id].round(number, athlete)[_SEEN] = 1
+    cur.executemany(_ADD_RATE, [(minute, match_id, n) for match_id, _, minute, n in counts])
+    return sum(events.values())
 
 
 def _write(cur, matches: dict[int, _Match]) -> None:
@@ -278,13 +339,16 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         new = _contribution(sides, info.get(match_id, _NO_INFO))
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
+            m.contribution = new
+            m.contribution_text = json.dumps(new, sort_keys=True, separators=(",", ":"))
+        m.timeline = []
         blue, red = sides[1], sides[2]
         match_rows.append((
             match_id, m.events, blue["points"], red["points"], blue["gam_jeom"],
             red["gam_jeom"], *(blue["points_by_type"][k] + red["points_by_type"][k]
                                for k in POINT_KEYS),
-            blue["hl_count"] + red["hl_count"], blue["hl_sum"] + red["hl_sum"], m.state(),
-            json.dumps(new, sort_keys=True, separators=(",", ":"))))
+            blue["hl_count"] + red["hl_count"], blue["hl_sum"] + red["hl_sum"],
+            m.contribution_text))
     cur.executemany(_REPLACE_ROUND, round_rows)
     cur.executemany(_REPLACE_MATCH, match_rows)
     if timeline:
@@ -389,13 +453,18 @@ def update_aggregates(cur) -> None:
 
     Called by the writer once per batch, inside its transaction, after the batch's events,
     matches and rounds are written (the one call: ``writer.Writer._store``). Never commits."""
-    upto = cur.execute("SELECT value FROM stat_state WHERE key = ?", (_FOLDED,)).fetchone()[0]
+    state = dict(cur.execute("SELECT key, value FROM stat_state WHERE key IN (?, ?)",
+                             (_FOLDED, _GENERATION)).fetchall())
+    upto, generation = state[_FOLDED], state[_GENERATION]
     newest = cur.execute("SELECT MAX(id) FROM pss_events_v2").fetchone()[0] or 0
     if newest <= upto:
         return
-    rows = cur.execute(_SELECT_EVENTS.format(table="pss_events_v2"), (upto, newest)).fetchall()
-    _fold(cur, rows)
-    cur.execute("UPDATE stat_state SET value = ? WHERE key = ?", (newest, _FOLDED))
+    # Taken out while the fold runs: an exception leaves no half-updated cache behind.
+    matches = _take_cache(cur.connection, generation)
+    _fold(cur, ("pss_events_v2",), upto, newest, matches)
+    cur.executemany("UPDATE stat_state SET value = ? WHERE key = ?",
+                    ((newest, _FOLDED), (generation + 1, _GENERATION)))
+    _keep_cache(cur.connection, generation + 1, matches)
 
 
 def rebuild(conn: sqlite3.Connection) -> dict:
@@ -412,17 +481,16 @@ def rebuild(conn: sqlite3.Connection) -> dict:
         newest = max(cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2").fetchone()[0],
                      cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2_archive")
                      .fetchone()[0])
+        _CACHES.pop(id(conn), None)
         events = 0
         start = 0
+        matches: dict[int, _Match] = {}
         while start < newest:
             end = start + _CHUNK
-            rows = []
-            for table in ("pss_events_v2", "pss_events_v2_archive"):
-                rows += cur.execute(_SELECT_EVENTS.format(table=table), (start, end)).fetchall()
-            rows.sort(key=lambda r: r[0])
-            events += len(rows)
-            _fold(cur, rows)
+            events += _fold(cur, ("pss_events_v2", "pss_events_v2_archive"), start, end,
+                            matches)
             start = end
+        cur.execute("UPDATE stat_state SET value = value + 1 WHERE key = ?", (_GENERATION,))
         cur.execute("UPDATE stat_state SET value = ? WHERE key = ?", (newest, _FOLDED))
         cur.execute("UPDATE stat_state SET value = 0 WHERE key = ?", (_PENDING,))
         matches = cur.execute("SELECT COUNT(*) FROM stat_matches").fetchone()[0]
