@@ -22,6 +22,8 @@ from host.errors import CommandError
 from plugins.plugin_database import statistics
 from plugins.plugin_udp.simulator import sender_datagrams
 
+from tests.conftest import wait_for
+
 from .conftest import Feed, call, read, store
 
 POINT_KEYS = ("punch", "body", "head", "technical_body", "technical_head")
@@ -458,3 +460,58 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     with service.pool.connection() as c:
         assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is False
         assert statistics.match_statistics(c, 1)["total"]["blue"]["points_by_type"]["head"] == 1
+
+
+def test_aggregates_stay_exact_when_batches_fail_and_are_retried(db_app, service):
+    """A full disk (SQLite's page limit) rolls batches back after parts of them, aggregates
+    included, and the writer retries them: what is kept between batches must follow."""
+    sent = sender_datagrams(45, 0, 1)
+    feed = Feed(session_id="full", source=("10.0.0.9", 40000))
+    store(service, feed.events(sent[:150]))
+
+    def cap(pages):
+        def apply(conn):
+            limit = conn.execute("PRAGMA page_count").fetchone()[0] if pages is None else pages
+            return conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchone()[0]
+        return service.writer.run(apply, timeout=10)
+
+    cap(None)
+    for start in range(150, len(sent), 25):
+        assert service.writer.submit(feed.events(sent[start:start + 25]))
+    wait_for(lambda: service.writer.stats()["failed_writes"] > 0, 10, 0.01, "a failed write")
+    cap(1 << 30)
+    assert service.writer.flush(30)
+    assert service.writer.stats()["lost"] == 0
+    ids = match_ids_by_number(service)
+    (m,) = oracle(sent)
+    stats = call(db_app, "get_match_statistics", ids[m["number"]])
+    assert actual_match(stats) == expected_match(m)
+    incremental = stat_tables(service)
+    call(db_app, "rebuild_statistics")
+    assert stat_tables(service) == incremental
+
+
+def test_a_rolled_back_fold_leaves_nothing_behind_for_the_next_batch(db_app, service):
+    """The matches kept between batches must be dropped when the transaction that updated
+    them rolls back (here: the last events folded again inside a transaction rolled back)."""
+    sent = sender_datagrams(46, 0, 1)
+    feed = Feed(session_id="rb", source=("10.0.0.9", 40001))
+    half = len(sent) // 2
+    store(service, feed.events(sent[:half]))
+
+    def fold_again_then_roll_back(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE stat_state SET value = value - 300 WHERE key = 'folded_up_to'")
+            statistics.update_aggregates(conn.cursor())
+        finally:
+            conn.execute("ROLLBACK")
+
+    service.writer.run(fold_again_then_roll_back)
+    store(service, feed.events(sent[half:]))
+    (m,) = oracle(sent)
+    stats = call(db_app, "get_match_statistics", match_ids_by_number(service)[m["number"]])
+    assert actual_match(stats) == expected_match(m)
+    incremental = stat_tables(service)
+    call(db_app, "rebuild_statistics")
+    assert stat_tables(service) == incremental
