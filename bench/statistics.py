@@ -95,10 +95,10 @@ def clone_with_results(conn, block_hi: int) -> int:
                  f"blue_score, red_score, winner) SELECT match_id + ?, round_number, started_at, "
                  f"ended_at, blue_score, red_score, winner FROM pss_rounds "
                  f"WHERE match_id IN {originals}", (offset, block_hi))
-    conn.execute(f"UPDATE pss_matches SET (winner, winner_name, win_classification, ended_at, "
-                 f"tournament_id, tournament_day_id) = (SELECT o.winner, o.winner_name, "
-                 f"o.win_classification, o.ended_at, o.tournament_id, o.tournament_day_id "
-                 f"FROM pss_matches o WHERE o.id = pss_matches.id - ?) WHERE id > ?",
+    conn.execute("UPDATE pss_matches SET (winner, winner_name, win_classification, ended_at, "
+                 "tournament_id, tournament_day_id) = (SELECT o.winner, o.winner_name, "
+                 "o.win_classification, o.ended_at, o.tournament_id, o.tournament_day_id "
+                 "FROM pss_matches o WHERE o.id = pss_matches.id - ?) WHERE id > ?",
                  (offset, offset))
     conn.execute("COMMIT")
     return added

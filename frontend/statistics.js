@@ -119,6 +119,27 @@ async function loadMatch() {
     h('td', { text: r.blue.points }), h('td', { text: r.red.points }),
     h('td', { text: r.blue.gam_jeom }), h('td', { text: r.red.gam_jeom }),
     h('td', { text: hits(r.blue) }), h('td', { text: hits(r.red) }))));
+  $('#st-tech-body').replaceChildren(...[...s.rounds, { round: 'Total', ...s.total }].flatMap((r) => ['blue', 'red'].map((side) => h('tr', {},
+    h('td', { text: r.round }), h('td', { text: side }),
+    ...POINT_KEYS.map((k) => h('td', { text: r[side].points_by_type[k] }))))));
+}
+
+// -- printing: the match view as a one-page report, charts redrawn in ink colours ---------------
+
+function inkCharts(ink) {
+  const Chart = window.Chart;
+  if (!Chart) return;
+  const colour = ink ? '#000' : (css('--chart-text') || '#c9d3de');
+  const grid = ink ? '#bbb' : (css('--chart-grid') || '#344050');
+  for (const chart of charts.values()) {
+    for (const scale of Object.values(chart.options.scales || {})) {
+      scale.ticks = { ...scale.ticks, color: colour };
+      scale.title = { ...scale.title, color: colour };
+      scale.grid = { ...scale.grid, color: grid };
+    }
+    chart.options.plugins.legend.labels = { ...chart.options.plugins.legend.labels, color: colour };
+    chart.update();
+  }
 }
 
 // -- athlete view ------------------------------------------------------------------------------
@@ -197,8 +218,8 @@ async function loadTournament() {
   let s;
   try { s = await ctx.invoke('get_tournament_statistics', args); } catch (err) { toast(`Cannot load the tournament statistics: ${err.message}`); return; }
   lastRateLoad = Date.now();
-  const duration = s.duration_s.mean == null ? '–'
-    : `${Math.round(s.duration_s.mean / 60 * 10) / 10} min mean, ${Math.round(s.duration_s.p90 / 60 * 10) / 10} min p90`;
+  const duration = s.duration_s.mean == null ? 'no finished match'
+    : `${fmtSeconds(s.duration_s.mean)} mean, ${fmtSeconds(s.duration_s.p90)} p90 match duration`;
   setText($('#st-tournament-summary'), `${s.matches} matches: ${s.finished} finished, ${s.in_progress} in progress · `
     + `${duration} · ${s.penalties_per_match ?? '–'} gam-jeom per match`
     + `${s.pending_rebuild ? ' · older events not counted yet: press Rebuild' : ''}`);
@@ -211,12 +232,20 @@ async function loadTournament() {
   draw('st-win-types', 'bar', kinds, [
     { label: 'Finished matches', data: kinds.map((k) => s.win_types[k]), backgroundColor: css('--yellow') },
   ], 'Win type', 'Matches (count)');
-  const minutes = [...new Set(Object.values(s.event_rates.per_court).flat().map((r) => r.minute))].sort();
+  // every minute of the last hour on the axis, so quiet minutes show as zero
+  const start = Date.parse(s.event_rates.since);
+  const minutes = Array.from({ length: 61 }, (_, i) => `${new Date(start + i * 60000).toISOString().slice(0, 16)}Z`);
   draw('st-rates', 'line', minutes.map((m) => m.slice(11, 16)), Object.entries(s.event_rates.per_court).map(([court, rows], i) => {
     const by = new Map(rows.map((r) => [r.minute, r.events]));
     const colour = COURT_COLOURS[i % COURT_COLOURS.length];
     return { label: court, data: minutes.map((m) => by.get(m) ?? 0), borderColor: colour, backgroundColor: colour };
   }), 'Minute (UTC)', 'Events per minute');
+}
+
+/** 95 -> "1 min 35 s", 42.5 -> "43 s". */
+function fmtSeconds(seconds) {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
 }
 
 function onPushedEvents() {
@@ -283,6 +312,9 @@ export function init(c) {
   $('#st-day-select').addEventListener('change', loadTournament);
   $('#st-rebuild').addEventListener('click', rebuild);
   $('#st-export').addEventListener('click', exportStatistics);
+  $('#st-match-print').addEventListener('click', () => window.print());
+  window.addEventListener('beforeprint', () => inkCharts(true));
+  window.addEventListener('afterprint', () => inkCharts(false));
   ctx.listen('pss_event', onPushedEvents);
 }
 

@@ -51,7 +51,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
-from host.errors import NotFound
 from host.timeutil import now_iso
 from pss.sides import SIDE_PAIRS, SIDES
 from pss.statistics import (HIT_LEVEL_BUCKETS, POINT_KEYS, POINT_TYPES, hit_level_bucket,
@@ -80,10 +79,10 @@ _SELECT_FOLDED = (
     "WHERE category IN (" + ", ".join(f"'{c}'" for c in (*sorted(_FOLDED_TYPES), *_RESULT_TYPES))
     + ")) ORDER BY e.id"
 )
-# Events per match, round (the round current when they arrived: round_id) and minute.
+# Events per match, round (the round current when they arrived: round_id, a pss_rounds id) and
+# minute.
 _COUNT_EVENTS = (
-    "SELECT e.match_id, COALESCE(r.round_number, 0), substr(e.timestamp, 1, 16), COUNT(*) "
-    "FROM {table} e LEFT JOIN pss_rounds r ON r.id = e.round_id "
+    "SELECT e.match_id, e.round_id, substr(e.timestamp, 1, 16), COUNT(*) FROM {table} e "
     "WHERE e.id > ? AND e.id <= ? AND e.match_id IS NOT NULL GROUP BY 1, 2, 3"
 )
 _ADD_EVENTS = (
@@ -145,7 +144,7 @@ class _Match:
     """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
 
     __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
-                 "contribution", "contribution_text")
+                 "contribution", "contribution_text", "dirty")
 
     def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
         self.id = match_id
@@ -168,11 +167,15 @@ class _Match:
         self.timeline_last = ((sum(self.reported[1].values()), sum(self.reported[2].values()))
                               if any(self.reported.values()) else None)
         self.timeline: list[tuple] = []
+        self.dirty: set[tuple[int, int]] = set()  # rounds changed since written
 
     def round(self, number: int, athlete: int) -> list:
-        row = self.rounds.get((number, athlete))
+        """The row of a round and athlete, to change (it is written with the batch)."""
+        key = (number, athlete)
+        self.dirty.add(key)
+        row = self.rounds.get(key)
         if row is None:
-            row = self.rounds[(number, athlete)] = _new_round()
+            row = self.rounds[key] = _new_round()
         return row
 
 
@@ -304,9 +307,15 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
             cache.clear()
         cache.update(matches)
     events: dict[int, int] = defaultdict(int)
+    round_ids = sorted({r[1] for r in counts if r[1] is not None})
+    numbers: dict[int, int] = {}
+    for chunk in _chunks(round_ids):
+        numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
+                                   f"({', '.join('?' * len(chunk))})", chunk).fetchall())
     seen: set[tuple[int, int]] = set()
-    for match_id, number, minute, n in counts:
+    for match_id, round_id, minute, n in counts:
         events[match_id] += n
+        number = numbers.get(round_id)
         if number:
             seen.add((match_id, number))
     cur.executemany(_ADD_EVENTS, list(events.items()))
@@ -317,8 +326,14 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
     for match_id, number in seen:  # the cached rows as the tables now hold them
         if match_id in cache:
             for athlete in SIDES:
-                cache[match_id].round(number, athlete)[_SEEN] = 1
-    cur.executemany(_ADD_RATE, [(minute, match_id, n) for match_id, _, minute, n in counts])
+                row = cache[match_id].rounds.get((number, athlete))
+                if row is None:  # as _MARK_SEEN made it
+                    row = cache[match_id].rounds[(number, athlete)] = _new_round()
+                row[_SEEN] = 1
+    rates: dict[tuple[str, int], int] = defaultdict(int)
+    for match_id, _, minute, n in counts:
+        rates[(minute, match_id)] += n
+    cur.executemany(_ADD_RATE, [(*key, n) for key, n in rates.items()])
     return sum(events.values())
 
 
@@ -330,8 +345,8 @@ def _write(cur, matches: dict[int, _Match]) -> None:
     timeline = []
     athlete_changes: list[tuple[dict, dict]] = []
     for match_id, m in matches.items():
-        for (number, athlete), values in m.rounds.items():
-            row = list(values)
+        for number, athlete in m.dirty:
+            row = list(m.rounds[(number, athlete)])
             row[_HIST] = json.dumps(row[_HIST], separators=(",", ":"))
             round_rows.append((match_id, number, athlete, *row))
         timeline += m.timeline
@@ -342,6 +357,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
             m.contribution = new
             m.contribution_text = json.dumps(new, sort_keys=True, separators=(",", ":"))
         m.timeline = []
+        m.dirty = set()
         blue, red = sides[1], sides[2]
         match_rows.append((
             match_id, m.events, blue["points"], red["points"], blue["gam_jeom"],
@@ -712,17 +728,11 @@ def _p90(values: list[float]) -> float | None:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def _seconds(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    a = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    b = datetime.fromisoformat(end.replace("Z", "+00:00"))
-    return (b - a).total_seconds()
-
-
 def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
                           day_id: int | None, now: str | None = None) -> dict:
-    """``get_tournament_statistics``'s answer (see the command)."""
+    """``get_tournament_statistics``'s answer (see the command). Aggregated by SQL (a day of
+    thousands of matches is a few index scans), the last hour's rates from
+    ``stat_event_rates``."""
     where, params = [], []
     if tournament_id is not None:
         where.append("m.tournament_id = ?")
@@ -731,65 +741,69 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
         where.append("m.tournament_day_id = ?")
         params.append(day_id)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
+    finished_clause = ("WHERE " + " AND ".join([*where, "m.status = 'finished'"]))
     now = now or now_iso()
     since = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(hours=1))
     since_minute = since.strftime("%Y-%m-%dT%H:%M")
     with read_snapshot(conn):
-        rows = conn.execute(
-            f"SELECT m.id, m.status, m.winner, m.win_classification, m.loaded_at, m.ended_at, "
-            f"m.source_ip, m.source_port, COALESCE(s.blue_gam_jeom + s.red_gam_jeom, 0), "
-            + ", ".join(f"COALESCE(s.{k}, 0)" for k in POINT_KEYS)
-            + f" FROM pss_matches m LEFT JOIN stat_matches s ON s.match_id = m.id {clause} "
-            f"ORDER BY m.id", params).fetchall()
+        groups = conn.execute(
+            f"SELECT m.source_ip, m.source_port, substr(m.loaded_at, 1, 13), "
+            f"m.status = 'finished', COUNT(*) FROM pss_matches m {clause} GROUP BY 1, 2, 3, 4",
+            params).fetchall()
+        sums = conn.execute(
+            "SELECT COUNT(s.match_id), COALESCE(SUM(s.blue_gam_jeom + s.red_gam_jeom), 0), "
+            + ", ".join(f"COALESCE(SUM(s.{k}), 0)" for k in POINT_KEYS)
+            + f" FROM pss_matches m JOIN stat_matches s ON s.match_id = m.id {clause}",
+            params).fetchone()
+        durations = [r[0] for r in conn.execute(
+            f"SELECT (julianday(m.ended_at) - julianday(m.loaded_at)) * 86400.0 AS d "
+            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL ORDER BY d",
+            params)]
+        classifications = conn.execute(
+            f"SELECT m.win_classification, COUNT(*) FROM pss_matches m {finished_clause} "
+            f"AND m.winner IS NOT NULL GROUP BY 1", params).fetchall()
         rates = conn.execute(
             f"SELECT r.minute, m.source_ip, m.source_port, SUM(r.events) FROM stat_event_rates r "
             f"JOIN pss_matches m ON m.id = r.match_id WHERE r.minute >= ? "
             f"{'AND ' + ' AND '.join(where) if where else ''} GROUP BY 1, 2, 3 ORDER BY 1",
             (since_minute, *params)).fetchall()
     finished = in_progress = 0
-    durations: list[float] = []
     per_court: dict[str, dict] = {}
     per_hour: dict[str, dict] = {}
-    kinds: dict[str, int] = defaultdict(int)
-    mix = dict.fromkeys(POINT_KEYS, 0)
-    penalties = 0
-    for (mid, status, winner, classification, loaded, ended, ip, port, gam_jeom,
-         *types) in rows:
+    for ip, port, hour, is_finished, count in groups:
         court = _court(ip, port)
-        hour = loaded[:13] + ":00:00Z"
+        hour = hour + ":00:00Z"
+        key = "finished" if is_finished else "in_progress"
         c = per_court.setdefault(court, {"court": court, "finished": 0, "in_progress": 0})
         h = per_hour.setdefault(hour, {"hour": hour, "finished": 0, "in_progress": 0,
                                        "by_court": {}})
-        key = "finished" if status == "finished" else "in_progress"
-        c[key] += 1
-        h[key] += 1
-        h["by_court"][court] = h["by_court"].get(court, 0) + 1
-        if status == "finished":
-            finished += 1
-            seconds = _seconds(loaded, ended)
-            if seconds is not None:
-                durations.append(seconds)
-            kind = win_type(classification) if winner else None
-            if kind:
-                kinds[kind] += 1
+        c[key] += count
+        h[key] += count
+        h["by_court"][court] = h["by_court"].get(court, 0) + count
+        if is_finished:
+            finished += count
         else:
-            in_progress += 1
-        penalties += gam_jeom
-        for key_, n in zip(POINT_KEYS, types):
-            mix[key_] += n
+            in_progress += count
+    kinds: dict[str, int] = defaultdict(int)
+    for classification, count in classifications:
+        kind = win_type(classification)
+        if kind:
+            kinds[kind] += count
+    penalties = sums[1]
     live: dict[str, list] = defaultdict(list)
     for minute, ip, port, events in rates:
         live[_court(ip, port)].append({"minute": minute + "Z", "events": events})
-    total = len(rows)
+    total = finished + in_progress
     return {
         "tournament_id": tournament_id, "tournament_day_id": day_id,
         "matches": total, "finished": finished, "in_progress": in_progress,
         "per_court": sorted(per_court.values(), key=lambda c: c["court"]),
         "per_hour": [per_hour[h] for h in sorted(per_hour)],
         "duration_s": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
-                       "p90": _p90(durations), "count": len(durations)},
+                       "p90": round(_p90(durations), 3) if durations else None,
+                       "count": len(durations)},
         "win_types": dict(sorted(kinds.items())),
-        "technique_mix": mix,
+        "technique_mix": dict(zip(POINT_KEYS, sums[2:])),
         "penalties": penalties,
         "penalties_per_match": round(penalties / total, 3) if total else None,
         "event_rates": {"since": since_minute + "Z", "per_court": dict(sorted(live.items()))},

@@ -6,6 +6,7 @@ stream, and every view is captured (``RESTRIKE_SCREENSHOTS``)."""
 from __future__ import annotations
 
 import json
+import re
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
@@ -57,6 +58,16 @@ def send_and_wait(app, datagrams: list[bytes], port_offset: int) -> None:
                  30, 0.1, "the chunk stored")
 
 
+def send_once(app) -> dict:
+    """The simulated matches of COURTS, sent to this app once per session."""
+    sent = {court: sender_datagrams(SEED, court, 1) for court in COURTS}
+    if not app.extra.get("statistics_sent"):
+        for court, datagrams in sent.items():
+            send_and_wait(app, datagrams, court)
+        app.extra["statistics_sent"] = True
+    return sent
+
+
 def newest_match_id(app, number: str) -> int:
     return max(m["id"] for m in app.invoke("pss_get_matches", [500])
                if m["match_number"] == number)
@@ -72,11 +83,7 @@ def test_statistics_views_draw_what_the_simulator_sent(app):
     page = app.page
     if app.mode == "browser":
         page.set_viewport_size({"width": 1600, "height": 900})
-    sent = {court: sender_datagrams(SEED, court, 1) for court in COURTS}
-    if not app.extra.get("statistics_sent"):
-        for court, datagrams in sent.items():
-            send_and_wait(app, datagrams, court)
-        app.extra["statistics_sent"] = True
+    sent = send_once(app)
     goto_tab(page, "statistics")
 
     # -- match view: timeline, techniques per round, hit levels ------------------------------
@@ -216,4 +223,41 @@ def test_rebuild_and_export_from_the_screen(browser_app, tmp_path):
     expect(page.locator(".toast-ok").last).to_contain_text("rows written", timeout=TIMEOUT)
     assert target.read_text(encoding="utf-8").startswith("match_id,")
     json.dumps(after)  # JSON-ready
+    goto_tab(page, "events")
+
+
+def test_the_match_report_prints_on_one_a4_page(browser_app):
+    page = browser_app.page
+    sent = send_once(browser_app)
+    (m,) = oracle(sent[COURTS[0]])
+    match_id = newest_match_id(browser_app, m["number"])
+    goto_tab(page, "statistics")
+    page.click("#st-view-match")
+    page.wait_for_function(
+        "(id) => [...document.querySelectorAll('#st-match-select option')]"
+        ".some((o) => o.value === String(id))", arg=match_id, timeout=TIMEOUT)
+    page.select_option("#st-match-select", str(match_id))
+    expect(page.locator("#st-match")).to_have_attribute("data-match-id", str(match_id),
+                                                        timeout=TIMEOUT)
+    want = expected_match(m)
+    rows = page.locator("#st-tech-body tr")
+    expect(rows).to_have_count(2 * (len(want["rounds"]) + 1))
+    for i, k in enumerate(POINT_KEYS):  # the total row of blue
+        expect(rows.nth(2 * len(want["rounds"])).locator("td").nth(2 + i)).to_have_text(
+            str(want["total"]["blue"]["points_by_type"][k]))
+    try:
+        pdf = page.pdf(format="A4", print_background=True)
+    finally:
+        page.emulate_media(media="screen")
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert pages == 1, f"the report takes {pages} pages"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "statistics-match-report.pdf").write_bytes(pdf)
+    page.emulate_media(media="print")
+    try:
+        page.screenshot(path=str(SCREENSHOTS / "statistics-match-report.png"), full_page=True)
+        assert page.locator("#tab-statistics").is_hidden()  # the report alone
+        expect(page.locator("#st-match-summary")).to_contain_text(m["athletes"][1])
+    finally:
+        page.emulate_media(media="screen")
     goto_tab(page, "events")
