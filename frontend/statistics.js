@@ -18,6 +18,7 @@ let view = 'match';
 let visible = false;
 let lastRateLoad = 0;
 let rateTimer = null;
+let tournamentAsked = 0;
 const charts = new Map();
 
 function css(name) {
@@ -95,6 +96,7 @@ async function loadMatch() {
   if (!id) return;
   let s;
   try { s = await ctx.invoke('get_match_statistics', [id]); } catch (err) { toast(`Cannot load match ${id}: ${err.message}`); return; }
+  if (Number($('#st-match-select').value) !== id) return;  // another match was picked meanwhile
   const blue = s.athletes.blue?.short ?? 'Blue';
   const red = s.athletes.red?.short ?? 'Red';
   setText($('#st-match-summary'), `${blue} ${s.total.blue.points} – ${s.total.red.points} ${red}`
@@ -152,6 +154,7 @@ async function loadAthletes() {
   const search = $('#st-athlete-search').value.trim();
   let list = [];
   try { list = await ctx.invoke('get_athletes', search ? { search } : {}); } catch (err) { toast(`Cannot list the athletes: ${err.message}`); }
+  if ($('#st-athlete-search').value.trim() !== search) return;  // the search changed meanwhile
   select.replaceChildren(...(list.length ? list.map((a) => h('option', { value: String(a.id), text: `${a.short}${a.country ? ` (${a.country})` : ''} · ${a.wins}–${a.losses}` }))
     : [h('option', { value: '', text: 'No athlete found' })]));
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
@@ -163,6 +166,7 @@ async function loadAthlete() {
   if (!id) return;
   let s;
   try { s = await ctx.invoke('get_athlete_statistics', [id]); } catch (err) { toast(`Cannot load athlete ${id}: ${err.message}`); return; }
+  if (Number($('#st-athlete-select').value) !== id) return;  // another athlete was picked meanwhile
   $('#st-athlete').dataset.athleteId = String(id);
   setText($('#st-athlete-summary'), `${s.athlete.long || s.athlete.short}${s.athlete.country ? ` · ${s.athlete.country}` : ''}`);
   fillDl($('#st-athlete-record'), [
@@ -216,7 +220,9 @@ async function loadTournament() {
   if (t) args.tournamentId = t;
   if (d) args.dayId = d;
   let s;
+  const asked = ++tournamentAsked;
   try { s = await ctx.invoke('get_tournament_statistics', args); } catch (err) { toast(`Cannot load the tournament statistics: ${err.message}`); return; }
+  if (asked !== tournamentAsked) return;  // a newer answer is coming
   lastRateLoad = Date.now();
   const duration = s.duration_s.mean == null ? 'no finished match'
     : `${fmtSeconds(s.duration_s.mean)} mean, ${fmtSeconds(s.duration_s.p90)} p90 match duration`;
