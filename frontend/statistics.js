@@ -321,6 +321,8 @@ export function init(c) {
   $('#st-match-print').addEventListener('click', () => window.print());
   window.addEventListener('beforeprint', () => inkCharts(true));
   window.addEventListener('afterprint', () => inkCharts(false));
+  // print previews and headless PDF rendering switch the media without those events
+  window.matchMedia('print').addEventListener('change', (ev) => inkCharts(ev.matches));
   ctx.listen('pss_event', onPushedEvents);
 }
 
