@@ -350,7 +350,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
             row[_HIST] = json.dumps(row[_HIST], separators=(",", ":"))
             round_rows.append((match_id, number, athlete, *row))
         timeline += m.timeline
-        sides = _side_totals(m.rounds.items())
+        sides = _lean_sides(m.rounds)
         new = _contribution(sides, info.get(match_id, _NO_INFO))
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
@@ -360,10 +360,8 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         m.dirty = set()
         blue, red = sides[1], sides[2]
         match_rows.append((
-            match_id, m.events, blue["points"], red["points"], blue["gam_jeom"],
-            red["gam_jeom"], *(blue["points_by_type"][k] + red["points_by_type"][k]
-                               for k in POINT_KEYS),
-            blue["hl_count"] + red["hl_count"], blue["hl_sum"] + red["hl_sum"],
+            match_id, m.events, blue[_P], red[_P], blue[_G], red[_G],
+            *(blue[i] + red[i] for i in range(5)), blue[_HC] + red[_HC], blue[_HS] + red[_HS],
             m.contribution_text))
     cur.executemany(_REPLACE_ROUND, round_rows)
     cur.executemany(_REPLACE_MATCH, match_rows)
@@ -402,7 +400,7 @@ def _match_info(cur, ids: list[int]) -> dict[int, dict]:
 
 def _contribution(sides: dict, info: dict) -> dict:
     """What a match adds to its athletes: ``{athlete_id: {"v": [...], "wt": {type: [w, l]}}}``
-    (``v`` in ``_ATHLETE_COLUMNS`` order)."""
+    (``v`` in ``_ATHLETE_COLUMNS`` order); ``sides`` from ``_lean_sides``."""
     out: dict[str, dict] = {}
     winner = info["winner"]
     kind = win_type(info["classification"]) if winner else None
@@ -417,10 +415,7 @@ def _contribution(sides: dict, info: dict) -> dict:
             1, won, lost,
             sum(1 for w in info["round_winners"].values() if w == position),
             sum(1 for w in info["round_winners"].values() if w == other),
-            *(me["points_by_type"][k] for k in POINT_KEYS),
-            *(them["points_by_type"][k] for k in POINT_KEYS),
-            me["points"], them["points"], me["gam_jeom"], them["gam_jeom"],
-            me["hl_count"], me["hl_sum"], me["hl_max"],
+            *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC], me[_HS], me[_HM],
         ]
         entry = out.setdefault(str(athlete_id), {"v": [0] * len(vector), "wt": {}})
         entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1])] + [
@@ -517,6 +512,32 @@ def rebuild(conn: sqlite3.Connection) -> dict:
 
 
 # -- reading ------------------------------------------------------------------------------------
+
+
+# A side's totals in the write path, flat: the five point types, points, gam-jeoms, hit-level
+# count, sum and max (``_side_totals`` builds the public form, histograms included).
+_P, _G, _HC, _HS, _HM = 5, 6, 7, 8, 9
+
+
+def _lean_sides(rounds: dict[tuple[int, int], list]) -> dict[int, list]:
+    """Per athlete (1, 2): totals over a match's round rows, as ``_side_totals`` counts them
+    (a round where only the opponent has a row still gives this side its gam-jeom points)."""
+    out = {1: [0] * 10, 2: [0] * 10}
+    empty = _new_round()
+    for number in {number for number, _ in rounds}:
+        pair = (rounds.get((number, 1)) or empty, rounds.get((number, 2)) or empty)
+        for athlete in (1, 2):
+            me, them = pair[athlete - 1], pair[2 - athlete]
+            o = out[athlete]
+            for i in range(5):
+                o[i] += me[1 + i]
+            o[_P] += round_points(me[_REPORTED], me[_SCORED], them[_GAM_JEOM])
+            o[_G] += me[_GAM_JEOM]
+            o[_HC] += me[_HL_COUNT]
+            o[_HS] += me[_HL_SUM]
+            if me[_HL_MAX] > o[_HM]:
+                o[_HM] = me[_HL_MAX]
+    return out
 
 
 def _side_totals(rounds: Iterable) -> dict[int, dict]:
