@@ -51,6 +51,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
+import orjson
+
 from host.timeutil import now_iso
 from pss.sides import SIDE_PAIRS, SIDES
 from pss.statistics import (HIT_LEVEL_BUCKETS, POINT_KEYS, POINT_TYPES, hit_level_bucket,
@@ -150,11 +152,11 @@ class _Match:
         self.id = match_id
         self.events = row[0] if row else 0
         self.contribution_text = row[1] if row else "{}"
-        self.contribution = json.loads(self.contribution_text)
+        self.contribution = orjson.loads(self.contribution_text)
         self.rounds: dict[tuple[int, int], list] = {}
         for r in rounds:
             values = list(r[3:])
-            values[_HIST] = json.loads(values[_HIST])
+            values[_HIST] = orjson.loads(values[_HIST])
             self.rounds[(r[1], r[2])] = values
         # What the next events are compared with, from the rows: the running gam-jeom count
         # is the sum of its steps; the reported scores are the rounds' snapshots.
@@ -291,7 +293,7 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
         if parsed is None or category not in _FOLDED_TYPES:
             per_match[match_id].append(None)  # its match's result or athletes may change
             continue
-        data = json.loads(parsed)
+        data = orjson.loads(parsed)
         if data.get("type") != category:  # an invalid pt1 keeps its code's category
             continue
         per_match[match_id].append((event_id, category, data))
@@ -347,7 +349,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
     for match_id, m in matches.items():
         for number, athlete in m.dirty:
             row = list(m.rounds[(number, athlete)])
-            row[_HIST] = json.dumps(row[_HIST], separators=(",", ":"))
+            row[_HIST] = orjson.dumps(row[_HIST]).decode()
             round_rows.append((match_id, number, athlete, *row))
         timeline += m.timeline
         sides = _lean_sides(m.rounds)
@@ -355,7 +357,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
             m.contribution = new
-            m.contribution_text = json.dumps(new, sort_keys=True, separators=(",", ":"))
+            m.contribution_text = orjson.dumps(new, option=orjson.OPT_SORT_KEYS).decode()
         m.timeline = []
         m.dirty = set()
         blue, red = sides[1], sides[2]
