@@ -78,9 +78,9 @@ function matchLabel(m) {
 
 async function loadMatches() {
   const select = $('#st-match-select');
-  const keep = select.value;
   let list = [];
   try { list = await ctx.invoke('pss_get_matches', [100]); } catch (err) { toast(`Cannot list the matches: ${err.message}`); }
+  const keep = select.value;  // read after the wait: the operator may have picked one meanwhile
   select.replaceChildren(...(list.length ? list.map((m) => h('option', { value: String(m.id ?? m.match_id), text: matchLabel(m) }))
     : [h('option', { value: '', text: 'No matches yet' })]));
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
@@ -150,11 +150,11 @@ let searchTimer = null;
 
 async function loadAthletes() {
   const select = $('#st-athlete-select');
-  const keep = select.value;
   const search = $('#st-athlete-search').value.trim();
   let list = [];
   try { list = await ctx.invoke('get_athletes', search ? { search } : {}); } catch (err) { toast(`Cannot list the athletes: ${err.message}`); }
   if ($('#st-athlete-search').value.trim() !== search) return;  // the search changed meanwhile
+  const keep = select.value;  // read after the wait: the operator may have picked one meanwhile
   select.replaceChildren(...(list.length ? list.map((a) => h('option', { value: String(a.id), text: `${a.short}${a.country ? ` (${a.country})` : ''} · ${a.wins}–${a.losses}` }))
     : [h('option', { value: '', text: 'No athlete found' })]));
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
@@ -192,9 +192,9 @@ async function loadAthlete() {
 
 async function loadTournaments() {
   const select = $('#st-tournament-select');
-  const keep = select.value;
   let list = [];
   try { list = await ctx.invoke('tournament_get_all'); } catch (err) { toast(`Cannot list the tournaments: ${err.message}`); }
+  const keep = select.value;  // read after the wait: the operator may have picked one meanwhile
   select.replaceChildren(h('option', { value: '', text: 'All matches' }),
     ...list.map((t) => h('option', { value: String(t.id), text: t.name })));
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
@@ -208,8 +208,10 @@ async function loadDays() {
   if (t) {
     try { days = await ctx.invoke('tournament_get_days', [t]); } catch (err) { toast(`Cannot list the days: ${err.message}`); }
   }
+  const keep = select.value;
   select.replaceChildren(h('option', { value: '', text: 'Every day' }),
     ...days.map((d) => h('option', { value: String(d.id), text: `Day ${d.day_number}${d.date ? ` · ${d.date}` : ''}` })));
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
   select.disabled = !t;
 }
 
