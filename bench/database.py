@@ -38,11 +38,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from host.timeutil import now_iso  # noqa: E402
-from plugins.plugin_database import queries  # noqa: E402
-from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
-from pss.ingested import ingest_datagram  # noqa: E402
-from plugins.plugin_udp.simulator import sender_timeline  # noqa: E402
+from restrike.host.timeutil import now_iso  # noqa: E402
+from restrike.plugins.plugin_database import queries  # noqa: E402
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
+from restrike.pss.ingested import ingest_datagram  # noqa: E402
+from restrike.plugins.plugin_udp.simulator import sender_timeline  # noqa: E402
 
 COURTS = 12
 P99_TARGET_MS = 5.0

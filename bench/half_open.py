@@ -45,7 +45,7 @@ def main() -> int:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--headless", "--data-dir", f"{tmp}/data",
+            [sys.executable, "-m", "restrike", "--headless", "--data-dir", f"{tmp}/data",
              "--udp-bind", "127.0.0.1", "--udp-port", "0", "--http-port", str(port),
              "--token", TOKEN, "--log-level", "WARNING"],
             cwd=REPO, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""),

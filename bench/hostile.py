@@ -4,7 +4,7 @@ resident memory over time and a table, and exits 1 when it ever passes the ceili
     .venv/bin/python bench/hostile.py                 # about 2 minutes
     .venv/bin/python bench/hostile.py --ceiling-mb 300 --sse-seconds 20
 
-The app runs as in ``bench/ingest.py`` (``python -m host --headless`` on a temporary data dir,
+The app runs as in ``bench/ingest.py`` (``python -m restrike --headless`` on a temporary data dir,
 database and UDP plugins as shipped). Scenarios, one after the other on the same app:
 
 - ``fields``: ``--fields-datagrams`` datagrams ``zz00001;`` + 20,000 fields ``ab;ab;...``
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from bench.ingest import App, _free  # noqa: E402
-from plugins.plugin_udp import simulator  # noqa: E402
+from restrike.plugins.plugin_udp import simulator  # noqa: E402
 
 MB = 1024 * 1024
 FIELDS_DATAGRAM = ("zz00001;" + "ab;" * 20_000).encode()

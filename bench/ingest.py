@@ -3,7 +3,7 @@
     .venv/bin/python bench/ingest.py                       # the full targets (about 2 minutes)
     .venv/bin/python bench/ingest.py --duration 5 --burst 10000 --latency-duration 5
 
-The app runs as ``python -m host --headless`` on a temporary data dir (database and UDP plugins,
+The app runs as ``python -m restrike --headless`` on a temporary data dir (database and UDP plugins,
 as shipped). Senders run in a separate process: one UDP socket per simulated court, sending the
 simulator's match streams (``simulator.sender_datagrams``, each sender in its own order), paced
 in 2 ms slices so that pacing costs little CPU. Scenarios, in order:
@@ -45,8 +45,8 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from plugins.plugin_database.service import DB_FILE  # noqa: E402
-from plugins.plugin_udp import simulator  # noqa: E402
+from restrike.plugins.plugin_database.service import DB_FILE  # noqa: E402
+from restrike.plugins.plugin_udp import simulator  # noqa: E402
 
 SLICE_S = 0.002
 
@@ -115,7 +115,7 @@ def run_senders(target, senders: int, total: int, rate: float | None, seed: int)
 
 
 class App:
-    """``python -m host --headless`` in a subprocess, driven through its HTTP command bridge."""
+    """``python -m restrike --headless`` in a subprocess, driven through its HTTP command bridge."""
 
     def __init__(self, data_dir: Path, udp_port: int, http_port: int, token: str):
         self.data_dir, self.udp_port, self.token = data_dir, udp_port, token
@@ -124,7 +124,7 @@ class App:
         self.log_path = data_dir / "app.log"
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
              "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port),
              "--http-port", str(http_port), "--token", token, "--log-level", "WARNING"],
             cwd=REPO, env={**os.environ, "RESTRIKE_LOAD_PLUGINS": ""},

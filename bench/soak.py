@@ -5,7 +5,7 @@
     .venv/bin/python bench/soak.py --duration 60 --interval 10
     .venv/bin/python bench/soak.py --speed 20 --duration 300  # 20x compressed match time
 
-The app runs as ``python -m host --headless`` on a temporary data dir (both built-in plugins,
+The app runs as ``python -m restrike --headless`` on a temporary data dir (both built-in plugins,
 as shipped). Each court is one UDP socket sending the simulator's stream for it
 (``simulator.sender_timeline``: exactly what ``simulator.send`` sends for the same seed), paced
 by match time: a clock tick per second and bursts around every score, warning, injury and
@@ -50,9 +50,9 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from plugins.plugin_database.service import DB_FILE  # noqa: E402
-from plugins.plugin_udp import simulator  # noqa: E402
-from pss.protocol import parse_text  # noqa: E402
+from restrike.plugins.plugin_database.service import DB_FILE  # noqa: E402
+from restrike.plugins.plugin_udp import simulator  # noqa: E402
+from restrike.pss.protocol import parse_text  # noqa: E402
 
 TOKEN = "soak"
 MATCH_SECONDS = 420  # a simulated match with its breaks and the gap to the next, roughly
@@ -73,7 +73,7 @@ class App:
         self.data_dir = data_dir
         self.log = open(data_dir.parent / "app.log", "w", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
              "--udp-bind", "127.0.0.1", "--udp-port", str(self.udp_port),
              "--http-port", str(self.http_port), "--token", TOKEN, "--log-level", "WARNING"],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,

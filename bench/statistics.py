@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.database import clone_block, interleaved_events, measure_inserts, percentile  # noqa: E402
-from plugins.plugin_database import statistics_commands, writer as writer_module  # noqa: E402
-from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
+from restrike.plugins.plugin_database import statistics_commands, writer as writer_module  # noqa: E402
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
 
 SEED = 11
 MATCH_P99_MS = 10.0
@@ -198,7 +198,7 @@ def filled(service: DatabaseService, args) -> list[tuple[str, str, str]]:
 
 
 def _tournament(conn) -> tuple[int, int]:
-    from plugins.plugin_database import tournaments
+    from restrike.plugins.plugin_database import tournaments
 
     t = tournaments.create(conn, name="Bench", duration_days=1, city=None, country=None,
                            country_code=None, start_date=None)

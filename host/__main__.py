@@ -1,5 +1,5 @@
 import sys
 
-from host.cli import main
+from restrike.host.cli import main
 
 sys.exit(main())

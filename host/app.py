@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from host.commands import CommandRegistry
-from host.hooks import Hooks, StartupError
-from host.plugins import make_plugin_manager
-from host.push import PushService
-from host.settings import Settings
+from restrike.host.commands import CommandRegistry
+from restrike.host.hooks import Hooks, StartupError
+from restrike.host.plugins import make_plugin_manager
+from restrike.host.push import PushService
+from restrike.host.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import pydantic
 import pydantic_core
 from pydantic.alias_generators import to_camel, to_snake
 
-from host.errors import InvalidArgument
+from restrike.host.errors import InvalidArgument
 
 _CONFIG = pydantic.ConfigDict(
     extra="forbid", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from host.commands import CommandRegistry
-from host.errors import CommandError
+from restrike.host.commands import CommandRegistry
+from restrike.host.errors import CommandError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The ``restrike`` command line (also ``python -m host``)."""
+"""The ``restrike`` command line (also ``python -m restrike``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
-from host.app import App
-from host.settings import Settings, default_data_dir, load_config_file
+from restrike.host.app import App
+from restrike.host.settings import Settings, default_data_dir, load_config_file
 
 log = logging.getLogger("restrike")
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if app is None:
         return 1
     try:
-        from host.window import run_window
+        from restrike.host.window import run_window
 
         run_window(app, stop)
     finally:
@@ -130,7 +130,7 @@ def _start(settings: Settings) -> App | None:
 
 
 def _run_headless(settings: Settings) -> int:
-    from host.http import new_token, serve
+    from restrike.host.http import new_token, serve
 
     token = settings.token or new_token()
     app = _start(settings)

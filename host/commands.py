@@ -20,8 +20,8 @@ from typing import Any
 import pydantic
 from pydantic_core import to_jsonable_python
 
-from host.binder import Binder, validation_error
-from host.errors import CommandError, NotFound
+from restrike.host.binder import Binder, validation_error
+from restrike.host.errors import CommandError, NotFound
 
 log = logging.getLogger(__name__)
 

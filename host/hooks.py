@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from host.plugins import _STARTED, PluginInfo, StartupError, current_plugin
+from restrike.host.plugins import _STARTED, PluginInfo, StartupError, current_plugin
 
 if TYPE_CHECKING:
-    from host.app import App
+    from restrike.host.app import App
 
 __all__ = ["Hooks", "StartupError"]
 

@@ -35,9 +35,9 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from host.bridge import call
-from host.errors import CommandError
-from host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
+from restrike.host.bridge import call
+from restrike.host.errors import CommandError
+from restrike.host.http_guard import (LOOPBACK_NAMES, HttpLimits, HttpStats, allowed_host_names,
                              connection_limit, guarded_protocol, host_name,
                              rate_limit_server_logs, read_json_body, write_stalled)
 

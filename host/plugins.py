@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import pluggy
 
-from host import hookspecs
+from restrike.host import hookspecs
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ ENTRY_POINT_GROUP = "restrike"
 LOAD_ENV = "RESTRIKE_LOAD_PLUGINS"
 
 BUILTIN_PLUGINS = (
-    ("database", "plugins.plugin_database.plugin"),
-    ("udp", "plugins.plugin_udp.plugin"),
+    ("database", "restrike.plugins.plugin_database.plugin"),
+    ("udp", "restrike.plugins.plugin_udp.plugin"),
 )
 
 Guard = Literal["isolate", "startup", "propagate"]

@@ -11,8 +11,8 @@ import json
 import logging
 import os
 
-from host.bridge import make_js_api
-from host.http import FRONTEND_DIR
+from restrike.host.bridge import make_js_api
+from restrike.host.http import FRONTEND_DIR
 
 log = logging.getLogger(__name__)
 

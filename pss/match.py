@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from host.timeutil import now_iso
+from restrike.host.timeutil import now_iso
 
 from .protocol import MAX_ROUNDS, PssEvent
 from .sides import SIDES, athlete_side

@@ -52,8 +52,8 @@ def shared_dir() -> Path:
 @pytest.fixture
 def make_app(tmp_path):
     """Build (not start) an App on a temporary data dir; stopped at the end of the test."""
-    from host.app import App
-    from host.settings import Settings
+    from restrike.host.app import App
+    from restrike.host.settings import Settings
 
     apps = []
 

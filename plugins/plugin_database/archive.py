@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from host.errors import Conflict, InvalidArgument
-from host.timeutil import TimeOutOfRange, parse_iso, to_iso, to_utc
+from restrike.host.errors import Conflict, InvalidArgument
+from restrike.host.timeutil import TimeOutOfRange, parse_iso, to_iso, to_utc
 
 from .pool import read_snapshot
 

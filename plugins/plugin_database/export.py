@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from host.errors import Conflict, InvalidArgument
+from restrike.host.errors import Conflict, InvalidArgument
 
 from .queries import EventFilters, iter_events
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from host.errors import StorageFull
+from restrike.host.errors import StorageFull
 
 Synchronous = Literal["NORMAL", "FULL", "OFF"]
 

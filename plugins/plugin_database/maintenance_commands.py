@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from plugins.plugin_database import archive
+from restrike.plugins.plugin_database import archive
 
 DaysOld = Annotated[int, Field(ge=0, le=archive.MAX_DAYS, description="age in days, >= 0")]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from host.timeutil import now_iso
+from restrike.host.timeutil import now_iso
 
 from .schema import EVENT_TYPES, MIGRATIONS, Migration
 from .writer import transaction

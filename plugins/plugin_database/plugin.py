@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pydantic
 
-from host.errors import Unavailable
-from host.hookspecs import hookimpl
+from restrike.host.errors import Unavailable
+from restrike.host.hookspecs import hookimpl
 
 from . import (export, maintenance, maintenance_commands, queries, statistics_commands,
                tournaments)

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from host.errors import Unavailable
-from host.timeutil import now_iso
+from restrike.host.errors import Unavailable
+from restrike.host.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, field_val
                       model_validator)
 from pydantic.alias_generators import to_camel
 
-from host.errors import NotFound
-from host.timeutil import to_iso, to_utc
-from pss.sides import ATHLETE_SIDES, athlete_side
+from restrike.host.errors import NotFound
+from restrike.host.timeutil import to_iso, to_utc
+from restrike.pss.sides import ATHLETE_SIDES, athlete_side
 
 from .pool import read_snapshot
 

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from host.timeutil import now_iso
+from restrike.host.timeutil import now_iso
 
 from .writer import transaction
 

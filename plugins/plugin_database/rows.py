@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pydantic_core
 from pydantic import BaseModel
 
-from pss.describe import describe
+from restrike.pss.describe import describe
 
 PROTOCOL_VERSION = "2.3"
 EVENT_INTO = (

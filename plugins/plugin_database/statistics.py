@@ -53,9 +53,9 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from host.timeutil import now_iso
-from pss.sides import SIDE_PAIRS, SIDES
-from pss.statistics import (HIT_LEVEL_BUCKETS, POINT_KEYS, POINT_TYPES, hit_level_bucket,
+from restrike.host.timeutil import now_iso
+from restrike.pss.sides import SIDE_PAIRS, SIDES
+from restrike.pss.statistics import (HIT_LEVEL_BUCKETS, POINT_KEYS, POINT_TYPES, hit_level_bucket,
                             round_points, win_type)
 
 from .pool import read_snapshot

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from host.errors import Conflict, InvalidArgument, NotFound
-from pss.statistics import POINT_KEYS
+from restrike.host.errors import Conflict, InvalidArgument, NotFound
+from restrike.pss.statistics import POINT_KEYS
 
 from . import statistics
 from .export import FilePath, _cell, check_target

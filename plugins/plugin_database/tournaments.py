@@ -23,8 +23,8 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from host.errors import Conflict, InvalidArgument, NotFound
-from host.timeutil import now_iso
+from restrike.host.errors import Conflict, InvalidArgument, NotFound
+from restrike.host.timeutil import now_iso
 
 from .queries import Id
 from .writer import transaction

@@ -29,8 +29,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from pss.match import MatchStatus, next_status, starts_match
-from pss.sides import SIDE_PAIRS
+from restrike.pss.match import MatchStatus, next_status, starts_match
+from restrike.pss.sides import SIDE_PAIRS
 
 _MATCH_CONFIG_COLUMNS = {
     # MatchConfig field -> pss_matches column

@@ -78,8 +78,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from host.errors import Unavailable
-from host.timeutil import clock_ns, now_iso, to_iso
+from restrike.host.errors import Unavailable
+from restrike.host.timeutil import clock_ns, now_iso, to_iso
 
 from .maintenance import storage_full
 from .rows import (EVENT_INTO, PROTOCOL_VERSION, STR, UNPLACED, Rows, Shapes, Source, Suffixes,

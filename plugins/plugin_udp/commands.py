@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from host.errors import NotFound
-from pss.match import MatchState
+from restrike.host.errors import NotFound
+from restrike.pss.match import MatchState
 
 from .live import EVENT_RING
 from .service import UdpService

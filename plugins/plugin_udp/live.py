@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from pss.describe import describe
-from pss.match import MatchState
-from pss.sides import athlete_side
+from restrike.pss.describe import describe
+from restrike.pss.match import MatchState
+from restrike.pss.sides import athlete_side
 
 EVENT_RING = 1000
 EVENT_RING_BYTES = 8 * 1024 * 1024

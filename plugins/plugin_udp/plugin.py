@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from host.hookspecs import hookimpl
+from restrike.host.hookspecs import hookimpl
 
 from . import simulator
 from .commands import commands

@@ -48,9 +48,9 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from host.timeutil import clock_ns, to_iso
-from pss.ingested import ingest_datagram
-from pss.protocol import DEFAULT_LIMITS, Limits
+from restrike.host.timeutil import clock_ns, to_iso
+from restrike.pss.ingested import ingest_datagram
+from restrike.pss.protocol import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 

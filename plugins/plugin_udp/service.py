@@ -21,12 +21,12 @@ import uuid
 
 import psutil
 
-from host.errors import Conflict, StorageFull, Unavailable
-from host.timeutil import now_iso
+from restrike.host.errors import Conflict, StorageFull, Unavailable
+from restrike.host.timeutil import now_iso
 
 from . import simulator
 from .live import LiveFeed, ui_event
-from pss.protocol import parse_cache_stats
+from restrike.pss.protocol import parse_cache_stats
 from .receiver import BindError, Receiver, open_socket
 from .settings import (UdpSettings, apply_update, changed_fields, save_settings,
                        settings_from_app)

@@ -30,8 +30,8 @@ import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from host.commands import validation_error
-from pss.protocol import DEFAULT_LIMITS, Limits
+from restrike.host.commands import validation_error
+from restrike.pss.protocol import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 

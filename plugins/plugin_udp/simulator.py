@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from host.errors import InvalidArgument
+from restrike.host.errors import InvalidArgument
 
 __all__ = ["generate_match", "main", "send", "sender_datagrams", "sender_timeline"]
 

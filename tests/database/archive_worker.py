@@ -19,9 +19,9 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from plugins.plugin_database import archive  # noqa: E402
-from plugins.plugin_database.maintenance import connect_writer  # noqa: E402
-from plugins.plugin_database.migrations import apply_migrations  # noqa: E402
+from restrike.plugins.plugin_database import archive  # noqa: E402
+from restrike.plugins.plugin_database.maintenance import connect_writer  # noqa: E402
+from restrike.plugins.plugin_database.migrations import apply_migrations  # noqa: E402
 
 BASE_EPOCH = 1_790_000_000  # 2026-09-21T14:13:20Z: fixed, so tests do not depend on today
 DETAILS_PER_EVENT = 2

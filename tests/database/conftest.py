@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from host.timeutil import clock_ns, now_iso
-from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
-from pss.ingested import ingest_datagram
+from restrike.host.timeutil import clock_ns, now_iso
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
+from restrike.pss.ingested import ingest_datagram
 
-DATABASE_ONLY = (("database", "plugins.plugin_database.plugin"),)
+DATABASE_ONLY = (("database", "restrike.plugins.plugin_database.plugin"),)
 
 
 class Feed:

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from host.errors import Conflict, InvalidArgument
-from host.timeutil import to_iso
-from plugins.plugin_database import archive
-from plugins.plugin_database.archive import (
+from restrike.host.errors import Conflict, InvalidArgument
+from restrike.host.timeutil import to_iso
+from restrike.plugins.plugin_database import archive
+from restrike.plugins.plugin_database.archive import (
     ArchiveSchemaError,
     AutoArchiver,
     archive_old_events,
@@ -23,8 +23,8 @@ from plugins.plugin_database.archive import (
     optimize_archive_tables,
     restore_from_archive,
 )
-from plugins.plugin_database.maintenance_commands import commands as maintenance_commands
-from plugins.plugin_database.service import DatabaseService
+from restrike.plugins.plugin_database.maintenance_commands import commands as maintenance_commands
+from restrike.plugins.plugin_database.service import DatabaseService
 from tests.database import archive_worker as helpers
 from tests.database.conftest import call
 from tests.conftest import wait_for
@@ -256,7 +256,7 @@ def test_statistics_estimate_the_size_when_dbstat_is_unavailable(conn):
 
 
 def test_statistics_work_on_a_read_only_pool_connection(tmp_path, conn, populated):
-    from plugins.plugin_database.pool import ConnectionPool
+    from restrike.plugins.plugin_database.pool import ConnectionPool
 
     archive_old_events(conn, 30, now=NOW)
     with ConnectionPool(_path(conn)) as pool, pool.connection() as reader:

@@ -12,10 +12,10 @@ import datetime as dt
 
 import pytest
 
-from host.timeutil import to_iso
-from plugins.plugin_database.archive import (archive_old_events, cleanup_old_archive_data,
+from restrike.host.timeutil import to_iso
+from restrike.plugins.plugin_database.archive import (archive_old_events, cleanup_old_archive_data,
                                              restore_from_archive)
-from plugins.plugin_database.writer import transaction
+from restrike.plugins.plugin_database.writer import transaction
 from tests.database.conftest import call
 from tests.database.test_archive import NOW, add_event, conn, rows  # noqa: F401 - conn: fixture
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from host.errors import Conflict, InvalidArgument
-from plugins.plugin_database.export import COLUMNS
-from plugins.plugin_database.plugin import service_of
+from restrike.host.errors import Conflict, InvalidArgument
+from restrike.plugins.plugin_database.export import COLUMNS
+from restrike.plugins.plugin_database.plugin import service_of
 
 from .conftest import Feed, call, match_datagrams, store
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from host.errors import Unavailable
-from plugins.plugin_database.pool import ConnectionPool, PoolClosed, PoolTimeout
+from restrike.host.errors import Unavailable
+from restrike.plugins.plugin_database.pool import ConnectionPool, PoolClosed, PoolTimeout
 from tests.conftest import wait_for
 
 

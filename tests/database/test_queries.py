@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from host.errors import CommandError, InvalidArgument, NotFound
-from plugins.plugin_database.plugin import service_of
+from restrike.host.errors import CommandError, InvalidArgument, NotFound
+from restrike.plugins.plugin_database.plugin import service_of
 
 from .conftest import Feed, call, match_datagrams, read, store
 

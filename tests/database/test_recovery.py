@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from plugins.plugin_database.plugin import service_of
-from plugins.plugin_database.recovery import DatabaseOpenError, move_aside
-from plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
+from restrike.plugins.plugin_database.plugin import service_of
+from restrike.plugins.plugin_database.recovery import DatabaseOpenError, move_aside
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
 
 from .conftest import DATABASE_ONLY, Feed, call, read, store
 

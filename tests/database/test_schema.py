@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from plugins.plugin_database.maintenance import connect_writer
-from plugins.plugin_database.migrations import SchemaTooNew, apply_migrations, current_version
-from plugins.plugin_database.queries import EVENT_COLUMNS, EventFilters, _where
-from plugins.plugin_database.schema import EVENT_TYPES, MIGRATIONS, Migration
+from restrike.plugins.plugin_database.maintenance import connect_writer
+from restrike.plugins.plugin_database.migrations import SchemaTooNew, apply_migrations, current_version
+from restrike.plugins.plugin_database.queries import EVENT_COLUMNS, EventFilters, _where
+from restrike.plugins.plugin_database.schema import EVENT_TYPES, MIGRATIONS, Migration
 
 TABLES = {
     "pss_events_v2", "pss_event_details", "pss_events_v2_archive", "pss_event_details_archive",

@@ -18,9 +18,9 @@ from collections import defaultdict
 import pytest
 from openpyxl import load_workbook
 
-from host.errors import CommandError
-from plugins.plugin_database import statistics
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.host.errors import CommandError
+from restrike.plugins.plugin_database import statistics
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
 from tests.conftest import wait_for
 

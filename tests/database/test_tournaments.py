@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from host.errors import Conflict, InvalidArgument, NotFound
-from plugins.plugin_database.plugin import service_of
+from restrike.host.errors import Conflict, InvalidArgument, NotFound
+from restrike.plugins.plugin_database.plugin import service_of
 
 from .conftest import DATABASE_ONLY, Feed, call, read, store
 

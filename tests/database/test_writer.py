@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from host.errors import Unavailable
-from host.timeutil import clock_ns
-from plugins.plugin_database.service import DB_FILE
+from restrike.host.errors import Unavailable
+from restrike.host.timeutil import clock_ns
+from restrike.plugins.plugin_database.service import DB_FILE
 from tests.conftest import wait_for
-from plugins.plugin_database.writer import transaction
-from pss.ingested import IngestedEvent
-from pss.describe import describe
+from restrike.plugins.plugin_database.writer import transaction
+from restrike.pss.ingested import IngestedEvent
+from restrike.pss.describe import describe
 
 from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
 
@@ -359,7 +359,7 @@ def test_config_reaches_the_connection_and_the_archiver(open_db):
 
 
 def test_a_bad_config_section_stops_start_up_naming_it(make_app):
-    from host.hooks import StartupError
+    from restrike.host.hooks import StartupError
 
     from .conftest import DATABASE_ONLY
 
@@ -379,7 +379,7 @@ def event_ids(db) -> list[int]:
 
 
 def test_new_ids_never_take_an_archived_one_so_a_restore_never_conflicts(db, feed):
-    from plugins.plugin_database import archive
+    from restrike.plugins.plugin_database import archive
 
     first = feed.events(match_datagrams())
     store(db, first)
@@ -448,7 +448,7 @@ def reference_rows(ev, match_round, match_clock) -> tuple[str, set]:
 
 
 def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_path(db):
-    from plugins.plugin_udp.simulator import sender_datagrams
+    from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
     # A small shape cache, so this feed also goes through misses, hits and clears.
     db.writer._shapes._max_size = 40  # noqa: SLF001
@@ -482,7 +482,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
 
 
 def test_json_text_is_json_dumps_for_every_code_point():
-    from plugins.plugin_database.rows import json_text as _json
+    from restrike.plugins.plugin_database.rows import json_text as _json
 
     for start in range(0, 0x110000, 0x1000):
         chars = "".join(chr(c) for c in range(start, start + 0x1000)
@@ -567,9 +567,9 @@ def test_processing_time_is_stored_from_the_receivers_clock_only(db, feed):
 
 
 def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, feed):
-    from plugins.plugin_database.maintenance import connect_writer
-    from plugins.plugin_database.migrations import apply_migrations, current_version
-    from plugins.plugin_database.schema import MIGRATIONS
+    from restrike.plugins.plugin_database.maintenance import connect_writer
+    from restrike.plugins.plugin_database.migrations import apply_migrations, current_version
+    from restrike.plugins.plugin_database.schema import MIGRATIONS
 
     conn = connect_writer(str(tmp_path / "old.db"))
     try:
@@ -600,7 +600,7 @@ def test_version_1_files_get_the_new_details_tables_with_every_row(tmp_path, fee
 
 
 def test_two_models_with_the_same_raw_text_keep_their_own_fields(db, feed):
-    from pss.protocol import Points
+    from restrike.pss.protocol import Points
 
     (real,) = feed.events(["pt1;3;"])
     twin = dataclasses.replace(real, seq=real.seq + 1, event=Points(

@@ -1,8 +1,8 @@
 """End-to-end fixtures: the real app as a subprocess, driven by Playwright.
 
-- ``window_app``: ``python -m host`` (window mode): the real pywebview Qt window, reached over the
+- ``window_app``: ``python -m restrike`` (window mode): the real pywebview Qt window, reached over the
   Chrome DevTools Protocol (``RESTRIKE_CDP_PORT``); see shared/recipes/pywebview-qt-playwright.
-- ``browser_app``: ``python -m host --headless`` with a token, opened in Debian's chromium.
+- ``browser_app``: ``python -m restrike --headless`` with a token, opened in Debian's chromium.
 - ``app``: either of them (parametrized), so a test runs against both transports.
 
 Each is session-scoped: two app launches for the whole e2e suite (2 shared cores). Tests send
@@ -94,7 +94,7 @@ def load_datagrams(name: str) -> list[bytes]:
 
 def parsed(datagrams: list[bytes]) -> list:
     """The events the app makes of these datagrams (its own parser), in order."""
-    from pss.ingested import ingest_datagram
+    from restrike.pss.ingested import ingest_datagram
 
     events = []
     for seq, data in enumerate(datagrams, 1):
@@ -142,7 +142,7 @@ def window_app(tmp_path_factory, pw):
     log_path = tmp / "app.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--data-dir", str(tmp / "data"),
+            [sys.executable, "-m", "restrike", "--data-dir", str(tmp / "data"),
              "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -179,7 +179,7 @@ def browser_app(tmp_path_factory, pw):
     log_path = tmp / "app.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "--headless", "--data-dir", str(tmp / "data"),
+            [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(tmp / "data"),
              "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port),
              "--http-port", str(http_port), "--token", TOKEN],
             cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)

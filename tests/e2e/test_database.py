@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from playwright.sync_api import expect
 
-from host.timeutil import now_iso, to_iso
+from restrike.host.timeutil import now_iso, to_iso
 from tests.e2e.conftest import dd, goto_tab, wait_for
 
 pytestmark = pytest.mark.e2e

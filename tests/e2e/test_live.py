@@ -118,7 +118,7 @@ def test_match_over_udp_fills_table_in_order_and_scoreboard(app):
     expect(winner).to_contain_text(expected["winner_side"].lower())
     expect(page.locator("#sb-match")).to_contain_text(f"Match {expected['match_number']}")
     # Challenges as the app's match state has them (the fixture has some).
-    from pss.match import MatchState
+    from restrike.pss.match import MatchState
     state = MatchState()
     for ns, event in enumerate(events):
         state.apply(event.event, ns)

@@ -11,7 +11,7 @@ import re
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.database.test_statistics import POINT_KEYS, expected_match, oracle
 from tests.e2e.conftest import SCREENSHOTS, goto_tab, parsed, wait_for
 

@@ -9,9 +9,9 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field
 
-from host.bridge import invoke, make_js_api
-from host.commands import CommandRegistry, DuplicateCommand
-from host.errors import NotFound
+from restrike.host.bridge import invoke, make_js_api
+from restrike.host.commands import CommandRegistry, DuplicateCommand
+from restrike.host.errors import NotFound
 
 
 class Window(BaseModel):

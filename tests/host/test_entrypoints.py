@@ -6,7 +6,7 @@ import importlib.metadata
 
 import pytest
 
-from host.plugins import LOAD_ENV
+from restrike.host.plugins import LOAD_ENV
 
 DIST = "restrike-event-counter"
 
@@ -20,7 +20,7 @@ def installed():
 
 
 def test_example_plugin_is_discovered_and_its_command_callable(make_app, monkeypatch):
-    from pss.ingested import ingest_datagram
+    from restrike.pss.ingested import ingest_datagram
 
     monkeypatch.setenv(LOAD_ENV, DIST)
     app = make_app(builtins=(), load_entrypoints=True).start()

@@ -18,11 +18,11 @@ TOKEN = "test-token-123"
 
 
 def start_headless(data_dir, *args: str) -> tuple[subprocess.Popen, str]:
-    """``python -m host --headless`` on ``data_dir`` with ``args``; returns it and its URL once
+    """``python -m restrike --headless`` on ``data_dir`` with ``args``; returns it and its URL once
     its HTTP server answers."""
     http_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir), *args,
+        [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir), *args,
          "--http-port", str(http_port), "--token", TOKEN],
         cwd=REPO, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from host import hookspecs
+from restrike.host import hookspecs
 from tests.conftest import REPO
 
 HOOKS = sorted(

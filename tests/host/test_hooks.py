@@ -5,8 +5,8 @@ from __future__ import annotations
 import pluggy
 import pytest
 
-from host.commands import DuplicateCommand
-from host.hooks import StartupError
+from restrike.host.commands import DuplicateCommand
+from restrike.host.hooks import StartupError
 
 hookimpl = pluggy.HookimplMarker("restrike")
 

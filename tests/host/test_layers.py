@@ -41,8 +41,8 @@ def _package_of(path: Path, root: Path) -> str:
 FORBIDDEN = {
     "host": ("plugins", "pss"),
     "pss": ("plugins",),
-    "plugins/plugin_database": ("plugins.plugin_udp",),
-    "plugins/plugin_udp": ("plugins.plugin_database",),
+    "plugins/plugin_database": ("restrike.plugins.plugin_udp",),
+    "plugins/plugin_udp": ("restrike.plugins.plugin_database",),
 }
 
 
@@ -67,7 +67,7 @@ def test_the_walk_sees_relative_and_nested_imports(tmp_path):
     plugin.mkdir(parents=True)
     (plugin / "bad.py").write_text(
         "from ..plugin_udp import live\n\ndef f():\n    import plugins.plugin_udp.service\n")
-    found = _violations("plugins/plugin_database", ("plugins.plugin_udp",), root=tmp_path)
+    found = _violations("plugins/plugin_database", ("restrike.plugins.plugin_udp",), root=tmp_path)
     assert found == ["plugins/plugin_database/bad.py imports plugins.plugin_udp",
                      "plugins/plugin_database/bad.py imports plugins.plugin_udp.live",
                      "plugins/plugin_database/bad.py imports plugins.plugin_udp.service"]

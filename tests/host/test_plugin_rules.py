@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from host.plugins import LOAD_ENV
+from restrike.host.plugins import LOAD_ENV
 
 DIST = "restrike-test-probes"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from host.push import PushService
+from restrike.host.push import PushService
 from tests.conftest import wait_for
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from host.push import PushService
+from restrike.host.push import PushService
 
 
 def test_a_full_sink_drops_old_stream_pushes_but_keeps_the_newest_snapshot():

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from host.timeutil import TimeOutOfRange, now_iso, parse_iso, to_iso, to_utc
+from restrike.host.timeutil import TimeOutOfRange, now_iso, parse_iso, to_iso, to_utc
 
 
 def test_the_format_is_fixed_width_with_four_digit_years():

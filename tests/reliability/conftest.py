@@ -1,6 +1,6 @@
 """Helpers of the reliability tests: the real app as a subprocess, its database, the feed.
 
-``Headless`` runs ``python -m host --headless`` on a fixed data dir and fixed ports, so a test can
+``Headless`` runs ``python -m restrike --headless`` on a fixed data dir and fixed ports, so a test can
 kill it (SIGKILL, SIGSTOP) and start it again on the same database and the same UDP port. Its
 output goes to a file, never to a pipe nobody reads (a full pipe would block the app's logging
 and look like a hang).
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pss.protocol import parse_text
+from restrike.pss.protocol import parse_text
 from tests.conftest import REPO, free_port, wait_for
 
 TOKEN = "reliability-token"
@@ -70,7 +70,7 @@ class Headless:
         return self.proc.pid
 
     def command_line(self) -> list[str]:
-        args = [sys.executable, "-m", "host", "--headless", "--data-dir", str(self.data_dir),
+        args = [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(self.data_dir),
                 "--udp-bind", "127.0.0.1", "--udp-port", str(self.udp_port),
                 "--http-port", str(self.http_port), "--token", self.token,
                 "--log-level", "WARNING"]
@@ -312,7 +312,7 @@ class Sender:
 
     def __init__(self, port: int, *, seed: int, matches: int, rate: float | None = None,
                  speed: float = 1.0, host: str = "127.0.0.1"):
-        from plugins.plugin_udp import simulator
+        from restrike.plugins.plugin_udp import simulator
 
         self.stop_event = threading.Event()
         self.result: dict | None = None
@@ -342,7 +342,7 @@ class Sender:
         return self.result
 
     def datagrams(self) -> list[bytes]:
-        from plugins.plugin_udp.simulator import sender_datagrams
+        from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
         return sender_datagrams(self.seed, 0, self.matches)
 

@@ -31,11 +31,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic.alias_generators import to_camel
 
-from host.app import App
-from host.bridge import invoke, make_js_api
-from host.settings import Settings
-from pss.protocol import DEFAULT_LIMITS, parse_text
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.host.app import App
+from restrike.host.bridge import invoke, make_js_api
+from restrike.host.settings import Settings
+from restrike.pss.protocol import DEFAULT_LIMITS, parse_text
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.reliability import fuzz_feed
 from tests.reliability.conftest import Headless, free_port, integrity, open_db, send_all, wait_for
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from host.bridge import invoke
-from host.http import create_http_app
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.host.bridge import invoke
+from restrike.host.http import create_http_app
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import REPO, free_port
 from tests.reliability.conftest import (
     check_exact_prefix,
@@ -346,7 +346,7 @@ def test_an_unopenable_database_path_fails_clearly_and_changes_nothing(tmp_path)
     blocker.mkdir(parents=True)
     (blocker / "keep.txt").write_text("mine")
     done = subprocess.run(
-        [sys.executable, "-m", "host", "--headless", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
          "--udp-bind", "127.0.0.1", "--udp-port", "0", "--http-port", "0", "--token", "t"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
         env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""))

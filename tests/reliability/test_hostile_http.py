@@ -21,8 +21,8 @@ import psutil
 import pytest
 import uvicorn
 
-from host.http import create_http_app
-from host.http_guard import allowed_host_names
+from restrike.host.http import create_http_app
+from restrike.host.http_guard import allowed_host_names
 from tests.reliability.conftest import TOKEN, Headless, Sender, free_port, wait_for
 
 HALF_OPEN = 2_000

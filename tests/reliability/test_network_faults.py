@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from host.bridge import invoke
-from plugins.plugin_udp.simulator import sender_datagrams
+from restrike.host.bridge import invoke
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import REPO
 from tests.reliability.conftest import (
     CommandFailed,
@@ -72,7 +72,7 @@ def test_a_port_in_use_is_an_error_state_with_a_reason_not_a_crash(headless_fact
 
 _KILLED_SENDER = """
 import sys
-from plugins.plugin_udp.simulator import send
+from restrike.plugins.plugin_udp.simulator import send
 print("ready", flush=True)
 send(("127.0.0.1", int(sys.argv[1])), senders=1, rate=500, matches=2, seed=int(sys.argv[2]))
 """

@@ -15,8 +15,8 @@ import socket
 import httpx
 import pytest
 
-from host.bridge import invoke, make_js_api
-from host.hookspecs import hookimpl
+from restrike.host.bridge import invoke, make_js_api
+from restrike.host.hookspecs import hookimpl
 from tests.reliability.conftest import TOKEN, Headless, open_db, send_all, wait_for
 
 INJECTION = "Robert'); DROP TABLE pss_events_v2;--"
@@ -56,7 +56,7 @@ def raw_get(app: Headless, target: str, headers: dict | None = None,
 
 
 def test_tokens_are_compared_in_constant_time():
-    from host import http
+    from restrike.host import http
 
     source = inspect.getsource(http)
     assert "hmac.compare_digest" in source

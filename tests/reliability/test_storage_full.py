@@ -74,7 +74,7 @@ def test_a_command_that_writes_on_a_full_disk_is_storage_full_and_writes_nothing
 
 
 def test_storage_full_is_logged_once_in_plain_words(make_app, caplog):
-    from host.bridge import invoke
+    from restrike.host.bridge import invoke
 
     app = make_app()
     app.start()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 import sqlite3
 
-from plugins.plugin_database.service import DB_FILE
-from pss.protocol import DEFAULT_LIMITS
+from restrike.plugins.plugin_database.service import DB_FILE
+from restrike.pss.protocol import DEFAULT_LIMITS
 from tests.conftest import wait_for
 
 FIELDS = "zz00001;" + "ab;" * 20_000  # about 60 KB: 20,001 fields

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import wait_for
 
 hookimpl = pluggy.HookimplMarker("restrike")
-UDP_ONLY = (("udp", "plugins.plugin_udp.plugin"),)
+UDP_ONLY = (("udp", "restrike.plugins.plugin_udp.plugin"),)
 
 
 class Collector:
@@ -149,7 +149,7 @@ def test_odd_datagrams_are_all_counted_and_the_receiver_goes_on(make_app, shared
     wait_for(lambda: collector.events[-1].raw == "pt1;3")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("plugins.plugin_database.plugin") is None,
+@pytest.mark.skipif(importlib.util.find_spec("restrike.plugins.plugin_database.plugin") is None,
                     reason="the database plugin is not there yet")
 def test_with_the_database_everything_received_is_stored(make_app, shared_dir):
     app = make_app().start()  # the real built-ins: database, then UDP
@@ -172,7 +172,7 @@ def test_with_the_database_everything_received_is_stored(make_app, shared_dir):
     app.commands.call("simulate_match", {"speed": 10000})
     wait_for(lambda: not app.commands.call("get_udp_stats")["simulation"]["running"], 30)
     app.stop()
-    from plugins.plugin_database.service import DB_FILE  # read the file the app left behind
+    from restrike.plugins.plugin_database.service import DB_FILE  # read the file the app left behind
     import sqlite3
 
     with sqlite3.connect(app.settings.data_dir / DB_FILE) as conn:

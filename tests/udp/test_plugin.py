@@ -12,11 +12,11 @@ import threading
 import pluggy
 import pytest
 
-from host.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from restrike.host.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from tests.conftest import free_port, wait_for
 
 hookimpl = pluggy.HookimplMarker("restrike")
-UDP_ONLY = (("udp", "plugins.plugin_udp.plugin"),)
+UDP_ONLY = (("udp", "restrike.plugins.plugin_udp.plugin"),)
 
 
 class Recorder:
@@ -167,8 +167,8 @@ def test_bad_settings_are_rejected_naming_the_field_and_change_nothing(udp_app, 
 
 
 def test_settings_changed_in_the_ui_are_used_at_the_next_start(make_app, tmp_path):
-    from host.app import App
-    from host.settings import Settings
+    from restrike.host.app import App
+    from restrike.host.settings import Settings
 
     data_dir = tmp_path / "court-3"
     first = make_app(builtins=UDP_ONLY, data_dir=data_dir).start()

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pss import describe as describing
-from pss.describe import describe
-from pss.ingested import IngestedEvent, ingest_datagram
-from pss.protocol import (
+from restrike.pss import describe as describing
+from restrike.pss.describe import describe
+from restrike.pss.ingested import IngestedEvent, ingest_datagram
+from restrike.pss.protocol import (
     DEFAULT_LIMITS,
     EVENT_ADAPTER,
     EVENT_MODELS,
@@ -21,7 +21,7 @@ from pss.protocol import (
     parse_datagram,
     parse_text,
 )
-from pss.sides import athlete_side
+from restrike.pss.sides import athlete_side
 
 
 def check(events, expected: list[dict]) -> None:

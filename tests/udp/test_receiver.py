@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from plugins.plugin_udp.receiver import (
+from restrike.plugins.plugin_udp.receiver import (
     ITEM_OVERHEAD,
     BindError,
     DatagramQueue,

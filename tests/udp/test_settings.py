@@ -12,7 +12,7 @@ import socket
 import psutil
 import pytest
 
-from host.errors import InvalidArgument, StorageFull, Unavailable
+from restrike.host.errors import InvalidArgument, StorageFull, Unavailable
 from tests.conftest import free_port, wait_for
 from tests.reliability.test_disk_full import page_of, small_fs  # noqa: F401 - fixtures
 
@@ -222,8 +222,8 @@ def test_the_udp_screen_shows_the_saved_address_that_did_not_bind_and_counts_sen
         tmp_path, page_of):
     """In chromium: the UDP screen says the saved address could not be used and where the app
     listens instead; the simulation banner's sent count grows while the run goes on."""
-    from host.app import App
-    from host.settings import Settings
+    from restrike.host.app import App
+    from restrike.host.settings import Settings
 
     data = tmp_path / "data"
     with saved_address_taken(data) as port:

@@ -11,16 +11,16 @@ import threading
 
 import pytest
 
-from host.errors import InvalidArgument
-from pss.protocol import parse_datagram
-from plugins.plugin_udp.simulator import (
+from restrike.host.errors import InvalidArgument
+from restrike.pss.protocol import parse_datagram
+from restrike.plugins.plugin_udp.simulator import (
     generate_match,
     main,
     send,
     sender_datagrams,
     sender_timeline,
 )
-from pss.match import MatchState
+from restrike.pss.match import MatchState
 
 
 def parsed(datagrams):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import json
 
-from pss.protocol import (
+from restrike.pss.protocol import (
     MAX_ROUNDS,
     MatchConfig,
     Scores,
     WinnerRounds,
     parse_datagram,
 )
-from pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
+from restrike.pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
 
 SECOND = 1_000_000_000
 
