@@ -12,10 +12,11 @@ import * as udp from './udp.js';
 import * as database from './database.js';
 import * as tournament from './tournament.js';
 import * as replay from './replay.js';
+import * as statistics from './statistics.js';
 
 window.restrikeInvoke = invoke;  // handy from the devtools console and for the tests
 
-const SCREENS = { events, scoreboard, udp, database, tournament, replay };
+const SCREENS = { events, scoreboard, udp, database, tournament, replay, statistics };
 
 function makeBus() {
   const subs = new Map();

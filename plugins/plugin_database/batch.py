@@ -60,6 +60,7 @@ from .rows import (
     Suffixes,
     many,
 )
+from .statistics import update_aggregates
 from .schema import UNKNOWN_CODE
 from .tracking import UPDATE_MATCHES, UPDATE_ROUNDS, MatchTracker
 from .transactions import rollback, transaction
@@ -178,9 +179,10 @@ class BatchStore:
         rows.insert(cur)
         # 6. The matches and rounds this batch changed.
         self._guarded(cur, safe, "match state", self._write_match_state, cur, now)
-        # 7. The per-sender and per-session counters.
+        # 7. The statistics' aggregates (statistics.py), folded from the events just inserted.
+        self._guarded(cur, safe, "statistics", update_aggregates, cur)
+        # 8. The per-sender and per-session counters.
         rows.write_counters(cur)
-        # (Aggregates kept up to date with the events belong here, in the same transaction.)
         return lost
 
     def foreign_keys(self, on: bool | None) -> None:

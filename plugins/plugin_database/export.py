@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import os
 import secrets
@@ -36,7 +37,7 @@ import stat
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 from pydantic import StringConstraints
 
@@ -177,7 +178,7 @@ def _write_rows(out, pool, filters: EventFilters, fmt: str) -> int:
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
         for event in iter_events(pool, filters):
-            writer.writerow([_cell(event[c]) for c in COLUMNS])
+            writer.writerow([csv_cell(event[c]) for c in COLUMNS])
             rows += 1
     else:
         for event in iter_events(pool, filters):
@@ -192,6 +193,21 @@ def export(pool, filters: EventFilters, fmt: str, path: str, overwrite: bool) ->
 
     Raises the typed errors of the module docstring; on any failure the target is as before.
     """
+    def write(binary: BinaryIO) -> int:
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="") as out:
+            rows = _write_rows(out, pool, filters, fmt)
+            out.flush()
+            out.detach()  # the caller closes the file, after its fsync
+        return rows
+
+    return write_file(path, overwrite, write)
+
+
+def write_file(path: str, overwrite: bool, write: Callable[[BinaryIO], int]) -> int:
+    """Write a file at ``path`` the safe way of the module docstring: ``write(binary file)``
+    fills a temporary file beside the target (returning what it counted), which is then moved
+    into place. Raises the typed errors of the module docstring; on any failure the target is
+    as before. Every file restrike writes where the operator chose goes through here."""
     parts, name = _split(path)
     try:
         with _directory(parts) as dir_fd:
@@ -199,8 +215,8 @@ def export(pool, filters: EventFilters, fmt: str, path: str, overwrite: bool) ->
             temp = f".restrike-export-{secrets.token_hex(6)}.part"
             fd = os.open(temp, _NEW_FILE_FLAGS, 0o644, dir_fd=dir_fd)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                    rows = _write_rows(out, pool, filters, fmt)
+                with os.fdopen(fd, "wb") as out:
+                    rows = write(out)
                     out.flush()
                     os.fsync(out.fileno())
                 _place(temp, name, dir_fd, overwrite)
@@ -221,7 +237,7 @@ def export(pool, filters: EventFilters, fmt: str, path: str, overwrite: bool) ->
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value):
+def csv_cell(value):
     """A CSV cell a spreadsheet shows as text, never runs (see the module docstring)."""
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value

@@ -18,14 +18,15 @@ from restrike.host.hookspecs import hookimpl
 from restrike.host.settings import section_error
 from restrike.pss.session import UdpSession
 
-from . import archive_commands, export, maintenance, queries, tournaments
+from . import archive_commands, export, maintenance, queries, statistics_commands, tournaments
 from .running import EXTENSION
 from .service import DB_FILE, DatabaseConfig, DatabaseService
 
 log = logging.getLogger(__name__)
 
 # Every module that offers commands has one ``commands(app) -> {name: function}``.
-_COMMAND_MODULES = (queries, tournaments, export, maintenance, archive_commands)
+_COMMAND_MODULES = (queries, tournaments, export, maintenance, archive_commands,
+                    statistics_commands)
 
 
 @hookimpl

@@ -345,6 +345,101 @@ _V6 = (
     ) WITHOUT ROWID""",
 )
 
+# Version 7: the statistics' cached aggregates (``statistics.py``), kept by the writer in the
+# same transaction as the events they summarise. Keyed by match (and athlete, minute), never by
+# event, so archival and restore, which move events between the main and archive tables, leave
+# them exact. ``stat_state.folded_up_to`` is the largest event id folded in; an existing file
+# starts there at its largest id and ``pending_rebuild`` 1 when it already held events (their
+# statistics come with ``rebuild_statistics``). No foreign keys: like pss_scores, they are
+# bookkeeping the writer fills with its checks off.
+_STAT_COUNTS = ("punch INTEGER NOT NULL DEFAULT 0, body INTEGER NOT NULL DEFAULT 0, "
+                "head INTEGER NOT NULL DEFAULT 0, technical_body INTEGER NOT NULL DEFAULT 0, "
+                "technical_head INTEGER NOT NULL DEFAULT 0")
+_V7 = (
+    "CREATE TABLE stat_state (\n    key TEXT PRIMARY KEY,\n    value INTEGER NOT NULL\n"
+    ") WITHOUT ROWID",
+    "INSERT INTO stat_state (key, value) SELECT 'folded_up_to', MAX("
+    "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
+    "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0))",
+    "INSERT INTO stat_state (key, value) VALUES ('generation', 0)",
+    "INSERT INTO stat_state (key, value) SELECT 'pending_rebuild', "
+    "EXISTS (SELECT 1 FROM pss_events_v2) OR EXISTS (SELECT 1 FROM pss_events_v2_archive)",
+    f"""CREATE TABLE stat_match_rounds (
+        match_id INTEGER NOT NULL,
+        round_number INTEGER NOT NULL,
+        athlete INTEGER NOT NULL CHECK (athlete = 1 OR athlete = 2),
+        seen INTEGER NOT NULL DEFAULT 0,
+        {_STAT_COUNTS},
+        scored INTEGER NOT NULL DEFAULT 0,
+        gam_jeom INTEGER NOT NULL DEFAULT 0,
+        hl_count INTEGER NOT NULL DEFAULT 0,
+        hl_sum INTEGER NOT NULL DEFAULT 0,
+        hl_max INTEGER NOT NULL DEFAULT 0,
+        hl_histogram TEXT NOT NULL,
+        reported INTEGER,
+        PRIMARY KEY (match_id, round_number, athlete)
+    ) WITHOUT ROWID""",
+    f"""CREATE TABLE stat_matches (
+        match_id INTEGER PRIMARY KEY,
+        events INTEGER NOT NULL DEFAULT 0,
+        blue_points INTEGER NOT NULL DEFAULT 0,
+        red_points INTEGER NOT NULL DEFAULT 0,
+        blue_gam_jeom INTEGER NOT NULL DEFAULT 0,
+        red_gam_jeom INTEGER NOT NULL DEFAULT 0,
+        {_STAT_COUNTS},
+        hl_count INTEGER NOT NULL DEFAULT 0,
+        hl_sum INTEGER NOT NULL DEFAULT 0,
+        contribution TEXT NOT NULL
+    )""",
+    """CREATE TABLE stat_match_timeline (
+        match_id INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        round_number INTEGER,
+        clock TEXT,
+        blue INTEGER NOT NULL,
+        red INTEGER NOT NULL,
+        PRIMARY KEY (match_id, event_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE stat_athletes (
+        athlete_id INTEGER PRIMARY KEY,
+        matches INTEGER NOT NULL DEFAULT 0,
+        wins INTEGER NOT NULL DEFAULT 0,
+        losses INTEGER NOT NULL DEFAULT 0,
+        rounds_won INTEGER NOT NULL DEFAULT 0,
+        rounds_lost INTEGER NOT NULL DEFAULT 0,
+        scored_punch INTEGER NOT NULL DEFAULT 0,
+        scored_body INTEGER NOT NULL DEFAULT 0,
+        scored_head INTEGER NOT NULL DEFAULT 0,
+        scored_technical_body INTEGER NOT NULL DEFAULT 0,
+        scored_technical_head INTEGER NOT NULL DEFAULT 0,
+        conceded_punch INTEGER NOT NULL DEFAULT 0,
+        conceded_body INTEGER NOT NULL DEFAULT 0,
+        conceded_head INTEGER NOT NULL DEFAULT 0,
+        conceded_technical_body INTEGER NOT NULL DEFAULT 0,
+        conceded_technical_head INTEGER NOT NULL DEFAULT 0,
+        points_for INTEGER NOT NULL DEFAULT 0,
+        points_against INTEGER NOT NULL DEFAULT 0,
+        penalties_received INTEGER NOT NULL DEFAULT 0,
+        penalties_given INTEGER NOT NULL DEFAULT 0,
+        hl_count INTEGER NOT NULL DEFAULT 0,
+        hl_sum INTEGER NOT NULL DEFAULT 0,
+        hl_max INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE stat_athlete_win_types (
+        athlete_id INTEGER NOT NULL,
+        win_type TEXT NOT NULL,
+        wins INTEGER NOT NULL DEFAULT 0,
+        losses INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (athlete_id, win_type)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE stat_event_rates (
+        minute TEXT NOT NULL,
+        match_id INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (minute, match_id)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
     Migration(2, "pss_event_details with a CHECK that is cheap per inserted row", _V2),
@@ -352,6 +447,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "app_state: the UDP tournament context survives a restart", _V4),
     Migration(5, "the match index covers a match's event list", _V5),
     Migration(6, "recorded_videos and recorded_video_events: instant replay clips", _V6),
+    Migration(7, "statistics: cached per-match, per-athlete and per-minute aggregates", _V7),
 )
 """Every schema step, in order. Add a step; never edit one that has shipped."""
 

@@ -1,0 +1,849 @@
+"""Statistics: cached aggregates the writer keeps exact, and the queries that read them.
+
+Aggregates (schema version 7)
+    ``stat_match_rounds`` (per match, round and athlete: scoring actions by type, points scored,
+    gam-jeoms, hit levels and their histogram, the reported score), ``stat_matches`` (a match's
+    totals and what it added to the athletes), ``stat_match_timeline`` (the
+    reported score of both sides after each score snapshot), ``stat_athletes`` and
+    ``stat_athlete_win_types`` (per athlete, the sum of their matches), ``stat_event_rates``
+    (events per minute per match). The rules (what counts as what) are ``pss.statistics``.
+
+Kept in the writer's transaction
+    ``update_aggregates(cur)`` is called once per batch inside the writer's transaction, after
+    the batch's events, matches and rounds are written: it folds every event whose id is above
+    ``stat_state.folded_up_to`` (the batch's) into the aggregates, so they commit or roll back
+    with the events they summarise, and are never stale nor half-updated. A match's totals
+    depend on the order of its events (running gam-jeom counts, score snapshots), so events are
+    folded in id order; what a fold needs from earlier events (the last gam-jeom count, the
+    last reported scores) follows from the round rows.
+
+    Cost: SQL counts the events per match, round and minute (clock ticks, most of the feed,
+    never reach Python); Python folds the scoring events and the results. The matches being
+    fought stay in a small cache (``_Cache``) between batches, so a batch does not read back
+    what the previous one wrote; ``stat_state.generation`` says whether the cache is still the
+    database's (a rolled-back batch or a rebuild changes it, and the cache is dropped).
+
+Archival and restore
+    The aggregates are keyed by match, athlete and minute, never by event, and folding looks
+    at ids above the high-water mark only: moving events between the main and archive tables
+    (which keeps their ids) changes none of them, so archival needs no call here.
+    ``cleanup_old_archive_data`` deletes archived events but keeps their matches' statistics;
+    a later ``rebuild_statistics`` forgets those matches (it recomputes from the events still
+    stored).
+
+Athletes
+    A match's contribution to its two athletes is recomputed whenever the match gets events
+    (its result, rounds, athletes can change) and the difference from what it added before is
+    applied, so an athlete relinked by a late ``at1`` message moves their numbers with them.
+
+Rebuild
+    ``rebuild(conn)`` empties the aggregates and folds every stored event (main and archive, in
+    id order, in chunks) with the same code: the incremental result and the rebuild are equal
+    (``tests/database/test_statistics.py`` compares them on a random feed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+from restrike.host.timeutil import now_iso
+from restrike.pss.sides import SIDE_PAIRS, SIDES
+from restrike.pss.statistics import (HIT_LEVEL_BUCKETS, POINT_KEYS, POINT_TYPES, hit_level_bucket,
+                            round_points, win_type)
+
+from .pool import read_snapshot
+
+# -- the fold ---------------------------------------------------------------------------------
+
+_FOLDED = "folded_up_to"
+_GENERATION = "generation"
+_PENDING = "pending_rebuild"
+_CHUNK = 20_000  # events read at once by a rebuild
+_IN_LIST = 500  # ids per "IN (...)" (SQLite's default variable limit is 32766: far above)
+
+# Event categories (pss_event_types.category = the parser's type) folded one by one in Python:
+# the first four change counts (their JSON is read), the others a match's result or athletes
+# (what it adds to its athletes is recomputed). Every other event (clock ticks: most of the
+# feed) is only counted, by SQL, per match, round and minute.
+_FOLDED_TYPES = frozenset(("points", "hit_level", "warnings", "scores"))
+_RESULT_TYPES = ("athletes", "winner", "winner_side", "winner_rounds")
+_SELECT_FOLDED = (
+    "SELECT e.id, e.match_id, t.category, e.parsed_data FROM {table} e "
+    "JOIN pss_event_types t ON t.id = e.event_type_id WHERE e.id > ? AND e.id <= ? "
+    "AND e.match_id IS NOT NULL AND e.event_type_id IN (SELECT id FROM pss_event_types "
+    "WHERE category IN (" + ", ".join(f"'{c}'" for c in (*sorted(_FOLDED_TYPES), *_RESULT_TYPES))
+    + ")) ORDER BY e.id"
+)
+# Events per match, round (the round current when they arrived: round_id, a pss_rounds id) and
+# minute.
+_COUNT_EVENTS = (
+    "SELECT e.match_id, e.round_id, substr(e.timestamp, 1, 16), COUNT(*) FROM {table} e "
+    "WHERE e.id > ? AND e.id <= ? AND e.match_id IS NOT NULL GROUP BY 1, 2, 3"
+)
+_ADD_EVENTS = (
+    "INSERT INTO stat_matches (match_id, events, contribution) VALUES (?, ?, '{}') "
+    "ON CONFLICT (match_id) DO UPDATE SET events = events + excluded.events"
+)
+_MARK_SEEN = (
+    "INSERT INTO stat_match_rounds (match_id, round_number, athlete, seen, hl_histogram) "
+    "VALUES (?, ?, ?, 1, '" + "[" + ",".join("0" * 10) + "]" + "') "
+    "ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET seen = 1 WHERE seen = 0"
+)
+
+# A round row: the stat_match_rounds columns after the key, in order.
+_ROUND_COLUMNS = ("seen", *POINT_KEYS, "scored", "gam_jeom", "hl_count", "hl_sum", "hl_max",
+                  "hl_histogram", "reported")
+_SEEN, _SCORED, _GAM_JEOM, _HL_COUNT, _HL_SUM, _HL_MAX, _HIST, _REPORTED = (
+    0, 6, 7, 8, 9, 10, 11, 12)
+_POINT_INDEX = {n: 1 + i for i, n in enumerate(POINT_TYPES)}  # point type -> column index
+
+_ATHLETE_COLUMNS = (
+    "matches", "wins", "losses", "rounds_won", "rounds_lost",
+    *(f"scored_{k}" for k in POINT_KEYS), *(f"conceded_{k}" for k in POINT_KEYS),
+    "points_for", "points_against", "penalties_received", "penalties_given",
+    "hl_count", "hl_sum", "hl_max",
+)
+_HL_MAX_AT = len(_ATHLETE_COLUMNS) - 1
+_UPSERT_ATHLETE = (
+    f"INSERT INTO stat_athletes (athlete_id, {', '.join(_ATHLETE_COLUMNS)}) VALUES "
+    f"(?{', ?' * len(_ATHLETE_COLUMNS)}) ON CONFLICT (athlete_id) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ATHLETE_COLUMNS[:-1])
+    + ", hl_max = MAX(hl_max, excluded.hl_max)"
+)
+_UPSERT_WIN_TYPE = (
+    "INSERT INTO stat_athlete_win_types (athlete_id, win_type, wins, losses) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (athlete_id, win_type) DO UPDATE SET wins = wins + excluded.wins, "
+    "losses = losses + excluded.losses"
+)
+_REPLACE_ROUND = (
+    f"INSERT OR REPLACE INTO stat_match_rounds (match_id, round_number, athlete, "
+    f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)})"
+)
+_MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_gam_jeom",
+                  *POINT_KEYS, "hl_count", "hl_sum", "contribution")
+_REPLACE_MATCH = (
+    f"INSERT OR REPLACE INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
+    f"VALUES (?{', ?' * len(_MATCH_SUMMARY)})"
+)
+_ADD_RATE = (
+    "INSERT INTO stat_event_rates (minute, match_id, events) VALUES (?, ?, ?) "
+    "ON CONFLICT (minute, match_id) DO UPDATE SET events = events + excluded.events"
+)
+
+
+def _new_round() -> list:
+    return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, [0] * HIT_LEVEL_BUCKETS, None]
+
+
+class _Match:
+    """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
+
+    __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
+                 "contribution", "contribution_text", "dirty")
+
+    def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
+        self.id = match_id
+        self.events = row[0] if row else 0
+        self.contribution_text = row[1] if row else "{}"
+        self.contribution = orjson.loads(self.contribution_text)
+        self.rounds: dict[tuple[int, int], list] = {}
+        for r in rounds:
+            values = list(r[3:])
+            values[_HIST] = orjson.loads(values[_HIST])
+            self.rounds[(r[1], r[2])] = values
+        # What the next events are compared with, from the rows: the running gam-jeom count
+        # is the sum of its steps; the reported scores are the rounds' snapshots.
+        self.warnings = {a: 0 for a in SIDES}
+        self.reported: dict[int, dict[int, int]] = {a: {} for a in SIDES}
+        for (number, athlete), values in self.rounds.items():
+            self.warnings[athlete] += values[_GAM_JEOM]
+            if values[_REPORTED] is not None:
+                self.reported[athlete][number] = values[_REPORTED]
+        self.timeline_last = ((sum(self.reported[1].values()), sum(self.reported[2].values()))
+                              if any(self.reported.values()) else None)
+        self.timeline: list[tuple] = []
+        self.dirty: set[tuple[int, int]] = set()  # rounds changed since written
+
+    def round(self, number: int, athlete: int) -> list:
+        """The row of a round and athlete, to change (it is written with the batch)."""
+        key = (number, athlete)
+        self.dirty.add(key)
+        row = self.rounds.get(key)
+        if row is None:
+            row = self.rounds[key] = _new_round()
+        return row
+
+
+class _Cache:
+    """The ``_Match`` objects of one writing connection between batches, valid while
+    ``stat_state.generation`` is the one it was saved with. Bounded: beyond ``MAX_MATCHES``
+    it is emptied (the next batch reads its matches back from the tables)."""
+
+    MAX_MATCHES = 512
+
+    def __init__(self, generation: int):
+        self.generation = generation
+        self.matches: dict[int, _Match] = {}
+
+
+# id(connection) -> (connection, _Cache). A connection cannot be weakly referenced: the entry
+# keeps it, and at most _MAX_CONNECTIONS entries are kept (one writer per database; tests open
+# many), the oldest dropped first.
+_CACHES: dict[int, tuple] = {}
+_MAX_CONNECTIONS = 8
+
+
+def _take_cache(conn, generation: int) -> dict[int, _Match]:
+    entry = _CACHES.pop(id(conn), None)
+    if entry is None or entry[0] is not conn or entry[1].generation != generation:
+        return {}
+    return entry[1].matches
+
+
+def _keep_cache(conn, generation: int, matches: dict[int, _Match]) -> None:
+    cache = _Cache(generation)
+    cache.matches = matches
+    while len(_CACHES) >= _MAX_CONNECTIONS:
+        del _CACHES[next(iter(_CACHES))]
+    _CACHES[id(conn)] = (conn, cache)
+
+
+def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
+    """Apply one event of match ``m`` (its parsed data, with match_round/match_clock)."""
+    number = parsed.get("match_round") or 0
+    if category == "points":
+        athlete = parsed.get("athlete")
+        column = _POINT_INDEX.get(parsed.get("point_type"))
+        if athlete in SIDES and column is not None:
+            row = m.round(number, athlete)
+            row[column] += 1
+            row[_SCORED] += parsed["point_type"]
+    elif category == "hit_level":
+        athlete, level = parsed.get("athlete"), parsed.get("level")
+        if athlete in SIDES and type(level) is int:
+            row = m.round(number, athlete)
+            row[_HL_COUNT] += 1
+            row[_HL_SUM] += level
+            row[_HL_MAX] = max(row[_HL_MAX], level)
+            row[_HIST][hit_level_bucket(level)] += 1
+    elif category == "warnings":
+        for athlete, side in SIDE_PAIRS:
+            count = parsed.get(side)
+            if type(count) is not int:
+                continue
+            step = count - m.warnings[athlete]
+            if step:
+                m.round(number, athlete)[_GAM_JEOM] += step
+                m.warnings[athlete] = count
+    elif category == "scores":
+        for athlete, side in SIDE_PAIRS:
+            per_round = parsed.get(side) or {}
+            known = m.reported[athlete]
+            for key, value in per_round.items():
+                r = int(key)
+                known[r] = value
+                m.round(r, athlete)[_REPORTED] = value
+        totals = (sum(m.reported[1].values()), sum(m.reported[2].values()))
+        if totals != m.timeline_last:
+            m.timeline_last = totals
+            m.timeline.append((m.id, event_id, number or None, parsed.get("match_clock"),
+                               *totals))
+
+
+def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Match]:
+    found = {m: cache[m] for m in match_ids if m in cache}
+    missing = [m for m in match_ids if m not in found]
+    rounds: dict[int, list] = defaultdict(list)
+    for chunk in _chunks(missing):
+        marks = ", ".join("?" * len(chunk))
+        for r in cur.execute(f"SELECT match_id, round_number, athlete, "
+                             f"{', '.join(_ROUND_COLUMNS)} FROM stat_match_rounds "
+                             f"WHERE match_id IN ({marks})", chunk):
+            rounds[r[0]].append(r)
+        for row in cur.execute(f"SELECT match_id, events, contribution FROM stat_matches "
+                               f"WHERE match_id IN ({marks})", chunk):
+            found[row[0]] = _Match(row[0], row[1:], rounds.pop(row[0], ()))
+    for match_id in missing:
+        if match_id not in found:
+            found[match_id] = _Match(match_id, None, rounds.pop(match_id, ()))
+    return found
+
+
+def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
+          cache: dict[int, _Match]) -> int:
+    """Fold the events of ``tables`` with ``after < id <= upto`` into the aggregates, in id
+    order; returns how many events there were (of a match). ``cache``: matches as the tables
+    hold them, updated here."""
+    rows: list = []
+    counts: list = []
+    for table in tables:
+        rows += cur.execute(_SELECT_FOLDED.format(table=table), (after, upto)).fetchall()
+        counts += cur.execute(_COUNT_EVENTS.format(table=table), (after, upto)).fetchall()
+    if len(tables) > 1:
+        rows.sort(key=lambda r: r[0])
+    per_match: dict[int, list] = defaultdict(list)
+    for event_id, match_id, category, parsed in rows:
+        if parsed is None or category not in _FOLDED_TYPES:
+            per_match[match_id].append(None)  # its match's result or athletes may change
+            continue
+        data = orjson.loads(parsed)
+        if data.get("type") != category:  # an invalid pt1 keeps its code's category
+            continue
+        per_match[match_id].append((event_id, category, data))
+    if per_match:
+        matches = _load(cur, list(per_match), cache)
+        for match_id, events in per_match.items():
+            m = matches[match_id]
+            for item in events:
+                if item is not None:
+                    _fold_event(m, *item)
+        _write(cur, matches)
+        if len(cache) + len(matches) > _Cache.MAX_MATCHES:
+            cache.clear()
+        cache.update(matches)
+    events: dict[int, int] = defaultdict(int)
+    round_ids = sorted({r[1] for r in counts if r[1] is not None})
+    numbers: dict[int, int] = {}
+    for chunk in _chunks(round_ids):
+        numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
+                                   f"({', '.join('?' * len(chunk))})", chunk).fetchall())
+    seen: set[tuple[int, int]] = set()
+    for match_id, round_id, minute, n in counts:
+        events[match_id] += n
+        number = numbers.get(round_id)
+        if number:
+            seen.add((match_id, number))
+    cur.executemany(_ADD_EVENTS, list(events.items()))
+    for match_id, n in events.items():
+        if match_id in cache:
+            cache[match_id].events += n
+    cur.executemany(_MARK_SEEN, [(m, r, a) for m, r in sorted(seen) for a in SIDES])
+    for match_id, number in seen:  # the cached rows as the tables now hold them
+        if match_id in cache:
+            for athlete in SIDES:
+                row = cache[match_id].rounds.get((number, athlete))
+                if row is None:  # as _MARK_SEEN made it
+                    row = cache[match_id].rounds[(number, athlete)] = _new_round()
+                row[_SEEN] = 1
+    rates: dict[tuple[str, int], int] = defaultdict(int)
+    for match_id, _, minute, n in counts:
+        rates[(minute, match_id)] += n
+    cur.executemany(_ADD_RATE, [(*key, n) for key, n in rates.items()])
+    return sum(events.values())
+
+
+def _write(cur, matches: dict[int, _Match]) -> None:
+    ids = list(matches)
+    info = _match_info(cur, ids)
+    round_rows = []
+    match_rows = []
+    timeline = []
+    athlete_changes: list[tuple[dict, dict]] = []
+    for match_id, m in matches.items():
+        for number, athlete in m.dirty:
+            row = list(m.rounds[(number, athlete)])
+            row[_HIST] = orjson.dumps(row[_HIST]).decode()
+            round_rows.append((match_id, number, athlete, *row))
+        timeline += m.timeline
+        sides = _lean_sides(m.rounds)
+        new = _contribution(sides, info.get(match_id, _NO_INFO))
+        if new != m.contribution:
+            athlete_changes.append((m.contribution, new))
+            m.contribution = new
+            m.contribution_text = orjson.dumps(new, option=orjson.OPT_SORT_KEYS).decode()
+        m.timeline = []
+        m.dirty = set()
+        blue, red = sides[1], sides[2]
+        match_rows.append((
+            match_id, m.events, blue[_P], red[_P], blue[_G], red[_G],
+            *(blue[i] + red[i] for i in range(5)), blue[_HC] + red[_HC], blue[_HS] + red[_HS],
+            m.contribution_text))
+    cur.executemany(_REPLACE_ROUND, round_rows)
+    cur.executemany(_REPLACE_MATCH, match_rows)
+    if timeline:
+        cur.executemany("INSERT OR REPLACE INTO stat_match_timeline (match_id, event_id, "
+                        "round_number, clock, blue, red) VALUES (?, ?, ?, ?, ?, ?)", timeline)
+    if athlete_changes:
+        _apply_athletes(cur, athlete_changes)
+
+
+_NO_INFO = {"winner": None, "classification": None, "athletes": {}, "round_winners": {}}
+
+
+def _match_info(cur, ids: list[int]) -> dict[int, dict]:
+    """What the tracking tables say of these matches: winner, athletes, round winners."""
+    info: dict[int, dict] = {}
+    for chunk in _chunks(ids):
+        marks = ", ".join("?" * len(chunk))
+        for match_id, winner, classification in cur.execute(
+                f"SELECT id, winner, win_classification FROM pss_matches WHERE id IN ({marks})",
+                chunk):
+            info[match_id] = {"winner": winner, "classification": classification,
+                              "athletes": {}, "round_winners": {}}
+        for match_id, position, athlete_id in cur.execute(
+                f"SELECT match_id, athlete_position, athlete_id FROM pss_match_athletes "
+                f"WHERE match_id IN ({marks})", chunk):
+            if match_id in info:
+                info[match_id]["athletes"][position] = athlete_id
+        for match_id, number, winner in cur.execute(
+                f"SELECT match_id, round_number, winner FROM pss_rounds WHERE match_id IN "
+                f"({marks}) AND winner IS NOT NULL", chunk):
+            if match_id in info:
+                info[match_id]["round_winners"][number] = winner
+    return info
+
+
+def _contribution(sides: dict, info: dict) -> dict:
+    """What a match adds to its athletes: ``{athlete_id: {"v": [...], "wt": {type: [w, l]}}}``
+    (``v`` in ``_ATHLETE_COLUMNS`` order); ``sides`` from ``_lean_sides``."""
+    out: dict[str, dict] = {}
+    winner = info["winner"]
+    kind = win_type(info["classification"]) if winner else None
+    for position, side in SIDE_PAIRS:
+        athlete_id = info["athletes"].get(position)
+        if athlete_id is None:
+            continue
+        other = 3 - position
+        me, them = sides[position], sides[other]
+        won, lost = int(winner == side), int(winner == SIDES[other])
+        vector = [
+            1, won, lost,
+            sum(1 for w in info["round_winners"].values() if w == position),
+            sum(1 for w in info["round_winners"].values() if w == other),
+            *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC], me[_HS], me[_HM],
+        ]
+        entry = out.setdefault(str(athlete_id), {"v": [0] * len(vector), "wt": {}})
+        entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1])] + [
+            max(entry["v"][-1], vector[-1])]
+        if kind and (won or lost):
+            counts = entry["wt"].setdefault(kind, [0, 0])
+            counts[0] += won
+            counts[1] += lost
+    return out
+
+
+def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
+    """Add each match's new contribution and take away its old one."""
+    recompute_max: set[int] = set()
+    for old, new in changes:
+        for key in old.keys() | new.keys():
+            athlete_id = int(key)
+            before = old.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
+            after = new.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
+            delta = [a - b for a, b in zip(after["v"], before["v"])]
+            delta[_HL_MAX_AT] = after["v"][_HL_MAX_AT]
+            if after["v"][_HL_MAX_AT] < before["v"][_HL_MAX_AT]:
+                recompute_max.add(athlete_id)  # a max cannot be taken away: recount it
+            if any(delta):
+                cur.execute(_UPSERT_ATHLETE, (athlete_id, *delta))
+            for kind in before["wt"].keys() | after["wt"].keys():
+                w0, l0 = before["wt"].get(kind, (0, 0))
+                w1, l1 = after["wt"].get(kind, (0, 0))
+                if (w1 - w0, l1 - l0) != (0, 0):
+                    cur.execute(_UPSERT_WIN_TYPE, (athlete_id, kind, w1 - w0, l1 - l0))
+    for athlete_id in recompute_max:
+        cur.execute(
+            "UPDATE stat_athletes SET hl_max = COALESCE((SELECT MAX(r.hl_max) FROM "
+            "stat_match_rounds r JOIN pss_match_athletes a ON a.match_id = r.match_id "
+            "AND a.athlete_position = r.athlete WHERE a.athlete_id = ?), 0) "
+            "WHERE athlete_id = ?", (athlete_id, athlete_id))
+
+
+def _chunks(ids: list[int]):
+    for start in range(0, len(ids), _IN_LIST):
+        yield ids[start:start + _IN_LIST]
+
+
+def update_aggregates(cur) -> None:
+    """Fold the events stored since the last call into the statistics' aggregates.
+
+    Called by the writer once per batch, inside its transaction, after the batch's events,
+    matches and rounds are written (the one call: ``writer.Writer._store``). Never commits."""
+    state = dict(cur.execute("SELECT key, value FROM stat_state WHERE key IN (?, ?)",
+                             (_FOLDED, _GENERATION)).fetchall())
+    upto, generation = state[_FOLDED], state[_GENERATION]
+    newest = cur.execute("SELECT MAX(id) FROM pss_events_v2").fetchone()[0] or 0
+    if newest <= upto:
+        return
+    # Taken out while the fold runs: an exception leaves no half-updated cache behind.
+    matches = _take_cache(cur.connection, generation)
+    _fold(cur, ("pss_events_v2",), upto, newest, matches)
+    cur.executemany("UPDATE stat_state SET value = ? WHERE key = ?",
+                    ((newest, _FOLDED), (generation + 1, _GENERATION)))
+    _keep_cache(cur.connection, generation + 1, matches)
+
+
+def rebuild(conn: sqlite3.Connection) -> dict:
+    """Recompute every aggregate from the stored events (main and archive tables), in one
+    transaction on the writer's connection; returns ``{events, matches, athletes, seconds}``."""
+    from .writer import transaction  # the writer imports this module
+
+    started = datetime.now(timezone.utc)
+    with transaction(conn):
+        cur = conn.cursor()
+        for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
+                      "stat_athletes", "stat_athlete_win_types", "stat_event_rates"):
+            cur.execute(f"DELETE FROM {table}")
+        newest = max(cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2").fetchone()[0],
+                     cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2_archive")
+                     .fetchone()[0])
+        _CACHES.pop(id(conn), None)
+        events = 0
+        start = 0
+        matches: dict[int, _Match] = {}
+        while start < newest:
+            end = start + _CHUNK
+            events += _fold(cur, ("pss_events_v2", "pss_events_v2_archive"), start, end,
+                            matches)
+            start = end
+        cur.execute("UPDATE stat_state SET value = value + 1 WHERE key = ?", (_GENERATION,))
+        cur.execute("UPDATE stat_state SET value = ? WHERE key = ?", (newest, _FOLDED))
+        cur.execute("UPDATE stat_state SET value = 0 WHERE key = ?", (_PENDING,))
+        matches = cur.execute("SELECT COUNT(*) FROM stat_matches").fetchone()[0]
+        athletes = cur.execute("SELECT COUNT(*) FROM stat_athletes").fetchone()[0]
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    return {"events": events, "matches": matches, "athletes": athletes,
+            "seconds": round(seconds, 3)}
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+# A side's totals in the write path, flat: the five point types, points, gam-jeoms, hit-level
+# count, sum and max (``_side_totals`` builds the public form, histograms included).
+_P, _G, _HC, _HS, _HM = 5, 6, 7, 8, 9
+
+
+def _lean_sides(rounds: dict[tuple[int, int], list]) -> dict[int, list]:
+    """Per athlete (1, 2): totals over a match's round rows, as ``_side_totals`` counts them
+    (a round where only the opponent has a row still gives this side its gam-jeom points)."""
+    out = {1: [0] * 10, 2: [0] * 10}
+    empty = _new_round()
+    for number in {number for number, _ in rounds}:
+        pair = (rounds.get((number, 1)) or empty, rounds.get((number, 2)) or empty)
+        for athlete in (1, 2):
+            me, them = pair[athlete - 1], pair[2 - athlete]
+            o = out[athlete]
+            for i in range(5):
+                o[i] += me[1 + i]
+            o[_P] += round_points(me[_REPORTED], me[_SCORED], them[_GAM_JEOM])
+            o[_G] += me[_GAM_JEOM]
+            o[_HC] += me[_HL_COUNT]
+            o[_HS] += me[_HL_SUM]
+            if me[_HL_MAX] > o[_HM]:
+                o[_HM] = me[_HL_MAX]
+    return out
+
+
+def _side_totals(rounds: Iterable) -> dict[int, dict]:
+    """Per athlete (1, 2): totals over ``rounds`` items ``((number, athlete), values)``."""
+    by_round: dict[int, dict[int, list]] = defaultdict(dict)
+    for (number, athlete), values in rounds:
+        by_round[number][athlete] = values
+    totals = {a: _empty_side() for a in SIDES}
+    for number, pair in by_round.items():
+        for athlete in SIDES:
+            side = _side(pair.get(athlete), pair.get(3 - athlete))
+            _add_side(totals[athlete], side)
+    return totals
+
+
+def _empty_side() -> dict:
+    return {"points_by_type": dict.fromkeys(POINT_KEYS, 0), "points": 0, "gam_jeom": 0,
+            "hl_count": 0, "hl_sum": 0, "hl_max": 0, "histogram": [0] * HIT_LEVEL_BUCKETS}
+
+
+def _side(me: list | None, them: list | None) -> dict:
+    """One side of one round from its row and its opponent's (``None``: no row)."""
+    s = _empty_side()
+    if me is None:
+        me = _new_round()
+    for i, key in enumerate(POINT_KEYS):
+        s["points_by_type"][key] = me[1 + i]
+    s["gam_jeom"] = me[_GAM_JEOM]
+    s["points"] = round_points(me[_REPORTED], me[_SCORED], them[_GAM_JEOM] if them else 0)
+    s["hl_count"], s["hl_sum"], s["hl_max"] = me[_HL_COUNT], me[_HL_SUM], me[_HL_MAX]
+    s["histogram"] = list(me[_HIST])
+    return s
+
+
+def _add_side(total: dict, s: dict) -> None:
+    for key in POINT_KEYS:
+        total["points_by_type"][key] += s["points_by_type"][key]
+    for key in ("points", "gam_jeom", "hl_count", "hl_sum"):
+        total[key] += s[key]
+    total["hl_max"] = max(total["hl_max"], s["hl_max"])
+    total["histogram"] = [a + b for a, b in zip(total["histogram"], s["histogram"])]
+
+
+def _public(s: dict) -> dict:
+    """``S`` as the commands answer it."""
+    count = s["hl_count"]
+    return {
+        "points_by_type": dict(s["points_by_type"]),
+        "points": s["points"],
+        "gam_jeom": s["gam_jeom"],
+        "hit_levels": {"count": count,
+                       "mean": round(s["hl_sum"] / count, 2) if count else None,
+                       "max": s["hl_max"] if count else None,
+                       "histogram": list(s["histogram"])},
+    }
+
+
+def _listed(number: int, pair: dict) -> bool:
+    """Whether a round appears in ``rounds``: fought (an event arrived during it), or with
+    something counted or reported (round 0 gathers what came before round 1)."""
+    for values in pair.values():
+        if (number and values[_SEEN]) or values[_REPORTED] or values[_GAM_JEOM] or any(
+                values[1:_SCORED]) or values[_HL_COUNT]:
+            return True
+    return False
+
+
+def match_statistics(conn: sqlite3.Connection, match_id: int) -> dict | None:
+    """``get_match_statistics``'s answer, or None when there is no such match."""
+    with read_snapshot(conn):
+        match = conn.execute(
+            "SELECT m.id, m.status, m.winner, m.winner_name, m.win_classification, "
+            "m.match_number, m.category, m.phase, m.loaded_at, m.ended_at FROM pss_matches m "
+            "WHERE m.id = ?", (match_id,)).fetchone()
+        if match is None:
+            return None
+        rows = conn.execute(
+            f"SELECT round_number, athlete, {', '.join(_ROUND_COLUMNS)} FROM stat_match_rounds "
+            f"WHERE match_id = ? ORDER BY round_number, athlete", (match_id,)).fetchall()
+        timeline = conn.execute(
+            "SELECT round_number, clock, event_id, blue, red FROM stat_match_timeline "
+            "WHERE match_id = ? ORDER BY event_id", (match_id,)).fetchall()
+        athletes = _athletes_of(conn, [match_id]).get(match_id, {})
+        winners = dict(conn.execute(
+            "SELECT round_number, winner FROM pss_rounds WHERE match_id = ?", (match_id,)))
+    items = []
+    by_round: dict[int, dict[int, list]] = defaultdict(dict)
+    for row in rows:
+        values = list(row[2:])
+        values[_HIST] = json.loads(values[_HIST])
+        items.append(((row[0], row[1]), values))
+        by_round[row[0]][row[1]] = values
+    rounds = []
+    for number in sorted(by_round):
+        pair = by_round[number]
+        if not _listed(number, pair):
+            continue
+        entry = {"round": number, "winner": SIDES.get(winners.get(number))}
+        for athlete, side in SIDE_PAIRS:
+            entry[side] = _public(_side(pair.get(athlete), pair.get(3 - athlete)))
+        rounds.append(entry)
+    totals = _side_totals(items)
+    return {
+        "match_id": match[0], "status": match[1], "winner": match[2],
+        "winner_name": match[3], "win_classification": match[4],
+        "win_type": win_type(match[4]) if match[2] else None,
+        "match_number": match[5], "category": match[6], "phase": match[7],
+        "loaded_at": match[8], "ended_at": match[9],
+        "athletes": athletes,
+        "rounds": rounds,
+        "total": {side: _public(totals[a]) for a, side in SIDE_PAIRS},
+        "timeline": [{"round": r, "clock": c, "event_id": e, "blue": b, "red": rd}
+                     for r, c, e, b, rd in timeline],
+    }
+
+
+def _athletes_of(conn, match_ids: list[int]) -> dict[int, dict]:
+    out: dict[int, dict] = defaultdict(lambda: {"blue": None, "red": None})
+    for chunk in _chunks(match_ids):
+        marks = ", ".join("?" * len(chunk))
+        for match_id, position, athlete_id, short, long_, country in conn.execute(
+                f"SELECT ma.match_id, ma.athlete_position, a.id, a.short_name, a.long_name, "
+                f"a.country_code FROM pss_match_athletes ma JOIN pss_athletes a "
+                f"ON a.id = ma.athlete_id WHERE ma.match_id IN ({marks})", chunk):
+            out[match_id][SIDES[position]] = {"id": athlete_id, "short": short,
+                                              "long": long_, "country": country}
+    return dict(out)
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def athletes(conn: sqlite3.Connection, search: str | None, limit: int) -> list[dict]:
+    """``get_athletes``: athletes whose names or country contain ``search``, with their record."""
+    where, params = "", []
+    if search:
+        where = ("WHERE a.short_name LIKE ? ESCAPE '\\' OR a.long_name LIKE ? ESCAPE '\\' "
+                 "OR a.country_code LIKE ? ESCAPE '\\'")
+        params = [_like(search)] * 3
+    rows = conn.execute(
+        f"SELECT a.id, a.short_name, a.long_name, a.country_code, COALESCE(s.matches, 0), "
+        f"COALESCE(s.wins, 0), COALESCE(s.losses, 0) FROM pss_athletes a "
+        f"LEFT JOIN stat_athletes s ON s.athlete_id = a.id {where} "
+        f"ORDER BY a.short_name, a.id LIMIT ?", (*params, limit)).fetchall()
+    return [{"id": r[0], "short": r[1], "long": r[2], "country": r[3], "matches": r[4],
+             "wins": r[5], "losses": r[6]} for r in rows]
+
+
+def athlete_statistics(conn: sqlite3.Connection, athlete_id: int, match_limit: int) -> dict | None:
+    """``get_athlete_statistics``'s answer, or None when there is no such athlete."""
+    with read_snapshot(conn):
+        who = conn.execute("SELECT id, short_name, long_name, country_code FROM pss_athletes "
+                           "WHERE id = ?", (athlete_id,)).fetchone()
+        if who is None:
+            return None
+        row = conn.execute(f"SELECT {', '.join(_ATHLETE_COLUMNS)} FROM stat_athletes "
+                           f"WHERE athlete_id = ?", (athlete_id,)).fetchone()
+        kinds = conn.execute("SELECT win_type, wins, losses FROM stat_athlete_win_types "
+                             "WHERE athlete_id = ? AND (wins != 0 OR losses != 0) "
+                             "ORDER BY win_type", (athlete_id,)).fetchall()
+        matches = conn.execute(
+            "SELECT m.id, ma.athlete_position, m.status, m.winner, m.win_classification, "
+            "m.match_number, m.category, m.phase, m.loaded_at, m.ended_at, "
+            "s.blue_points, s.red_points FROM pss_match_athletes ma "
+            "JOIN pss_matches m ON m.id = ma.match_id "
+            "LEFT JOIN stat_matches s ON s.match_id = m.id "
+            "WHERE ma.athlete_id = ? ORDER BY m.id DESC LIMIT ?",
+            (athlete_id, match_limit)).fetchall()
+        opponents = _athletes_of(conn, [m[0] for m in matches])
+    v = dict(zip(_ATHLETE_COLUMNS, row)) if row else dict.fromkeys(_ATHLETE_COLUMNS, 0)
+    listed = []
+    for (mid, position, status, winner, classification, number, category, phase, loaded,
+         ended, blue_points, red_points) in matches:
+        side = SIDES[position]
+        other = SIDES[3 - position]
+        points = {"blue": blue_points or 0, "red": red_points or 0}
+        listed.append({
+            "match_id": mid, "side": side, "status": status,
+            "result": None if winner is None else ("win" if winner == side else "loss"),
+            "win_type": win_type(classification) if winner else None,
+            "classification": classification,
+            "opponent": opponents.get(mid, {}).get(other),
+            "points_for": points[side], "points_against": points[other],
+            "match_number": number, "category": category, "phase": phase,
+            "loaded_at": loaded, "ended_at": ended,
+        })
+    count = v["hl_count"]
+    return {
+        "athlete": {"id": who[0], "short": who[1], "long": who[2], "country": who[3]},
+        "matches": v["matches"], "wins": v["wins"], "losses": v["losses"],
+        "rounds_won": v["rounds_won"], "rounds_lost": v["rounds_lost"],
+        "points_scored_by_type": {k: v[f"scored_{k}"] for k in POINT_KEYS},
+        "points_conceded_by_type": {k: v[f"conceded_{k}"] for k in POINT_KEYS},
+        "points_for": v["points_for"], "points_against": v["points_against"],
+        "penalties_received": v["penalties_received"], "penalties_given": v["penalties_given"],
+        "hit_levels": {"count": count, "mean": round(v["hl_sum"] / count, 2) if count else None,
+                       "max": v["hl_max"] if count else None},
+        "win_types": [{"win_type": k, "wins": w, "losses": lo} for k, w, lo in kinds],
+        "match_list": listed,
+    }
+
+
+def _p90(values: list[float]) -> float | None:
+    """The 90th percentile (nearest rank)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
+                          day_id: int | None, now: str | None = None) -> dict:
+    """``get_tournament_statistics``'s answer (see the command). Aggregated by SQL (a day of
+    thousands of matches is a few index scans), the last hour's rates from
+    ``stat_event_rates``."""
+    where, params = [], []
+    if tournament_id is not None:
+        where.append("m.tournament_id = ?")
+        params.append(tournament_id)
+    if day_id is not None:
+        where.append("m.tournament_day_id = ?")
+        params.append(day_id)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    finished_clause = ("WHERE " + " AND ".join([*where, "m.status = 'finished'"]))
+    now = now or now_iso()
+    since = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(hours=1))
+    since_minute = since.strftime("%Y-%m-%dT%H:%M")
+    with read_snapshot(conn):
+        groups = conn.execute(
+            f"SELECT m.source_ip, m.source_port, substr(m.loaded_at, 1, 13), "
+            f"m.status = 'finished', COUNT(*) FROM pss_matches m {clause} GROUP BY 1, 2, 3, 4",
+            params).fetchall()
+        sums = conn.execute(
+            "SELECT COUNT(s.match_id), COALESCE(SUM(s.blue_gam_jeom + s.red_gam_jeom), 0), "
+            + ", ".join(f"COALESCE(SUM(s.{k}), 0)" for k in POINT_KEYS)
+            + f" FROM pss_matches m JOIN stat_matches s ON s.match_id = m.id {clause}",
+            params).fetchone()
+        durations = [r[0] for r in conn.execute(
+            f"SELECT (julianday(m.ended_at) - julianday(m.loaded_at)) * 86400.0 AS d "
+            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL ORDER BY d",
+            params)]
+        classifications = conn.execute(
+            f"SELECT m.win_classification, COUNT(*) FROM pss_matches m {finished_clause} "
+            f"AND m.winner IS NOT NULL GROUP BY 1", params).fetchall()
+        rates = conn.execute(
+            f"SELECT r.minute, m.source_ip, m.source_port, SUM(r.events) FROM stat_event_rates r "
+            f"JOIN pss_matches m ON m.id = r.match_id WHERE r.minute >= ? "
+            f"{'AND ' + ' AND '.join(where) if where else ''} GROUP BY 1, 2, 3 ORDER BY 1",
+            (since_minute, *params)).fetchall()
+    finished = in_progress = 0
+    per_court: dict[str, dict] = {}
+    per_hour: dict[str, dict] = {}
+    for ip, port, hour, is_finished, count in groups:
+        court = _court(ip, port)
+        hour = hour + ":00:00Z"
+        key = "finished" if is_finished else "in_progress"
+        c = per_court.setdefault(court, {"court": court, "finished": 0, "in_progress": 0})
+        h = per_hour.setdefault(hour, {"hour": hour, "finished": 0, "in_progress": 0,
+                                       "by_court": {}})
+        c[key] += count
+        h[key] += count
+        h["by_court"][court] = h["by_court"].get(court, 0) + count
+        if is_finished:
+            finished += count
+        else:
+            in_progress += count
+    kinds: dict[str, int] = defaultdict(int)
+    for classification, count in classifications:
+        kind = win_type(classification)
+        if kind:
+            kinds[kind] += count
+    penalties = sums[1]
+    live: dict[str, list] = defaultdict(list)
+    for minute, ip, port, events in rates:
+        live[_court(ip, port)].append({"minute": minute + "Z", "events": events})
+    total = finished + in_progress
+    return {
+        "tournament_id": tournament_id, "tournament_day_id": day_id,
+        "matches": total, "finished": finished, "in_progress": in_progress,
+        "per_court": sorted(per_court.values(), key=lambda c: c["court"]),
+        "per_hour": [per_hour[h] for h in sorted(per_hour)],
+        "duration_s": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
+                       "p90": round(_p90(durations), 3) if durations else None,
+                       "count": len(durations)},
+        "win_types": dict(sorted(kinds.items())),
+        "technique_mix": dict(zip(POINT_KEYS, sums[2:])),
+        "penalties": penalties,
+        "penalties_per_match": round(penalties / total, 3) if total else None,
+        "event_rates": {"since": since_minute + "Z", "per_court": dict(sorted(live.items()))},
+        "pending_rebuild": pending_rebuild(conn),
+    }
+
+
+def _court(ip: str | None, port: int | None) -> str:
+    """A court's name until courts have their own column: its sender's address."""
+    return f"{ip}:{port}" if ip else "unknown"
+
+
+def pending_rebuild(conn: sqlite3.Connection) -> bool:
+    """True when the file held events before the aggregates existed (see ``rebuild``)."""
+    row = conn.execute("SELECT value FROM stat_state WHERE key = ?", (_PENDING,)).fetchone()
+    return bool(row and row[0])
+
+
+__all__ = ["athlete_statistics", "athletes", "match_statistics", "pending_rebuild", "rebuild",
+           "tournament_statistics", "update_aggregates"]

@@ -1,0 +1,517 @@
+"""Statistics (issue 14): every number the commands give equals what the simulator sent, per
+round and in total, before and after archival, restore and ``rebuild_statistics``; the
+aggregates the writer keeps batch by batch equal a rebuild from the events on a random feed;
+the exports hold the commands' numbers.
+
+The expected values come from an oracle that reads the simulator's datagrams as text
+(``sender_datagrams``: exactly what was sent), independent of the parser and the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+import sqlite3
+from collections import defaultdict
+
+import pytest
+from openpyxl import load_workbook
+
+from restrike.host.errors import CommandError
+from restrike.plugins.plugin_database import statistics
+from restrike.plugins.plugin_udp.simulator import sender_datagrams
+
+from tests.conftest import wait_for
+
+from .conftest import Feed, call, read, store
+
+POINT_KEYS = ("punch", "body", "head", "technical_body", "technical_head")
+SIDES = {1: "blue", 2: "red"}
+
+
+# -- the oracle ---------------------------------------------------------------------------------
+
+
+def _side():
+    return {"points_by_type": dict.fromkeys(POINT_KEYS, 0), "gam_jeom": 0, "levels": [],
+            "points": None}
+
+
+def oracle(datagrams: list[bytes]) -> list[dict]:
+    """Per match, in sending order: what the datagrams say, read as plain text."""
+    matches: list[dict] = []
+    m = None
+    for data in datagrams:
+        for line in data.decode("utf-8").split("\r\n"):
+            line = line.rstrip(";")
+            if not line:
+                continue
+            code, *fields = line.split(";")
+            if code == "pre":
+                m = {"round": 0, "clock": None, "rounds": defaultdict(
+                    lambda: {1: _side(), 2: _side()}), "warnings": {1: 0, 2: 0},
+                    "reported": {1: {}, 2: {}}, "timeline": [], "round_winners": {},
+                    "played": set()}
+                matches.append(m)
+                continue
+            if m is None:
+                continue
+            if code == "at1":
+                m["athletes"] = {1: fields[0], 2: fields[4]}
+            elif code == "mch":
+                m["number"] = fields[0]
+            elif code == "rnd":
+                m["round"] = int(fields[0])
+                m["played"].add(m["round"])
+            elif code == "clk":
+                m["clock"] = fields[0]
+            elif code in ("pt1", "pt2"):
+                side = m["rounds"][m["round"]][int(code[2])]
+                side["points_by_type"][POINT_KEYS[int(fields[0]) - 1]] += 1
+            elif code.startswith("hl"):
+                for athlete, level in re.findall(r"hl([12]);(\d+)", line):
+                    m["rounds"][m["round"]][int(athlete)]["levels"].append(int(level))
+            elif code == "wg1":
+                counts = {1: int(fields[0]), 2: int(fields[2])}
+                for athlete, count in counts.items():
+                    m["rounds"][m["round"]][athlete]["gam_jeom"] += count - m["warnings"][athlete]
+                    m["warnings"][athlete] = count
+            elif code == "s11":
+                pairs = dict(zip(([code] + fields)[0::2], fields[0::2]))
+                for key, value in pairs.items():
+                    m["reported"][int(key[1])][int(key[2])] = int(value)
+                total = (sum(m["reported"][1].values()), sum(m["reported"][2].values()))
+                if not m["timeline"] or m["timeline"][-1][2:] != total:
+                    m["timeline"].append((m["round"] or None, m["clock"], *total))
+            elif code == "wrd":
+                for key, value in zip(fields[0::2], fields[1::2]):
+                    m["round_winners"][int(key[2:])] = int(value)
+            elif code == "win":
+                m["winner"] = fields[0].lower()
+            elif code == "wmh":
+                m["classification"] = fields[1]
+    return matches
+
+
+def expected_s(side: dict) -> dict:
+    levels = side["levels"]
+    return {
+        "points_by_type": side["points_by_type"],
+        "points": side["points"],
+        "gam_jeom": side["gam_jeom"],
+        "hit_levels": {
+            "count": len(levels),
+            "mean": round(sum(levels) / len(levels), 2) if levels else None,
+            "max": max(levels) if levels else None,
+            "histogram": [sum(1 for v in levels if (v - 1) // 10 == b) for b in range(10)],
+        },
+    }
+
+
+def expected_match(m: dict) -> dict:
+    rounds = []
+    total = {1: _side(), 2: _side()}
+    for number in sorted(m["played"]):
+        pair = m["rounds"][number]
+        entry = {"round": number, "winner": SIDES.get(m["round_winners"].get(number))}
+        for athlete, side in SIDES.items():
+            s = pair[athlete]
+            s["points"] = m["reported"][athlete][number]
+            entry[side] = expected_s(s)
+            t = total[athlete]
+            for k in POINT_KEYS:
+                t["points_by_type"][k] += s["points_by_type"][k]
+            t["gam_jeom"] += s["gam_jeom"]
+            t["levels"] += s["levels"]
+            t["points"] = (t["points"] or 0) + s["points"]
+        rounds.append(entry)
+    before = m["rounds"].get(0, {1: _side(), 2: _side()})  # the simulator scores in rounds only
+    assert all(expected_s(before[a]) == expected_s(_side()) for a in SIDES)
+    return {
+        "rounds": rounds,
+        "total": {side: expected_s(total[a]) for a, side in SIDES.items()},
+        "timeline": [{"round": r, "clock": c, "blue": b, "red": rd}
+                     for r, c, b, rd in m["timeline"]],
+        "winner": m["winner"], "win_type": m["classification"].split()[-1],
+    }
+
+
+def actual_match(stats: dict) -> dict:
+    return {
+        "rounds": stats["rounds"], "total": stats["total"],
+        "timeline": [{k: t[k] for k in ("round", "clock", "blue", "red")}
+                     for t in stats["timeline"]],
+        "winner": stats["winner"], "win_type": stats["win_type"],
+    }
+
+
+# -- feeding ------------------------------------------------------------------------------------
+
+
+def feed_courts(service, seed: int, courts: int, matches: int, rng: random.Random) -> dict:
+    """Send ``matches`` simulated matches on each of ``courts`` courts (one source each),
+    interleaved and stored in batches of random size; returns {court: datagrams}."""
+    sent = {c: sender_datagrams(seed, c, matches) for c in range(courts)}
+    feeds = {c: Feed(session_id="sim", source=("10.0.0.9", 40000 + c)) for c in sent}
+    cursors = dict.fromkeys(sent, 0)
+    batch: list = []
+    while any(cursors[c] < len(sent[c]) for c in sent):
+        c = rng.choice([c for c in sent if cursors[c] < len(sent[c])])
+        take = rng.randint(1, 40)
+        for data in sent[c][cursors[c]:cursors[c] + take]:
+            batch += feeds[c].datagram(data)
+        cursors[c] += take
+        if len(batch) > rng.randint(1, 600):
+            store(service, batch)
+            batch = []
+    if batch:
+        store(service, batch)
+    return sent
+
+
+def match_ids_by_number(service) -> dict[str, int]:
+    return {number: mid for mid, number in read(
+        service, "SELECT id, match_number FROM pss_matches")}
+
+
+def stat_tables(service) -> dict:
+    tables = ("stat_match_rounds", "stat_matches", "stat_match_timeline", "stat_athletes",
+              "stat_athlete_win_types", "stat_event_rates")
+    return {t: sorted(read(service, f"SELECT * FROM {t}")) for t in tables}
+
+
+def check_matches(app, service, sent: dict) -> int:
+    ids = match_ids_by_number(service)
+    checked = 0
+    for datagrams in sent.values():
+        for m in oracle(datagrams):
+            stats = call(app, "get_match_statistics", ids[m["number"]])
+            assert actual_match(stats) == expected_match(m), m["number"]
+            checked += 1
+    return checked
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def service(db_app):
+    return db_app.extensions["database"]
+
+
+def test_every_field_of_match_statistics_equals_what_the_simulator_sent(db_app, service):
+    sent = feed_courts(service, seed=41, courts=3, matches=2, rng=random.Random(1))
+    assert check_matches(db_app, service, sent) == 6
+
+
+def test_match_statistics_hold_after_archival_restore_and_rebuild(db_app, service):
+    sent = feed_courts(service, seed=42, courts=2, matches=2, rng=random.Random(2))
+    before = stat_tables(service)
+    assert call(db_app, "archive_old_events", days_old=0) > 0
+    assert read(service, "SELECT COUNT(*) FROM pss_events_v2") == [(0,)]
+    assert stat_tables(service) == before
+    assert check_matches(db_app, service, sent) == 4  # archived matches answer too
+    rebuilt = call(db_app, "rebuild_statistics")  # from the archive table alone
+    assert rebuilt["matches"] == 4 and rebuilt["events"] > 2000
+    assert stat_tables(service) == before
+    call(db_app, "restore_from_archive", "2000-01-01", "2100-01-01")
+    assert read(service, "SELECT COUNT(*) FROM pss_events_v2_archive") == [(0,)]
+    assert stat_tables(service) == before
+    assert check_matches(db_app, service, sent) == 4
+    call(db_app, "rebuild_statistics")
+    assert stat_tables(service) == before
+    assert check_matches(db_app, service, sent) == 4
+
+
+_VOCABULARY = [
+    "pre;FightLoaded", "at1;A. ONE;Ann ONE;TUR;at2;B. TWO;Bo TWO;ESP", "at1;C. THREE;;KOR",
+    "mch;7;Final;M- 68 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;3;120;cntDown;22;14",
+    "rnd;1", "rnd;2", "rnd;3", "rnd;4", "clk;2:00;start", "clk;1:{:02d}", "clk;0:00;stop",
+    "pt1;{p}", "pt2;{p}", "pt1;9", "hl1;{h}", "hl2;{h}", "hl1;{h}hl2;{h}", "hl2;0",
+    "wg1;{w};wg2;{w}", "wg2;{w}", "wg1;{w}", "s11;{s};s21;{s};s12;{s};s22;{s}", "s13;{s}",
+    "sc1;{s};sc2;{s}", "wrd;rd1;1;rd2;2;rd3;0", "wrd;rd1;{a};rd2;{a}", "win;BLUE", "win;RED",
+    "wmh;A. ONE;2-0 PTF", "wmh;B. TWO;DSQ", "wmh;X", "brk;0:30", "garbage;;", "\xff\xfe",
+]
+
+
+def random_feed(rng: random.Random, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        line = rng.choice(_VOCABULARY)
+        line = line.replace("{:02d}", f"{rng.randint(0, 59):02d}")
+        for key, lo, hi in (("{p}", 1, 5), ("{h}", 1, 100), ("{w}", 0, 10), ("{s}", 0, 30),
+                            ("{a}", 0, 2)):
+            while key in line:
+                line = line.replace(key, str(rng.randint(lo, hi)), 1)
+        out.append(line + "\r\n")
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_aggregates_equal_a_rebuild_on_a_random_feed(db_app, service, seed):
+    rng = random.Random(seed)
+    feeds = [Feed(session_id=f"s{seed}", source=("10.1.0.1", 5000 + i)) for i in range(3)]
+    for step in range(40):
+        batch = []
+        for _ in range(rng.randint(1, 30)):
+            batch += rng.choice(feeds).events(random_feed(rng, rng.randint(1, 5)))
+        store(service, batch)
+        if step == 20:  # some of the events live in the archive table for the rebuild
+            call(db_app, "archive_old_events", days_old=0)
+    incremental = stat_tables(service)
+    assert incremental["stat_matches"], "the random feed made no match"
+    call(db_app, "rebuild_statistics")
+    assert stat_tables(service) == incremental
+
+
+def test_athlete_and_tournament_statistics_over_a_simulated_day(db_app, service):
+    tournament = call(db_app, "tournament_create", name="Day test", duration_days=1)
+    day_id = tournament["days"][0]["id"]
+    call(db_app, "tournament_start_day", day_id)
+    service.writer.run(lambda conn: service.writer.set_context(tournament["id"], day_id))
+    sent = feed_courts(service, seed=43, courts=4, matches=3, rng=random.Random(3))
+    matches = [m for datagrams in sent.values() for m in oracle(datagrams)]
+
+    # athletes: the oracle's sums over each athlete's matches
+    expected: dict[str, dict] = defaultdict(lambda: {
+        "matches": 0, "wins": 0, "losses": 0, "rounds_won": 0, "rounds_lost": 0,
+        "points_scored_by_type": dict.fromkeys(POINT_KEYS, 0),
+        "points_conceded_by_type": dict.fromkeys(POINT_KEYS, 0), "points_for": 0,
+        "points_against": 0, "penalties_received": 0, "penalties_given": 0, "levels": [],
+        "win_types": defaultdict(lambda: [0, 0])})
+    for m in matches:
+        e = expected_match(m)
+        for athlete, side in SIDES.items():
+            other = SIDES[3 - athlete]
+            a = expected[m["athletes"][athlete]]
+            a["matches"] += 1
+            won = m["winner"] == side
+            a["wins" if won else "losses"] += 1
+            a["win_types"][e["win_type"]][0 if won else 1] += 1
+            a["rounds_won"] += sum(1 for w in m["round_winners"].values() if w == athlete)
+            a["rounds_lost"] += sum(1 for w in m["round_winners"].values() if w == 3 - athlete)
+            for k in POINT_KEYS:
+                a["points_scored_by_type"][k] += e["total"][side]["points_by_type"][k]
+                a["points_conceded_by_type"][k] += e["total"][other]["points_by_type"][k]
+            a["points_for"] += e["total"][side]["points"]
+            a["points_against"] += e["total"][other]["points"]
+            a["penalties_received"] += e["total"][side]["gam_jeom"]
+            a["penalties_given"] += e["total"][other]["gam_jeom"]
+            a["levels"] += [v for r in m["rounds"].values() for v in r[athlete]["levels"]]
+    listed = call(db_app, "get_athletes")
+    assert {a["short"] for a in listed} == set(expected)
+    for entry in listed:
+        want = expected[entry["short"]]
+        got = call(db_app, "get_athlete_statistics", entry["id"])
+        assert (entry["matches"], entry["wins"], entry["losses"]) == (
+            want["matches"], want["wins"], want["losses"])
+        for key in ("matches", "wins", "losses", "rounds_won", "rounds_lost",
+                    "points_scored_by_type", "points_conceded_by_type", "points_for",
+                    "points_against", "penalties_received", "penalties_given"):
+            assert got[key] == want[key], (entry["short"], key)
+        levels = want["levels"]
+        assert got["hit_levels"] == {"count": len(levels), "max": max(levels, default=None),
+                                     "mean": round(sum(levels) / len(levels), 2)
+                                     if levels else None}
+        assert got["win_types"] == [{"win_type": k, "wins": w, "losses": lo}
+                                    for k, (w, lo) in sorted(want["win_types"].items())]
+        assert len(got["match_list"]) == want["matches"]
+        assert sum(1 for x in got["match_list"] if x["result"] == "win") == want["wins"]
+    assert call(db_app, "get_athletes", search="xyz-nobody") == []
+    some = listed[0]["short"]
+    assert some in [a["short"] for a in call(db_app, "get_athletes", search=some[3:].lower())]
+
+    # tournament: counts, mix, penalties, win types, courts
+    stats = call(db_app, "get_tournament_statistics", tournament_id=tournament["id"],
+                 day_id=day_id)
+    assert (stats["matches"], stats["finished"], stats["in_progress"]) == (12, 12, 0)
+    assert sorted((c["court"], c["finished"]) for c in stats["per_court"]) == [
+        (f"10.0.0.9:{40000 + c}", 3) for c in range(4)]
+    mix = dict.fromkeys(POINT_KEYS, 0)
+    penalties = 0
+    for m in matches:
+        e = expected_match(m)
+        for side in SIDES.values():
+            for k in POINT_KEYS:
+                mix[k] += e["total"][side]["points_by_type"][k]
+            penalties += e["total"][side]["gam_jeom"]
+    assert stats["technique_mix"] == mix
+    assert stats["penalties"] == penalties
+    assert stats["penalties_per_match"] == round(penalties / 12, 3)
+    assert stats["win_types"] == {"PTF": 12}
+    assert stats["duration_s"]["count"] == 12 and stats["duration_s"]["p90"] >= 0
+    assert sum(h["finished"] for h in stats["per_hour"]) == 12
+    total_events = read(service, "SELECT COUNT(*) FROM pss_events_v2 WHERE match_id IS NOT NULL")
+    assert sum(r["events"] for rates in stats["event_rates"]["per_court"].values()
+               for r in rates) == total_events[0][0]
+    other = call(db_app, "tournament_create", name="Empty", duration_days=1)
+    assert call(db_app, "get_tournament_statistics", tournament_id=other["id"])["matches"] == 0
+
+
+def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
+    sent = feed_courts(service, seed=44, courts=2, matches=1, rng=random.Random(4))
+    ids = match_ids_by_number(service)
+    target = tmp_path / "matches.xlsx"
+    result = call(db_app, "export_statistics", kind="matches", format="xlsx", path=str(target))
+    assert result == {"path": str(target), "rows": 2}
+    sheet = load_workbook(target, read_only=True).active
+    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    header, body = rows[0], rows[1:]
+    for row in body:
+        got = dict(zip(header, row))
+        stats = call(db_app, "get_match_statistics", got["match_id"])
+        for side in ("blue", "red"):
+            t = stats["total"][side]
+            assert got[f"{side}_points"] == t["points"]
+            assert got[f"{side}_gam_jeom"] == t["gam_jeom"]
+            assert {k: got[f"{side}_{k}"] for k in POINT_KEYS} == t["points_by_type"]
+            assert got[f"{side}_hit_level_count"] == t["hit_levels"]["count"]
+            assert got[f"{side}_hit_level_max"] == t["hit_levels"]["max"]
+    assert sorted(r[0] for r in body) == sorted(ids.values())
+
+    athletes_xlsx = tmp_path / "athletes.xlsx"
+    call(db_app, "export_statistics", kind="athletes", format="xlsx", path=str(athletes_xlsx))
+    rows = [list(r) for r in load_workbook(athletes_xlsx).active.iter_rows(values_only=True)]
+    for row in rows[1:]:
+        got = dict(zip(rows[0], row))
+        stats = call(db_app, "get_athlete_statistics", got["athlete_id"])
+        assert (got["matches"], got["wins"], got["losses"], got["points_for"],
+                got["points_against"]) == (stats["matches"], stats["wins"], stats["losses"],
+                                           stats["points_for"], stats["points_against"])
+        assert {k: got[f"scored_{k}"] for k in POINT_KEYS} == stats["points_scored_by_type"]
+    assert len(rows) == 1 + 4
+
+    tournament_csv = tmp_path / "tournament.csv"
+    call(db_app, "export_statistics", kind="tournament", format="csv",
+         path=str(tournament_csv))
+    with open(tournament_csv, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    stats = call(db_app, "get_tournament_statistics")
+    values = {(s, k): v for s, k, v in rows[1:]}
+    assert values[("summary", "matches")] == str(stats["matches"]) == "2"
+    for k in POINT_KEYS:
+        assert values[("technique_mix", k)] == str(stats["technique_mix"][k])
+
+    # the same rules as export_events: no overwrite without asking, absolute paths only
+    with pytest.raises(CommandError) as err:
+        call(db_app, "export_statistics", kind="matches", format="xlsx", path=str(target))
+    assert err.value.type == "conflict" and err.value.field == "path"
+    with pytest.raises(CommandError) as err:
+        call(db_app, "export_statistics", kind="matches", format="csv", path="rel.csv")
+    assert err.value.field == "path"
+    assert call(db_app, "export_statistics", kind="matches", format="csv", path=str(target),
+                overwrite=True)["rows"] == 2
+    del sent
+
+
+def test_a_sender_cannot_put_a_formula_into_a_csv_export(db_app, service, tmp_path):
+    store(service, Feed().events(["pre;FightLoaded\r\n", "at1;=cmd|' /C calc'!A0;x;TUR\r\n"]))
+    target = tmp_path / "athletes.csv"
+    call(db_app, "export_statistics", kind="athletes", format="csv", path=str(target))
+    text = target.read_text(encoding="utf-8")
+    assert "'=cmd" in text
+
+
+@pytest.mark.parametrize(("command", "args", "field"), [
+    ("get_match_statistics", {"matchId": "1"}, "matchId"),
+    ("get_match_statistics", {"matchId": 0}, "matchId"),
+    ("get_athlete_statistics", {"athleteId": True}, "athleteId"),
+    ("get_athletes", {"search": 5}, "search"),
+    ("get_athletes", {"search": "x" * 101}, "search"),
+    ("get_tournament_statistics", {"dayId": 1.0}, "dayId"),
+    ("get_tournament_statistics", {"court": ""}, "court"),
+    ("export_statistics", {"kind": "sessions", "format": "csv", "path": "/tmp/x"}, "kind"),
+    ("export_statistics", {"kind": "athletes", "format": "ods", "path": "/tmp/x"}, "format"),
+])
+def test_arguments_are_strict_and_errors_name_the_field(db_app, command, args, field):
+    with pytest.raises(CommandError) as err:
+        call(db_app, command, **args)
+    assert err.value.type == "validation_error"
+    assert err.value.field == field
+
+
+def test_unknown_match_and_athlete_are_not_found(db_app):
+    for command, field in (("get_match_statistics", "matchId"),
+                           ("get_athlete_statistics", "athleteId")):
+        with pytest.raises(CommandError) as err:
+            call(db_app, command, 99)
+        assert (err.value.type, err.value.field) == ("not_found", field)
+
+
+def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp_path, feed):
+    path = tmp_path / "old.db"
+    service = open_db(path)
+    store(service, feed.events(["pre;FightLoaded\r\n", "rnd;1\r\n", "pt1;3\r\n"]))
+    service.close()
+    # the file as version 5 left it: events, no aggregates
+    conn = sqlite3.connect(path)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                "AND name LIKE 'stat\\_%' ESCAPE '\\'").fetchall():
+        conn.execute(f"DROP TABLE {name}")
+    conn.execute("DELETE FROM schema_version WHERE version = 6")
+    conn.commit()
+    conn.close()
+    service = open_db(path)
+    with service.pool.connection() as c:
+        assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is True
+        assert statistics.match_statistics(c, 1)["total"]["blue"]["points_by_type"]["head"] == 0
+    assert service.writer.run(statistics.rebuild)["events"] == 3
+    with service.pool.connection() as c:
+        assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is False
+        assert statistics.match_statistics(c, 1)["total"]["blue"]["points_by_type"]["head"] == 1
+
+
+def test_aggregates_stay_exact_when_batches_fail_and_are_retried(db_app, service):
+    """A full disk (SQLite's page limit) rolls batches back after parts of them, aggregates
+    included, and the writer retries them: what is kept between batches must follow."""
+    sent = sender_datagrams(45, 0, 1)
+    feed = Feed(session_id="full", source=("10.0.0.9", 40000))
+    store(service, feed.events(sent[:150]))
+
+    def cap(pages):
+        def apply(conn):
+            limit = conn.execute("PRAGMA page_count").fetchone()[0] if pages is None else pages
+            return conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchone()[0]
+        return service.writer.run(apply, timeout=10)
+
+    cap(None)
+    for start in range(150, len(sent), 25):
+        assert service.writer.submit(feed.events(sent[start:start + 25]))
+    wait_for(lambda: service.writer.stats()["failed_writes"] > 0, 10, 0.01, "a failed write")
+    cap(1 << 30)
+    assert service.writer.flush(30)
+    assert service.writer.stats()["lost"] == 0
+    ids = match_ids_by_number(service)
+    (m,) = oracle(sent)
+    stats = call(db_app, "get_match_statistics", ids[m["number"]])
+    assert actual_match(stats) == expected_match(m)
+    incremental = stat_tables(service)
+    call(db_app, "rebuild_statistics")
+    assert stat_tables(service) == incremental
+
+
+def test_a_rolled_back_fold_leaves_nothing_behind_for_the_next_batch(db_app, service):
+    """The matches kept between batches must be dropped when the transaction that updated
+    them rolls back (here: the last events folded again inside a transaction rolled back)."""
+    sent = sender_datagrams(46, 0, 1)
+    feed = Feed(session_id="rb", source=("10.0.0.9", 40001))
+    half = len(sent) // 2
+    store(service, feed.events(sent[:half]))
+
+    def fold_again_then_roll_back(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE stat_state SET value = value - 300 WHERE key = 'folded_up_to'")
+            statistics.update_aggregates(conn.cursor())
+        finally:
+            conn.execute("ROLLBACK")
+
+    service.writer.run(fold_again_then_roll_back)
+    store(service, feed.events(sent[half:]))
+    (m,) = oracle(sent)
+    stats = call(db_app, "get_match_statistics", match_ids_by_number(service)[m["number"]])
+    assert actual_match(stats) == expected_match(m)
+    incremental = stat_tables(service)
+    call(db_app, "rebuild_statistics")
+    assert stat_tables(service) == incremental
