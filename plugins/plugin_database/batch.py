@@ -60,8 +60,8 @@ from .rows import (
     Suffixes,
     many,
 )
-from .statistics import update_aggregates
 from .schema import UNKNOWN_CODE
+from .statistics import update_aggregates
 from .tracking import UPDATE_MATCHES, UPDATE_ROUNDS, MatchTracker
 from .transactions import rollback, transaction
 

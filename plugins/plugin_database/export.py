@@ -194,10 +194,10 @@ def export(pool, filters: EventFilters, fmt: str, path: str, overwrite: bool) ->
     Raises the typed errors of the module docstring; on any failure the target is as before.
     """
     def write(binary: BinaryIO) -> int:
-        with io.TextIOWrapper(binary, encoding="utf-8", newline="") as out:
-            rows = _write_rows(out, pool, filters, fmt)
-            out.flush()
-            out.detach()  # the caller closes the file, after its fsync
+        out = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        rows = _write_rows(out, pool, filters, fmt)
+        out.flush()
+        out.detach()  # write_file closes the file, after its fsync
         return rows
 
     return write_file(path, overwrite, write)

@@ -356,14 +356,14 @@ _STAT_COUNTS = ("punch INTEGER NOT NULL DEFAULT 0, body INTEGER NOT NULL DEFAULT
                 "head INTEGER NOT NULL DEFAULT 0, technical_body INTEGER NOT NULL DEFAULT 0, "
                 "technical_head INTEGER NOT NULL DEFAULT 0")
 _V7 = (
-    "CREATE TABLE stat_state (\n    key TEXT PRIMARY KEY,\n    value INTEGER NOT NULL\n"
-    ") WITHOUT ROWID",
-    "INSERT INTO stat_state (key, value) SELECT 'folded_up_to', MAX("
+    ("CREATE TABLE stat_state (\n    key TEXT PRIMARY KEY,\n    value INTEGER NOT NULL\n"
+    ") WITHOUT ROWID"),
+    ("INSERT INTO stat_state (key, value) SELECT 'folded_up_to', MAX("
     "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
-    "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0))",
+    "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0))"),
     "INSERT INTO stat_state (key, value) VALUES ('generation', 0)",
-    "INSERT INTO stat_state (key, value) SELECT 'pending_rebuild', "
-    "EXISTS (SELECT 1 FROM pss_events_v2) OR EXISTS (SELECT 1 FROM pss_events_v2_archive)",
+    ("INSERT INTO stat_state (key, value) SELECT 'pending_rebuild', "
+    "EXISTS (SELECT 1 FROM pss_events_v2) OR EXISTS (SELECT 1 FROM pss_events_v2_archive)"),
     f"""CREATE TABLE stat_match_rounds (
         match_id INTEGER NOT NULL,
         round_number INTEGER NOT NULL,

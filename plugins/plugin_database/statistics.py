@@ -49,14 +49,21 @@ import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
 from restrike.host.timeutil import now_iso
 from restrike.pss.sides import SIDE_PAIRS, SIDES
-from restrike.pss.statistics import (HIT_LEVEL_BUCKETS, POINT_KEYS, POINT_TYPES, hit_level_bucket,
-                            round_points, win_type)
+from restrike.pss.statistics import (
+    HIT_LEVEL_BUCKETS,
+    POINT_KEYS,
+    POINT_TYPES,
+    hit_level_bucket,
+    round_points,
+    win_type,
+)
 
 from .pool import read_snapshot
 
@@ -219,8 +226,8 @@ def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
     """Apply one event of match ``m`` (its parsed data, with match_round/match_clock)."""
     number = parsed.get("match_round") or 0
     if category == "points":
-        athlete = parsed.get("athlete")
-        column = _POINT_INDEX.get(parsed.get("point_type"))
+        athlete = parsed.get("athlete") or 0
+        column = _POINT_INDEX.get(parsed.get("point_type") or 0)
         if athlete in SIDES and column is not None:
             row = m.round(number, athlete)
             row[column] += 1
@@ -299,9 +306,9 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
         per_match[match_id].append((event_id, category, data))
     if per_match:
         matches = _load(cur, list(per_match), cache)
-        for match_id, events in per_match.items():
+        for match_id, items in per_match.items():
             m = matches[match_id]
-            for item in events:
+            for item in items:
                 if item is not None:
                     _fold_event(m, *item)
         _write(cur, matches)
@@ -315,7 +322,7 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
         numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
                                    f"({', '.join('?' * len(chunk))})", chunk).fetchall())
     seen: set[tuple[int, int]] = set()
-    for match_id, round_id, minute, n in counts:
+    for match_id, round_id, _minute, n in counts:
         events[match_id] += n
         number = numbers.get(round_id)
         if number:
@@ -374,7 +381,8 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         _apply_athletes(cur, athlete_changes)
 
 
-_NO_INFO = {"winner": None, "classification": None, "athletes": {}, "round_winners": {}}
+_NO_INFO: dict[str, Any] = {"winner": None, "classification": None, "athletes": {},
+                            "round_winners": {}}
 
 
 def _match_info(cur, ids: list[int]) -> dict[int, dict]:
@@ -420,7 +428,7 @@ def _contribution(sides: dict, info: dict) -> dict:
             *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC], me[_HS], me[_HM],
         ]
         entry = out.setdefault(str(athlete_id), {"v": [0] * len(vector), "wt": {}})
-        entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1])] + [
+        entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1], strict=False)] + [
             max(entry["v"][-1], vector[-1])]
         if kind and (won or lost):
             counts = entry["wt"].setdefault(kind, [0, 0])
@@ -437,7 +445,7 @@ def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
             athlete_id = int(key)
             before = old.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
             after = new.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
-            delta = [a - b for a, b in zip(after["v"], before["v"])]
+            delta = [a - b for a, b in zip(after["v"], before["v"], strict=False)]
             delta[_HL_MAX_AT] = after["v"][_HL_MAX_AT]
             if after["v"][_HL_MAX_AT] < before["v"][_HL_MAX_AT]:
                 recompute_max.add(athlete_id)  # a max cannot be taken away: recount it
@@ -485,7 +493,7 @@ def rebuild(conn: sqlite3.Connection) -> dict:
     transaction on the writer's connection; returns ``{events, matches, athletes, seconds}``."""
     from .writer import transaction  # the writer imports this module
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with transaction(conn):
         cur = conn.cursor()
         for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
@@ -508,7 +516,7 @@ def rebuild(conn: sqlite3.Connection) -> dict:
         cur.execute("UPDATE stat_state SET value = 0 WHERE key = ?", (_PENDING,))
         matches = cur.execute("SELECT COUNT(*) FROM stat_matches").fetchone()[0]
         athletes = cur.execute("SELECT COUNT(*) FROM stat_athletes").fetchone()[0]
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    seconds = (datetime.now(UTC) - started).total_seconds()
     return {"events": events, "matches": matches, "athletes": athletes,
             "seconds": round(seconds, 3)}
 
@@ -548,7 +556,7 @@ def _side_totals(rounds: Iterable) -> dict[int, dict]:
     for (number, athlete), values in rounds:
         by_round[number][athlete] = values
     totals = {a: _empty_side() for a in SIDES}
-    for number, pair in by_round.items():
+    for pair in by_round.values():
         for athlete in SIDES:
             side = _side(pair.get(athlete), pair.get(3 - athlete))
             _add_side(totals[athlete], side)
@@ -580,7 +588,7 @@ def _add_side(total: dict, s: dict) -> None:
     for key in ("points", "gam_jeom", "hl_count", "hl_sum"):
         total[key] += s[key]
     total["hl_max"] = max(total["hl_max"], s["hl_max"])
-    total["histogram"] = [a + b for a, b in zip(total["histogram"], s["histogram"])]
+    total["histogram"] = [a + b for a, b in zip(total["histogram"], s["histogram"], strict=False)]
 
 
 def _public(s: dict) -> dict:
@@ -637,7 +645,8 @@ def match_statistics(conn: sqlite3.Connection, match_id: int) -> dict | None:
         pair = by_round[number]
         if not _listed(number, pair):
             continue
-        entry = {"round": number, "winner": SIDES.get(winners.get(number))}
+        entry: dict[str, Any] = {"round": number,
+                                 "winner": SIDES.get(winners.get(number) or 0)}
         for athlete, side in SIDE_PAIRS:
             entry[side] = _public(_side(pair.get(athlete), pair.get(3 - athlete)))
         rounds.append(entry)
@@ -710,7 +719,8 @@ def athlete_statistics(conn: sqlite3.Connection, athlete_id: int, match_limit: i
             "WHERE ma.athlete_id = ? ORDER BY m.id DESC LIMIT ?",
             (athlete_id, match_limit)).fetchall()
         opponents = _athletes_of(conn, [m[0] for m in matches])
-    v = dict(zip(_ATHLETE_COLUMNS, row)) if row else dict.fromkeys(_ATHLETE_COLUMNS, 0)
+    v = (dict(zip(_ATHLETE_COLUMNS, row, strict=False)) if row
+         else dict.fromkeys(_ATHLETE_COLUMNS, 0))
     listed = []
     for (mid, position, status, winner, classification, number, category, phase, loaded,
          ended, blue_points, red_points) in matches:
@@ -823,10 +833,10 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
         "per_court": sorted(per_court.values(), key=lambda c: c["court"]),
         "per_hour": [per_hour[h] for h in sorted(per_hour)],
         "duration_s": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
-                       "p90": round(_p90(durations), 3) if durations else None,
+                       "p90": None if (p90 := _p90(durations)) is None else round(p90, 3),
                        "count": len(durations)},
         "win_types": dict(sorted(kinds.items())),
-        "technique_mix": dict(zip(POINT_KEYS, sums[2:])),
+        "technique_mix": dict(zip(POINT_KEYS, sums[2:], strict=False)),
         "penalties": penalties,
         "penalties_per_match": round(penalties / total, 3) if total else None,
         "event_rates": {"since": since_minute + "Z", "per_court": dict(sorted(live.items()))},

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 from pydantic import Field, StringConstraints
 
 from restrike.host.commands import runs_as_job
-from restrike.host.errors import Conflict, InvalidArgument, NotFound
+from restrike.host.errors import NotFound
 from restrike.pss.statistics import POINT_KEYS
 
 from . import statistics
@@ -51,6 +50,8 @@ def _athlete_rows(conn, tournament_id, day_id) -> Iterator[list]:
     ids = [r[0] for r in conn.execute("SELECT id FROM pss_athletes ORDER BY id")]
     for athlete_id in ids:
         s = statistics.athlete_statistics(conn, athlete_id, 0)
+        if s is None:  # removed since the list was read
+            continue
         a = s["athlete"]
         yield [a["id"], a["short"], a["long"], a["country"], s["matches"], s["wins"],
                s["losses"], s["rounds_won"], s["rounds_lost"], s["points_for"],
@@ -79,6 +80,8 @@ def _match_rows(conn, tournament_id, day_id) -> Iterator[list]:
                                       params)]
     for match_id in ids:
         s = statistics.match_statistics(conn, match_id)
+        if s is None:  # removed since the list was read
+            continue
         names = [(s["athletes"].get(side) or {}).get("short") for side in sides]
         row = [s["match_id"], s["match_number"], s["category"], s["phase"], s["status"],
                *names, s["winner"], s["win_type"], s["win_classification"], s["loaded_at"],
@@ -121,13 +124,13 @@ def write_export(rows: Iterator[list], fmt: str, path: str, overwrite: bool) -> 
     def write(binary: BinaryIO) -> int:
         count = -1
         if fmt == "csv":
-            with io.TextIOWrapper(binary, encoding="utf-8", newline="") as out:
-                writer = csv.writer(out)
-                for row in rows:
-                    writer.writerow([csv_cell(v) for v in row])
-                    count += 1
-                out.flush()
-                out.detach()  # write_file closes it, after its fsync
+            out = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+            writer = csv.writer(out)
+            for row in rows:
+                writer.writerow([csv_cell(v) for v in row])
+                count += 1
+            out.flush()
+            out.detach()  # write_file closes it, after its fsync
         else:
             from openpyxl import Workbook
             from openpyxl.cell import WriteOnlyCell

@@ -444,12 +444,12 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     service = open_db(path)
     store(service, feed.events(["pre;FightLoaded\r\n", "rnd;1\r\n", "pt1;3\r\n"]))
     service.close()
-    # the file as version 5 left it: events, no aggregates
+    # the file as version 6 left it: events, no aggregates
     conn = sqlite3.connect(path)
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                 "AND name LIKE 'stat\\_%' ESCAPE '\\'").fetchall():
         conn.execute(f"DROP TABLE {name}")
-    conn.execute("DELETE FROM schema_version WHERE version = 6")
+    conn.execute("DELETE FROM schema_version WHERE version = 7")
     conn.commit()
     conn.close()
     service = open_db(path)
