@@ -31,6 +31,7 @@ import importlib
 import json
 import random
 import sys
+from types import SimpleNamespace
 import tempfile
 import time
 import uuid
@@ -39,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from restrike.host.timeutil import now_iso  # noqa: E402
+from restrike.plugins.plugin_database.running import EXTENSION  # noqa: E402
 from restrike.plugins.plugin_database import queries  # noqa: E402
 from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
 from restrike.pss.ingested import ingest_datagram  # noqa: E402
@@ -235,7 +237,8 @@ def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:
     service.writer.run(lambda conn: (conn.execute("ANALYZE"),
                                      conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")))
 
-    get_events = queries.commands(lambda: service)["pss_get_events_for_match"]
+    app = SimpleNamespace(extensions={EXTENSION: service})  # what the commands look up
+    get_events = queries.commands(app)["pss_get_events_for_match"]
     with service.pool.connection() as conn:
         match_count = conn.execute("SELECT MAX(id) FROM pss_matches").fetchone()[0]
     rng = random.Random(7)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from types import SimpleNamespace
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.database import clone_block, interleaved_events, measure_inserts, percentile  # noqa: E402
+from restrike.plugins.plugin_database.running import EXTENSION  # noqa: E402
 from restrike.plugins.plugin_database import statistics_commands, writer as writer_module  # noqa: E402
 from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
 
@@ -162,7 +164,8 @@ def filled(service: DatabaseService, args) -> list[tuple[str, str, str]]:
     fill_s = time.perf_counter() - started
     service.writer.run(lambda conn: (conn.execute("ANALYZE"),
                                      conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")))
-    commands = statistics_commands.commands(lambda: service)
+    app = SimpleNamespace(extensions={EXTENSION: service})  # what the commands look up
+    commands = statistics_commands.commands(app)
     rebuilt = commands["rebuild_statistics"]()
     rng = random.Random(5)
     with service.pool.connection() as conn:
