@@ -761,18 +761,24 @@ def _p90(values: list[float]) -> float | None:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
+def match_filter(tournament_id: int | None, day_id: int | None,
+                 prefix: str = "") -> tuple[list[str], list[int]]:
+    """The conditions (on ``pss_matches`` columns, ``prefix`` its alias) and their parameters
+    that select the matches of a tournament and/or one of its days (none: every match)."""
+    where, params = [], []
+    for column, value in (("tournament_id", tournament_id), ("tournament_day_id", day_id)):
+        if value is not None:
+            where.append(f"{prefix}{column} = ?")
+            params.append(value)
+    return where, params
+
+
 def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
                           day_id: int | None, now: str | None = None) -> dict:
     """``get_tournament_statistics``'s answer (see the command). Aggregated by SQL (a day of
     thousands of matches is a few index scans), the last hour's rates from
     ``stat_event_rates``."""
-    where, params = [], []
-    if tournament_id is not None:
-        where.append("m.tournament_id = ?")
-        params.append(tournament_id)
-    if day_id is not None:
-        where.append("m.tournament_day_id = ?")
-        params.append(day_id)
+    where, params = match_filter(tournament_id, day_id, "m.")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     finished_clause = ("WHERE " + " AND ".join([*where, "m.status = 'finished'"]))
     now = now or now_iso()

@@ -68,13 +68,7 @@ def _match_rows(conn, tournament_id, day_id) -> Iterator[list]:
            *(f"{side}_{what}" for side in sides for what in (
                "points", "gam_jeom", *POINT_KEYS, "hit_level_count", "hit_level_mean",
                "hit_level_max"))]
-    where, params = [], []
-    if tournament_id is not None:
-        where.append("tournament_id = ?")
-        params.append(tournament_id)
-    if day_id is not None:
-        where.append("tournament_day_id = ?")
-        params.append(day_id)
+    where, params = statistics.match_filter(tournament_id, day_id)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     ids = [r[0] for r in conn.execute(f"SELECT id FROM pss_matches {clause} ORDER BY id",
                                       params)]
