@@ -79,6 +79,17 @@ def shot(app, page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{prefix}statistics-{name}-1600x900.png"))
 
 
+def open_match(page, match_id: int) -> None:
+    """The match view showing ``match_id``, once its list holds it and the view has drawn it."""
+    page.click("#st-view-match")
+    page.wait_for_function(
+        "(id) => [...document.querySelectorAll('#st-match-select option')]"
+        ".some((o) => o.value === String(id))", arg=match_id, timeout=TIMEOUT)
+    page.select_option("#st-match-select", str(match_id))
+    expect(page.locator("#st-match")).to_have_attribute("data-match-id", str(match_id),
+                                                        timeout=TIMEOUT)
+
+
 def test_statistics_views_draw_what_the_simulator_sent(app):
     page = app.page
     if app.mode == "browser":
@@ -91,13 +102,7 @@ def test_statistics_views_draw_what_the_simulator_sent(app):
         (m,) = oracle(datagrams)
         want = expected_match(m)
         match_id = newest_match_id(app, m["number"])
-        page.click("#st-view-match")
-        page.wait_for_function(
-            "(id) => [...document.querySelectorAll('#st-match-select option')]"
-            ".some((o) => o.value === String(id))", arg=match_id, timeout=TIMEOUT)
-        page.select_option("#st-match-select", str(match_id))
-        expect(page.locator("#st-match")).to_have_attribute("data-match-id", str(match_id),
-                                                            timeout=TIMEOUT)
+        open_match(page, match_id)
         timeline = drawn(page, "st-timeline")
         assert timeline["data"] == [[t["blue"] for t in want["timeline"]],
                                     [t["red"] for t in want["timeline"]]]
@@ -232,13 +237,7 @@ def test_the_match_report_prints_on_one_a4_page(browser_app):
     (m,) = oracle(sent[COURTS[0]])
     match_id = newest_match_id(browser_app, m["number"])
     goto_tab(page, "statistics")
-    page.click("#st-view-match")
-    page.wait_for_function(
-        "(id) => [...document.querySelectorAll('#st-match-select option')]"
-        ".some((o) => o.value === String(id))", arg=match_id, timeout=TIMEOUT)
-    page.select_option("#st-match-select", str(match_id))
-    expect(page.locator("#st-match")).to_have_attribute("data-match-id", str(match_id),
-                                                        timeout=TIMEOUT)
+    open_match(page, match_id)
     want = expected_match(m)
     rows = page.locator("#st-tech-body tr")
     expect(rows).to_have_count(2 * (len(want["rounds"]) + 1))
