@@ -187,12 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             service.close()
     rows += extra_rows(args.archive_events, args.readers)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'metric':<{width}}  {'result':>22}  target")
-    print("-" * (width + 40))
-    for metric, result, target in rows:
-        print(f"{metric:<{width}}  {result:>22}  {target}")
+    print_table(rows, "target", result_width=22)
     return 0
+
+
+def print_table(rows: list[tuple[str, str, str]], last: str, result_width: int) -> None:
+    """``(metric, result, note)`` rows as the benchmarks print them."""
+    width = max(len(r[0]) for r in rows)
+    print(f"{'metric':<{width}}  {'result':>{result_width}}  {last}")
+    print("-" * (width + 40))
+    for metric, result, note in rows:
+        print(f"{metric:<{width}}  {result:>{result_width}}  {note}")
 
 
 def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:

@@ -33,9 +33,16 @@ from pathlib import Path
 # hide the standard library's ``statistics``: the repository root takes its place.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.database import clone_block, interleaved_events, measure_inserts, percentile  # noqa: E402
+from bench.database import (  # noqa: E402
+    clone_block,
+    interleaved_events,
+    measure_inserts,
+    percentile,
+    print_table,
+)
 from restrike.plugins.plugin_database.running import EXTENSION  # noqa: E402
-from restrike.plugins.plugin_database import statistics_commands, writer as writer_module  # noqa: E402
+from restrike.plugins.plugin_database import batch as batch_module  # noqa: E402
+from restrike.plugins.plugin_database import statistics_commands  # noqa: E402
 from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
 
 SEED = 11
@@ -54,17 +61,17 @@ def writer_rates(tmp: Path, args) -> tuple[list[tuple], list[tuple]]:
     alternated."""
     feeds = [interleaved_events(args.courts, 1, SEED + r) for r in range(args.rounds)]
     kept, bare = [], []
-    real = writer_module.update_aggregates
+    real = batch_module.update_aggregates
     with_aggregates = open_service(tmp / "with.db")
     without = open_service(tmp / "without.db")
     try:
         for feed in feeds:
             kept.append(measure_inserts(with_aggregates, feed, args.batch))
-            writer_module.update_aggregates = lambda cur: None
+            batch_module.update_aggregates = lambda cur: None
             try:
                 bare.append(measure_inserts(without, feed, args.batch))
             finally:
-                writer_module.update_aggregates = real
+                batch_module.update_aggregates = real
     finally:
         with_aggregates.close()
         without.close()
@@ -141,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += filled(service, args)
         finally:
             service.close()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'metric':<{width}}  {'result':>18}  target / notes")
-    print("-" * (width + 40))
-    for metric, result, note in rows:
-        print(f"{metric:<{width}}  {result:>18}  {note}")
+    print_table(rows, "target / notes", result_width=18)
     return 0
 
 

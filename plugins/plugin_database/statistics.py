@@ -473,7 +473,8 @@ def update_aggregates(cur) -> None:
     """Fold the events stored since the last call into the statistics' aggregates.
 
     Called by the writer once per batch, inside its transaction, after the batch's events,
-    matches and rounds are written (the one call: ``writer.Writer._store``). Never commits."""
+    matches and rounds are written (the one call: step 7 of ``batch.BatchStore.store_batch``).
+    Never commits."""
     state = dict(cur.execute("SELECT key, value FROM stat_state WHERE key IN (?, ?)",
                              (_FOLDED, _GENERATION)).fetchall())
     upto, generation = state[_FOLDED], state[_GENERATION]
