@@ -25,7 +25,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pydantic
 from starlette.applications import Starlette
@@ -53,12 +52,10 @@ from restrike.host.http_guard import (
     read_json_body,
     write_stalled,
 )
-from restrike.host.http_ui import public_response, ui_routes
+from restrike.host.http_ui import FRONTEND_DIR, public_response, ui_routes
 
 log = logging.getLogger(__name__)
 
-# resolve(): from the restrike/host link back to the folder; in a wheel, restrike/frontend
-FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 COOKIE = "restrike_token"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

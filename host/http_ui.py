@@ -30,7 +30,9 @@ from starlette.routing import Route
 
 from restrike.host.errors import CommandError, InvalidArgument, StorageFull, status_of
 
-FAVICON = Path(__file__).resolve().parent.parent / "frontend" / "favicon.svg"
+# resolve(): from the restrike/host link back to the folder; in a wheel, restrike/frontend
+FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
+FAVICON = FRONTEND_DIR / "favicon.svg"
 MAX_DOWNLOAD_BODY = 64 * 1024  # named arguments of a command, not data
 _FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
