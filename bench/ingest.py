@@ -117,7 +117,8 @@ def run_senders(target, senders: int, total: int, rate: float | None, seed: int)
 class App:
     """``python -m restrike --headless`` in a subprocess, driven through its HTTP command bridge."""
 
-    def __init__(self, data_dir: Path, udp_port: int, http_port: int, token: str):
+    def __init__(self, data_dir: Path, udp_port: int, http_port: int, token: str,
+                 extra: list[str] | None = None):
         self.data_dir, self.udp_port, self.token = data_dir, udp_port, token
         self.base = f"http://127.0.0.1:{http_port}"
         # A file, not a pipe: a pipe nobody reads would block the app once it is full.
@@ -126,7 +127,8 @@ class App:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
              "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port),
-             "--http-port", str(http_port), "--token", token, "--log-level", "WARNING"],
+             "--http-port", str(http_port), "--token", token, "--log-level", "WARNING",
+             *(extra or [])],
             cwd=REPO, env={**os.environ, "RESTRIKE_LOAD_PLUGINS": ""},
             stdout=self._log, stderr=subprocess.STDOUT, text=True)
         self.client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30)
