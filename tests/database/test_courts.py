@@ -122,3 +122,35 @@ def test_the_notifier_emits_the_last_change_after_a_burst():
         assert notifier.emitted <= 2 < notifier.signals  # coalesced, none lost at the end
     finally:
         notifier.stop()
+
+
+def test_a_results_desk_with_no_udp_binds_no_udp_port_and_shows_the_courts(open_db, tmp_path):
+    """``restrike --headless --no-udp``, a real subprocess on a file a court wrote: no UDP
+    socket at all, ``get_courts`` shows that court's match, starting UDP is refused."""
+    import httpx
+    import psutil
+
+    from restrike.plugins.plugin_database.service import DB_FILE
+    from tests.host.test_headless import TOKEN, start_headless, stop
+
+    data = tmp_path / "desk"
+    data.mkdir()
+    court = open_db(data / DB_FILE, court="Court 9")
+    store(court, Feed("court-9").events(match_datagrams("909")))
+    court.close()
+    proc, base = start_headless(data, "--no-udp", "--log-level", "WARNING")
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        answer = httpx.post(f"{base}/api/invoke/get_courts", json=[], headers=headers,
+                            timeout=10).json()
+        (shown,) = answer["courts"]
+        assert (shown["court"], shown["local"]) == ("Court 9", False)
+        assert shown["match"]["number"] == "909" and shown["match"]["status"] == "finished"
+        assert shown["match"]["winner"]["side"] == "blue"
+        assert [c for c in psutil.Process(proc.pid).net_connections(kind="udp")] == []
+        refused = httpx.post(f"{base}/api/invoke/start_udp_server", json=[], headers=headers,
+                             timeout=10)
+        assert refused.status_code == 503 and "--no-udp" in refused.json()["error"]["message"]
+        assert [c for c in psutil.Process(proc.pid).net_connections(kind="udp")] == []
+    finally:
+        stop(proc)
