@@ -13,10 +13,11 @@ import * as database from './database.js';
 import * as tournament from './tournament.js';
 import * as replay from './replay.js';
 import * as statistics from './statistics.js';
+import * as courts from './courts.js';
 
 window.restrikeInvoke = invoke;  // handy from the devtools console and for the tests
 
-const SCREENS = { events, scoreboard, udp, database, tournament, replay, statistics };
+const SCREENS = { events, scoreboard, udp, database, tournament, replay, statistics, courts };
 
 function makeBus() {
   const subs = new Map();

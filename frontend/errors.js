@@ -164,3 +164,16 @@ export function check(command, typed, required = Object.keys(typed)) {
 function problem(field, sentence, values) {
   return { type: 'validation_error', field, operator: true, message: fill(sentence, values) };
 }
+
+/** The Courts screen's words (docs/ui.md, "Courts"): health badges, status lines. */
+export const COURTS = {
+  health: {
+    connected: 'Connected',
+    spooling: 'Spooling: {depth} events waiting for the central database',
+    silent: 'Silent for {silent}',
+  },
+  never: 'No event yet',
+  empty: 'No court has written to this database yet. A court appears here with its first UDP session.',
+  failed: 'The courts could not be read: {reason}',
+  noMatch: 'No match yet',
+};

@@ -105,3 +105,24 @@ export function challengeText(c) {
   const won = c.won == null ? '' : c.won ? ', won' : ', lost';
   return `${who}${c.round ? ` (R${c.round})` : ''}: ${c.state}${won}`;
 }
+
+/** A court of get_courts() as the snapshot shape above (the overlay's ?court=NAME). */
+export function courtSnapshot(court) {
+  const m = court?.match;
+  if (!m) return null;
+  const side = m.winner?.side ? String(m.winner.side).toLowerCase() : null;
+  return {
+    loaded: true,
+    status: m.status,
+    match: { number: m.number, phase: m.phase, category: m.category, division: m.division,
+      rounds: m.rounds, colors: m.colors || {} },
+    athletes: m.athletes || {},
+    round: m.round,
+    clock: { text: m.clock ?? null, running: m.status === 'running' },
+    current_scores: m.scores || {},
+    warnings: m.warnings || {},
+    round_scores: {},
+    round_winners: [],
+    winner: m.winner ? { side, name: m.winner.name, classification: m.winner.classification } : {},
+  };
+}

@@ -1,6 +1,7 @@
 // The OBS overlay: a transparent scoreboard fed by pss_match_state pushes over /api/events.
 // Works with ?token=TOKEN in its URL (api.js keeps it for the invoke and the event stream);
-// ?source=IP:PORT follows one court (several PSS senders), ?compact=1 hides the round scores.
+// ?source=IP:PORT follows one court (several PSS senders), ?court=NAME shows a court of the
+// database (get_courts: any instance's court), ?compact=1 hides the round scores.
 
 import { invoke, listen, ready } from '../api.js';
 import * as M from '../scoreboard-model.js';
@@ -72,7 +73,25 @@ async function main() {
   if (params.get('compact') === '1') document.body.classList.add('compact');
   // ?source=ip:port follows one court; without it, the court whose state changed last.
   const source = params.get('source') || '';
+  // ?court=NAME shows that court's match from the database (get_courts), whichever instance
+  // receives its feed: refreshed on courts_changed pushes and every 5 s.
+  const court = params.get('court') || '';
   await ready;
+  if (court) {
+    const read = async () => {
+      try {
+        const found = (await invoke('get_courts')).courts.find((c) => c.court === court);
+        update(M.courtSnapshot(found));
+      } catch (err) {
+        console.warn('overlay: courts not readable', err.message);
+      }
+    };
+    listen('courts_changed', read);
+    setInterval(read, 5000);
+    await read();
+    document.documentElement.dataset.ui = 'ready';
+    return;
+  }
   listen('pss_match_state', (snapshot) => {
     if (source && snapshot?.source !== source) return;
     pushed = true;

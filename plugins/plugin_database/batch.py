@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from restrike.host.timeutil import clock_ns, now_iso
 from restrike.pss.session import UdpSession
 
+from .court import default_court
 from .rows import (
     EVENT_INTO,
     PROTOCOL_VERSION,
@@ -67,23 +68,23 @@ from .transactions import rollback, transaction
 
 log = logging.getLogger(__name__)
 
-_INSERT_EVENT = EVENT_INTO + "VALUES (" + ", ".join("?" * 19) + ")"  # one row, None for NULL
+_INSERT_EVENT = EVENT_INTO + "VALUES (" + ", ".join("?" * 20) + ")"  # one row, None for NULL
 _NEXT_EVENT_ID = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'pss_events_v2'), 0), "
     "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
     "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0)) + 1"
 )
 _ENSURE_SESSION = (
-    "INSERT INTO udp_server_sessions (session_id, started_at, status, updated_at) "
-    "VALUES (?, ?, 'running', ?) ON CONFLICT (session_id) DO NOTHING"
+    "INSERT INTO udp_server_sessions (session_id, started_at, status, updated_at, court) "
+    "VALUES (?, ?, 'running', ?, ?) ON CONFLICT (session_id) DO NOTHING"
 )
 _UPSERT_SESSION = (
     "INSERT INTO udp_server_sessions (session_id, bind_address, port, started_at, stopped_at, "
-    "status, is_simulated, counters, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "status, is_simulated, counters, updated_at, court) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (session_id) DO UPDATE SET bind_address = excluded.bind_address, "
     "port = excluded.port, started_at = excluded.started_at, stopped_at = excluded.stopped_at, "
     "status = excluded.status, is_simulated = excluded.is_simulated, "
-    "counters = excluded.counters, updated_at = excluded.updated_at"
+    "counters = excluded.counters, updated_at = excluded.updated_at, court = excluded.court"
 )
 
 
@@ -112,16 +113,18 @@ class BatchStore:
     ``conn`` must be migrated; ``on_error(exc)`` is told of every error the careful path
     absorbed (the writer's ``last_error``). Keeps what lives from batch to batch: the match
     state (``tracking.MatchTracker``), the shape and suffix caches, the foreign-key switch.
+    ``court`` (``--court``, default the host name) is stored with every session and match.
     """
 
     def __init__(self, conn: sqlite3.Connection,
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[BaseException], None], court: str | None = None) -> None:
         self._conn = conn
+        self.court = court or default_court()
         self._on_error = on_error
         self._types = {code: id_ for code, id_ in conn.execute(
             "SELECT code, id FROM pss_event_types")}
         self._unknown_type = self._types[UNKNOWN_CODE]
-        self._tracker = MatchTracker()
+        self._tracker = MatchTracker(self.court)
         self._foreign_keys_on: bool | None = None  # unknown: set before each use
         self.shapes = Shapes(self._types, self._unknown_type)
         self._suffixes = Suffixes()
@@ -208,7 +211,7 @@ class BatchStore:
                 for ev in item.events:
                     first_seen.setdefault(ev.session_id, ev.received_at)
         for session_id, at in first_seen.items():
-            cur.execute(_ENSURE_SESSION, (session_id, at, now))
+            cur.execute(_ENSURE_SESSION, (session_id, at, now, self.court))
 
     def _write_match_state(self, cur, now: str) -> None:
         """Write the matches and rounds the batch changed: one statement for each table."""
@@ -262,7 +265,7 @@ class BatchStore:
             elapsed = now_ns() - ev.received_ns if ev.received_ns else -1
             add_event(new_row(EventRow, (
                 next_id, ev.session_id, match_id, round_id, ev.received_at, ev.raw,
-                head + suffix, ev.seq,
+                head + suffix, ev.seq, ev.index,
                 (elapsed + 500) // 1000 / 1000 if elapsed >= 0 else -1,
                 tournament_id, day_id) + tail))
             src = sources.get(key)
@@ -323,7 +326,7 @@ class BatchStore:
         cur.execute(_INSERT_EVENT, (
             event_id, ev.session_id, None, None, ev.received_at, str(ev.raw), None, ev.seq,
             None, now, None, None, self._unknown_type, 0, error, "invalid", PROTOCOL_VERSION,
-            0.0, json.dumps([error], ensure_ascii=False),
+            0.0, json.dumps([error], ensure_ascii=False), ev.index,
         ))
 
     def _upsert_session(self, cur, session: UdpSession, now: str) -> None:
@@ -331,6 +334,7 @@ class BatchStore:
             session.session_id, session.bind, session.port, session.started_at or now,
             session.stopped_at, session.status, int(session.simulated),
             json.dumps(session.counters_record(), default=str, separators=(",", ":")), now,
+            self.court,
         ))
 
     def _guarded(self, cur, safe: bool, what: str, fn, *args) -> None:

@@ -18,7 +18,16 @@ from restrike.host.hookspecs import hookimpl
 from restrike.host.settings import section_error
 from restrike.pss.session import UdpSession
 
-from . import archive_commands, export, maintenance, queries, statistics_commands, tournaments
+from . import (
+    archive_commands,
+    courts,
+    export,
+    maintenance,
+    options,
+    queries,
+    statistics_commands,
+    tournaments,
+)
 from .running import EXTENSION
 from .service import DB_FILE, DatabaseConfig, DatabaseService
 
@@ -26,7 +35,13 @@ log = logging.getLogger(__name__)
 
 # Every module that offers commands has one ``commands(app) -> {name: function}``.
 _COMMAND_MODULES = (queries, tournaments, export, maintenance, archive_commands,
-                    statistics_commands)
+                    statistics_commands, courts)
+
+
+@hookimpl
+def restrike_addoption(parser):
+    """``--court NAME`` (see ``options``)."""
+    options.add_options(parser)
 
 
 @hookimpl
@@ -49,8 +64,11 @@ def restrike_startup(app):
     except pydantic.ValidationError as exc:
         raise section_error(exc, EXTENSION) from None
     path = Path(app.settings.data_dir) / DB_FILE
+    notifier = courts.start_notifier(app)
     app.extensions[EXTENSION] = DatabaseService.open(
-        path, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app))
+        path, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app),
+        on_commit=courts.change_source(notifier))
+    log.info("court %r", config.court)
 
 
 @hookimpl
@@ -59,6 +77,7 @@ def restrike_shutdown(app):
     service = app.extensions.pop(EXTENSION, None)
     if service is not None:
         service.close()
+    courts.stop_notifier(app)
 
 
 @hookimpl

@@ -28,7 +28,7 @@ EVENT_INTO = (
     "INSERT INTO pss_events_v2 (id, session_id, match_id, round_id, timestamp, raw_data, "
     "parsed_data, event_sequence, processing_time_ms, created_at, tournament_id, "
     "tournament_day_id, event_type_id, is_valid, error_message, recognition_status, "
-    "protocol_version, parser_confidence, validation_errors) "
+    "protocol_version, parser_confidence, validation_errors, datagram_index) "
 )
 _DETAIL_INTO = (
     "INSERT INTO pss_event_details (event_id, created_at, detail_key, detail_value, detail_type) "
@@ -62,6 +62,7 @@ class EventRow(NamedTuple):
     raw_data: str
     parsed_data: str
     event_sequence: int
+    datagram_index: int  # the message's place in its datagram (the natural key's last part)
     processing_time_ms: float  # -1: none
     tournament_id: int  # 0: none
     tournament_day_id: int  # 0: none
@@ -306,12 +307,12 @@ def _select_values(select: str, values: int) -> str:
 # '0': text never equals an integer in SQLite). The batch's created_at is the head value.
 _EVENTS = Many(
     EVENT_INTO + "SELECT " + _select_values(
-        "{0}, {1}, NULLIF({2}, 0), NULLIF({3}, 0), {4}, {5}, {6}, {7}, NULLIF({8}, -1), {c}, "
-        "NULLIF({9}, 0), NULLIF({10}, 0), {11}, {12}, NULLIF({13}, 0), "
-        "CASE {14} WHEN 0 THEN 'recognized' WHEN 1 THEN 'invalid' WHEN 2 THEN 'unknown' END, "
-        f"'{PROTOCOL_VERSION}', {{15}}, NULLIF({{16}}, 0)", len(EventRow._fields))
+        "{0}, {1}, NULLIF({2}, 0), NULLIF({3}, 0), {4}, {5}, {6}, {7}, NULLIF({9}, -1), {c}, "
+        "NULLIF({10}, 0), NULLIF({11}, 0), {12}, {13}, NULLIF({14}, 0), "
+        "CASE {15} WHEN 0 THEN 'recognized' WHEN 1 THEN 'invalid' WHEN 2 THEN 'unknown' END, "
+        f"'{PROTOCOL_VERSION}', {{16}}, NULLIF({{17}}, 0), {{8}}", len(EventRow._fields))
     + " FROM (VALUES {rows}) AS v",
-    17,
+    18,
 )
 # A detail row (DetailRow's values); the batch's created_at is the head value.
 _DETAILS = Many(

@@ -21,6 +21,9 @@ Conventions:
 - the archive tables ``pss_events_v2_archive`` and ``pss_event_details_archive`` have exactly the
   columns of ``pss_events_v2`` and ``pss_event_details`` (same names, same order) and no foreign
   keys, so archival is ``INSERT INTO x_archive SELECT * FROM x WHERE ...``;
+- ``court`` (``udp_server_sessions``, ``pss_matches``, version 8) names the court whose instance
+  wrote the row; ``(session_id, event_sequence, datagram_index)`` is unique (an event's natural
+  key: session ids are UUIDs, unique across courts);
 - ``pss_scores.event_id`` and ``pss_warnings.event_id`` have no foreign key on purpose: the event
   they name may live in the main table or, after archival, in the archive table (same id).
 """
@@ -440,6 +443,34 @@ _V7 = (
     ) WITHOUT ROWID""",
 )
 
+# Version 8: courts (issue 13). ``court`` on ``udp_server_sessions`` and ``pss_matches`` names
+# the court (``--court``) whose instance wrote the row; an event belongs to its session's court.
+# Rows written before this version have no court (NULL). ``datagram_index`` is the message's
+# place in its datagram (``IngestedEvent.index``, so far only the ``index`` detail row), filled
+# from that detail for the events already stored. The natural key of an event is (court,
+# session, datagram sequence, index in datagram); session ids are random UUIDs, unique across
+# courts and instances, so the UNIQUE index on (session_id, event_sequence, datagram_index) is
+# that key: a batch stored twice (a retry after a reconnect) cannot store an event twice.
+# Events without a datagram_index (NULL: written by hand, cloned by the benchmark) are not
+# constrained (NULLs are distinct in a UNIQUE index, on SQLite and PostgreSQL alike). The archive
+# tables get the same column at the same place (archival is INSERT ... SELECT *).
+_V8 = (
+    "ALTER TABLE udp_server_sessions ADD COLUMN court TEXT",
+    "ALTER TABLE pss_matches ADD COLUMN court TEXT",
+    "ALTER TABLE pss_events_v2 ADD COLUMN datagram_index INTEGER",
+    "ALTER TABLE pss_events_v2_archive ADD COLUMN datagram_index INTEGER",
+    *(f"""UPDATE {events} SET datagram_index = (
+        SELECT CAST(d.detail_value AS INTEGER) FROM {details} d
+        WHERE d.event_id = {events}.id AND d.detail_key = 'index')"""
+      for events, details in (("pss_events_v2", "pss_event_details"),
+                              ("pss_events_v2_archive", "pss_event_details_archive"))),
+    ("CREATE UNIQUE INDEX idx_pss_events_v2_natural ON pss_events_v2 "
+     "(session_id, event_sequence, datagram_index)"),
+    # get_courts: the courts and their newest session, the newest match of a court.
+    "CREATE INDEX idx_udp_server_sessions_court ON udp_server_sessions (court, started_at)",
+    "CREATE INDEX idx_pss_matches_court ON pss_matches (court, id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
     Migration(2, "pss_event_details with a CHECK that is cheap per inserted row", _V2),
@@ -448,6 +479,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "the match index covers a match's event list", _V5),
     Migration(6, "recorded_videos and recorded_video_events: instant replay clips", _V6),
     Migration(7, "statistics: cached per-match, per-athlete and per-minute aggregates", _V7),
+    Migration(8, "courts: the court of sessions and matches, the natural key of events", _V8),
 )
 """Every schema step, in order. Add a step; never edit one that has shipped."""
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .archive import AutoArchiver
 from .clips import ClipStore
+from .court import court_name, default_court
 from .maintenance import Synchronous, connect_writer
 from .migrations import SchemaTooNew, apply_migrations
 from .pool import ConnectionPool
@@ -67,6 +68,16 @@ class DatabaseConfig(BaseModel):
     """At shutdown, how long the writer keeps retrying a failing write before giving up."""
     auto_archive_days: int | None = Field(None, ge=1)
     """Archive events older than this many days automatically (None: never)."""
+    court: str = Field(default_factory=default_court)
+    """The court this instance serves (``--court``): stored with every UDP session and match
+    it writes; 1-64 printable characters; default the host name."""
+    courts_silent_after: float = Field(30.0, gt=0, le=3600)
+    """``get_courts``: a court with no event for this many seconds is ``silent``."""
+
+    @field_validator("court", mode="before")
+    @classmethod
+    def _court_name(cls, value):
+        return court_name(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseConfig:
@@ -96,7 +107,8 @@ class DatabaseService(ClipStore):
     @classmethod
     def open(cls, path: Path, config: DatabaseConfig | None = None, *,
              as_job: Callable[[str, Callable[[], int]], int] | None = None,
-             progress: Callable[[str, int, int], None] | None = None) -> DatabaseService:
+             progress: Callable[[str, int, int], None] | None = None,
+             on_commit: Callable[[], None] | None = None) -> DatabaseService:
         """Open (or create) the database file, migrate it, start the writer and the pool.
 
         A damaged file is moved aside to ``<name>.corrupt-<UTC time>`` and a fresh one started
@@ -106,6 +118,8 @@ class DatabaseService(ClipStore):
         ``as_job(name, work)`` runs the automatic archival in the host's one job slot
         (``app.jobs.run``), so it never overlaps an archive command; ``progress(operation,
         done, total)`` is told its chunks. Without them (tests) it just runs on the writer.
+        ``on_commit()`` is called on the writer thread after every committed batch of data
+        (``courts.py``: the Courts screen's "something changed" signal); it must not block.
         """
         config = config or DatabaseConfig()
         path = Path(path)
@@ -129,7 +143,8 @@ class DatabaseService(ClipStore):
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             queue_max_bytes=config.queue_max_bytes,
-                            batch_max_events=config.batch_max_events)
+                            batch_max_events=config.batch_max_events, court=config.court,
+                            on_commit=on_commit)
             writer.set_context(*restored_context(conn))
         except BaseException:
             conn.close()

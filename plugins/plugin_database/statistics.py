@@ -775,11 +775,16 @@ def match_filter(tournament_id: int | None, day_id: int | None,
 
 
 def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
-                          day_id: int | None, now: str | None = None) -> dict:
+                          day_id: int | None, now: str | None = None,
+                          court: str | None = None) -> dict:
     """``get_tournament_statistics``'s answer (see the command). Aggregated by SQL (a day of
     thousands of matches is a few index scans), the last hour's rates from
-    ``stat_event_rates``."""
-    where, params = match_filter(tournament_id, day_id, "m.")
+    ``stat_event_rates``; ``court``: only the matches of that court (``pss_matches.court``)."""
+    where, ids = match_filter(tournament_id, day_id, "m.")
+    params: list[int | str] = list(ids)
+    if court is not None:
+        where.append("m.court = ?")
+        params.append(court)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     finished_clause = ("WHERE " + " AND ".join([*where, "m.status = 'finished'"]))
     now = now or now_iso()

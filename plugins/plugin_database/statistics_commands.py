@@ -207,11 +207,11 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
         p90, count} (load to end of finished matches), win_types {type: count},
         technique_mix {punch..technical_head}, penalties, penalties_per_match, event_rates
         {since, per_court {court: [{minute, events}]}}}`` (events per minute over the last
-        hour, for trend charts). A court is named by its sender's address (``ip:port``) until
-        courts get their own column: ``court`` is accepted and checked but filters nothing
-        yet."""
+        hour, for trend charts). ``court`` keeps only the matches of that court (``--court``
+        of the instance that stored them); ``per_court`` still names a court by its sender's
+        address (``ip:port``)."""
         with get_service().pool.connection() as conn:
-            return statistics.tournament_statistics(conn, tournament_id, day_id)
+            return statistics.tournament_statistics(conn, tournament_id, day_id, court=court)
 
     @runs_as_job
     def rebuild_statistics() -> dict:

@@ -53,7 +53,8 @@ _COLOUR_COLUMNS = ("blue_bg", "blue_fg", "red_bg", "red_fg")
 
 _INSERT_MATCH = (
     "INSERT INTO pss_matches (session_id, source_ip, source_port, tournament_id, "
-    "tournament_day_id, status, loaded_at, updated_at) VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?)"
+    "tournament_day_id, status, loaded_at, updated_at, court) "
+    "VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?)"
 )
 
 
@@ -146,9 +147,11 @@ class _Undo:
 
 
 class MatchTracker:
-    """Current match per source; ``place`` is called for every event, in arrival order."""
+    """Current match per source; ``place`` is called for every event, in arrival order.
+    Every match it starts is stored with ``court`` (the instance's ``--court``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, court: str | None = None) -> None:
+        self._court = court
         self._current: dict[tuple, TrackedMatch] = {}
         # Matches a new one replaced before their last changes were written (a FightLoaded in
         # the same batch as the end of the previous match): written by the next dirty_rows.
@@ -243,7 +246,7 @@ class MatchTracker:
     def _new_match(self, cur, key: tuple, at: str, context: tuple) -> TrackedMatch:
         session_id, source_ip, source_port = key
         cur.execute(_INSERT_MATCH, (session_id, source_ip, source_port, context[0], context[1],
-                                    at, at))
+                                    at, at, self._court))
         state = TrackedMatch(cur.lastrowid)
         previous = self._current.get(key)
         if previous is not None and (previous.dirty or any(

@@ -134,6 +134,8 @@ class Writer:
         batch_max_events: int = 1_000,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
+        court: str | None = None,
+        on_commit: Callable[[], None] | None = None,
     ):
         if queue_max_events < 1 or batch_max_events < 1 or queue_max_bytes < 1:
             raise ValueError("queue_max_events, queue_max_bytes and batch_max_events must be >= 1")
@@ -143,7 +145,8 @@ class Writer:
         self._batch_max = batch_max_events
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._store = BatchStore(conn, self._note_error)
+        self._store = BatchStore(conn, self._note_error, court=court)
+        self._on_commit = on_commit  # told after each committed batch (courts.py), never blocks
         self._context: tuple = _NO_CONTEXT
 
         lock = threading.Lock()
@@ -501,6 +504,11 @@ class Writer:
         for item in items:
             if isinstance(item, _Marker):
                 item.done.set()
+        if self._on_commit is not None:
+            try:
+                self._on_commit()
+            except Exception:  # a listener's bug must not stop the writer
+                log.exception("the database commit listener failed")
 
     def _note_error(self, exc: BaseException) -> None:
         with self._cond:

@@ -1,8 +1,13 @@
 """The UDP plugin's command-line options (``restrike_addoption``) and its start-only keys.
 
 ``--udp-bind``/``--udp-port`` land in ``config["udp"]`` as ``bind``/``port`` (winning over the
-config file and the settings saved from the UDP screen); ``--demo`` as ``demo``, a start-up
-switch that is not one of the saved ``UdpSettings``.
+config file and the settings saved from the UDP screen); ``--demo`` as ``demo`` and ``--no-udp``
+as ``off``, start-up switches that are not saved ``UdpSettings``.
+
+``--no-udp`` belongs to this plugin, not to the host: the plugin still loads (its commands
+answer, the UDP screen says why nothing arrives) but binds no socket, and ``start_udp_server``
+and the simulator are refused as ``unavailable``. A host-level "disable plugin X" would leave
+the UI calling commands that no longer exist.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from restrike.host.options import port_number
 from .settings import UdpSettings
 
 SECTION = "udp"
-START_ONLY = ("demo",)
+START_ONLY = ("demo", "off")
 """Keys of the section that are start-up switches, not ``UdpSettings`` fields."""
 
 
@@ -43,6 +48,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--demo", dest="udp.demo", action="store_true", default=argparse.SUPPRESS,
                        help="start the built-in simulated match feed against our own port "
                             "(default: off)")
+    group.add_argument("--no-udp", dest="udp.off", action="store_true",
+                       default=argparse.SUPPRESS,
+                       help="receive no PSS feed: bind no UDP port (a results desk that only "
+                            "shows the courts of the database; default: receive)")
+
+
+def udp_off(app_settings) -> bool:
+    """Whether ``--no-udp`` (or ``"off": true`` in the config file's udp section) was given."""
+    value = (app_settings.config.get(SECTION) or {}).get("off", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"udp.off: must be true or false, not {value!r}")
+    return value
 
 
 def demo_requested(app_settings) -> bool:

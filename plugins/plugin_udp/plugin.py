@@ -14,7 +14,7 @@ from .service import service_of
 
 @hookimpl
 def restrike_addoption(parser):
-    """``--udp-bind``, ``--udp-port`` and ``--demo`` (see ``options``)."""
+    """``--udp-bind``, ``--udp-port``, ``--demo`` and ``--no-udp`` (see ``options``)."""
     options.add_options(parser)
 
 
@@ -23,6 +23,7 @@ def restrike_register_commands(register, app):
     try:
         service_of(app)  # reads and validates the settings: a bad config section fails here
         options.demo_requested(app.settings)
+        options.udp_off(app.settings)
     except ValidationError as exc:
         raise section_error(exc, options.SECTION) from None
     for name, function in commands(app).items():

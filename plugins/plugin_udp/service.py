@@ -28,7 +28,7 @@ from restrike.pss.session import UdpSession
 
 from . import simulator
 from .live import LiveFeed, ui_event
-from .options import demo_requested
+from .options import demo_requested, udp_off
 from .receiver import BindError, Receiver, open_socket
 from .settings import UdpSettings, apply_update, changed_fields, save_settings, settings_from_app
 
@@ -38,6 +38,8 @@ PUSH_EVENTS_PER_DELIVERY = 250
 """Events a page gets per push delivery (30 a second at most): more than a table can show."""
 DEMO_SPEED = 1.0
 """The ``--demo`` feed runs in real time (one clock tick per second), as a real court would."""
+OFF_MESSAGE = ("this instance receives no PSS feed (--no-udp): it shows what the courts "
+               "store in the database")
 _DISK_FULL = frozenset((errno.ENOSPC, errno.EDQUOT))  # no space left (on the disk, in a quota)
 
 
@@ -71,10 +73,13 @@ class UdpService:
     # ----------------------------------------------------------------------------- server
 
     def start(self) -> str:
-        """Start receiving (a new session); idempotent. Raises ``Unavailable`` if it cannot."""
+        """Start receiving (a new session); idempotent. Raises ``Unavailable`` if it cannot,
+        or when this instance runs with ``--no-udp``."""
         with self._lock:
             if self.status == "Running":
                 return self.status
+            if udp_off(self.app.settings):
+                raise Unavailable(OFF_MESSAGE)
             self._start_locked()
             return self.status
 
@@ -327,6 +332,10 @@ class UdpService:
     # ------------------------------------------------------------------------ lifecycle
 
     def startup(self) -> None:
+        if udp_off(self.app.settings):
+            self.error = OFF_MESSAGE  # the UDP screen says why nothing arrives
+            log.info("UDP ingest is off (--no-udp): no UDP port bound")
+            return
         if self.settings.autostart:
             try:
                 self.start()

@@ -182,7 +182,7 @@ def settings_from_app(app_settings) -> StartSettings:
     logged, reported in ``problem`` and ignored.
     """
     section = {key: value for key, value in (app_settings.config.get("udp", {}) or {}).items()
-               if key not in ("demo",)}  # a start-up switch (options.START_ONLY), not a setting
+               if key not in ("demo", "off")}  # start-up switches (options.START_ONLY)
     default = UdpSettings(**section)  # a bad section is the operator's error: raise it as such
     saved = saved_settings(app_settings.data_dir)
     if not saved:

@@ -15,13 +15,18 @@ from restrike.pss.ingested import ingest_datagram
 DATABASE_ONLY = (("database", "restrike.plugins.plugin_database.plugin"),)
 
 
+# The receiver numbers a session's datagrams once, whatever their sender: Feeds of one session
+# share its counter (an event's natural key is session, datagram sequence, index in datagram).
+_SEQUENCES: dict[str, itertools.count] = {}
+
+
 class Feed:
     """Builds ``IngestedEvent`` batches like the UDP plugin does: one sequence per session."""
 
     def __init__(self, session_id: str = "session-1", source: tuple[str, int] = ("10.0.0.5", 50000)):
         self.session_id = session_id
         self.source = source
-        self._seq = itertools.count(1)
+        self._seq = _SEQUENCES.setdefault(session_id, itertools.count(1))
 
     def datagram(self, data: str | bytes, source: tuple[str, int] | None = None) -> list:
         """The events of one datagram."""

@@ -439,6 +439,16 @@ def test_unknown_match_and_athlete_are_not_found(db_app):
         assert (err.value.type, err.value.field) == ("not_found", field)
 
 
+UNDO_VERSION_8 = (
+    "DROP INDEX idx_pss_events_v2_natural", "DROP INDEX idx_udp_server_sessions_court",
+    "DROP INDEX idx_pss_matches_court", "ALTER TABLE udp_server_sessions DROP COLUMN court",
+    "ALTER TABLE pss_matches DROP COLUMN court",
+    "ALTER TABLE pss_events_v2 DROP COLUMN datagram_index",
+    "ALTER TABLE pss_events_v2_archive DROP COLUMN datagram_index",
+)
+"""What takes a file of schema version 8 back to version 7 (courts, tests only)."""
+
+
 def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp_path, feed):
     path = tmp_path / "old.db"
     service = open_db(path)
@@ -449,7 +459,9 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                 "AND name LIKE 'stat\\_%' ESCAPE '\\'").fetchall():
         conn.execute(f"DROP TABLE {name}")
-    conn.execute("DELETE FROM schema_version WHERE version = 7")
+    conn.execute("DELETE FROM schema_version WHERE version >= 7")
+    for statement in UNDO_VERSION_8:
+        conn.execute(statement)
     conn.commit()
     conn.close()
     service = open_db(path)

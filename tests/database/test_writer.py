@@ -149,7 +149,7 @@ def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, 
     db = open_db(queue_max_events=1000)
     release, blocker = occupy_writer(db)
     batch = feed.events(["clk;1:00\r\n"] * 400)
-    accepted = [db.writer.submit(batch) for _ in range(4)]  # the writer is busy: 1600 > 1000
+    accepted = [db.writer.submit(again(batch, n)) for n in range(4)]  # the writer is busy: 1600 > 1000
     assert accepted == [True, True, False, False]
     stats = db.writer.stats()
     assert stats["dropped"] == 800 and stats["dropped_batches"] == 2 and stats["pending"] == 800
@@ -165,7 +165,7 @@ def test_a_queue_full_by_bytes_drops_whole_batches_and_counts_them(open_db, feed
     db, big = queue_of_two_batches(open_db, feed, "bytes")
     release, blocker = occupy_writer(db)
     assert len(big) == 8 and event_bytes(big) == 8 * (60_000 + EVENT_OVERHEAD)
-    accepted = [db.writer.submit(big) for _ in range(3)]
+    accepted = [db.writer.submit(again(big, n)) for n in range(3)]
     assert accepted == [True, True, False]
     stats = db.writer.stats()
     assert (stats["dropped"], stats["dropped_batches"], stats["full_bytes"]) == (8, 1, 1)
@@ -186,13 +186,20 @@ def queue_of_two_batches(open_db, feed, bound: str):
     return open_db(queue_max_bytes=1024 * 1024), feed.events(["x" * 60_000] * 8)
 
 
+def again(events: list, times: int = 1) -> list:
+    """The same messages once more, as later datagrams of the session (a real resend has new
+    sequence numbers; the same ones would be the same events, stored once)."""
+    return [dataclasses.replace(ev, seq=ev.seq + 1_000_000 * times) for ev in events]
+
+
 @pytest.mark.parametrize("bound", ["events", "bytes"])
 def test_a_full_queue_makes_submit_wait_for_room_while_the_writer_works(open_db, feed, bound):
     db, batch = queue_of_two_batches(open_db, feed, bound)
     release, blocker = occupy_writer(db)
-    assert db.writer.submit(batch, wait=30) and db.writer.submit(batch, wait=30)
+    assert db.writer.submit(batch, wait=30) and db.writer.submit(again(batch), wait=30)
     outcome: list = []
-    waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(batch, wait=30)))
+    third = again(batch, 2)
+    waiting = threading.Thread(target=lambda: outcome.append(db.writer.submit(third, wait=30)))
     waiting.start()
     wait_for(lambda: db.writer.stats()["waits"] == 1, 5, message="the third batch waits")
     assert outcome == [] and db.writer.stats()["pending"] == 2 * len(batch)
@@ -489,7 +496,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
     events += odd.datagram(b"pt2;\xff1;\r\nsc1;0;sc2;1\r\n")  # two messages, not UTF-8
     events += odd.events(['zz;\x01\x1f"\\é€😀\u2028;tab\there;', "Udp Port 6000 connected;"])
     store(db, events[:len(events) // 2])
-    store(db, events[len(events) // 2:] + events[:50])  # repeats: cache hits, new ids
+    store(db, events[len(events) // 2:] + again(events[:50]))  # repeats: cache hits, new ids
     events += events[:50]
     rows = read(db, "SELECT id, raw_data, parsed_data FROM pss_events_v2 ORDER BY id")
     assert [r[1] for r in rows] == [ev.raw for ev in events]
@@ -633,7 +640,7 @@ def test_two_models_with_the_same_raw_text_keep_their_own_fields(db, feed):
     (real,) = feed.events(["pt1;3;"])
     twin = dataclasses.replace(real, seq=real.seq + 1, event=Points(
         code="pt1", raw=real.raw, athlete=1, point_type=4))  # built by hand, not parsed
-    store(db, [real, twin, real])
+    store(db, [real, twin, *again([real])])
     points = read(db, "SELECT detail_value FROM pss_event_details WHERE detail_key = "
                       "'point_type' ORDER BY event_id")
     assert points == [("3",), ("4",), ("3",)]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 TIMEOUT = 30_000
 SIZES = [(1024, 700), (1600, 900)]
-SCREENS = ["events", "scoreboard", "udp", "database", "tournament", "replay"]
+SCREENS = ["events", "scoreboard", "udp", "database", "tournament", "replay", "courts"]
 
 
 def overlay_page(browser_app, query=""):
