@@ -13,7 +13,9 @@ On disk (``<data dir>/central-spool.db``)
     that broke a configured parser limit, for instance). A datagram's base64 (not UTF-8) is
     kept once per datagram, not once per message. ``maybe_written`` marks a batch whose write
     to the server failed in a way that leaves its fate unknown (the connection died during
-    COMMIT): before resending it the writer checks whether the server has it already.
+    COMMIT), and every batch an earlier process left (it may have died between the server's
+    commit and the delete here): before resending it the writer checks whether the server has
+    it already.
 
 What a power cut costs
     WAL journal with ``synchronous=FULL``: every append is fsynced before ``append`` returns,
@@ -221,8 +223,9 @@ class Spool:
         if row is None:
             return None
         id_, events, maybe, body = row
-        return Spooled(id_, decode(body, own=id_ >= self._first_own_id), events, bool(maybe),
-                       len(body))
+        own = id_ >= self._first_own_id
+        # An earlier process may have died between the server's commit and the delete here.
+        return Spooled(id_, decode(body, own=own), events, bool(maybe) or not own, len(body))
 
     def mark_maybe_written(self, id_: int) -> None:
         """Its write failed with its fate unknown: check the server before resending it."""

@@ -50,7 +50,8 @@ def test_batches_come_back_as_they_went_in_oldest_first(tmp_path):
     spool = Spool(tmp_path / SPOOL_FILE)  # read back by the next process
     assert spool.depth()["events"] == len(odd) + len(second[0].events)
     one = spool.oldest()
-    assert one is not None and not one.maybe_written
+    # an earlier process may have died between the server's commit and the delete
+    assert one is not None and one.maybe_written
     assert one.items[0] == Session(session)
     back = one.items[1]
     assert back.context == (3, 7) and back.size == first[1].size
@@ -75,7 +76,7 @@ def test_the_clock_reading_is_kept_within_one_process(tmp_path):
     events = Feed().events(["pt1;3"])
     assert spool.append([batch(events)], now_iso())
     back = spool.oldest()
-    assert back is not None and back.items[0].events == events
+    assert back is not None and back.items[0].events == events and not back.maybe_written
     spool.close()
 
 
