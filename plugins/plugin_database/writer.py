@@ -622,7 +622,7 @@ class Writer:
         self._retry_later(exc, first)
         if first:
             log.error("the central database cannot be reached (%s): batches go to the spool "
-                      "%s until it answers", exc, self._spool.path if self._spool else None)
+                      "%s until it answers", exc, getattr(self._spool, "path", None))
 
     def _retry_later(self, exc: BaseException, first: bool = False) -> None:
         with self._cond:
@@ -670,7 +670,6 @@ class Writer:
                     self._already_there += 1
                 log.warning("spooled batch %d (%d events) is on the server already: not sent "
                             "twice", spooled.id, spooled.events)
-                self._spool.delete(spooled)
                 self._forwarded_one(spooled, lost=0, written=False)
                 return
             try:
@@ -691,7 +690,6 @@ class Writer:
                             exc)
                 self._retry_later(exc)
             return
-        self._spool.delete(spooled)
         self._forwarded_one(spooled, lost, written=True)
 
     def _already_written(self, spooled: Spooled) -> bool:
@@ -704,6 +702,9 @@ class Writer:
             str(first.index), first.session_id, first.seq)).fetchone() is not None
 
     def _forwarded_one(self, spooled: Spooled, lost: int, written: bool) -> None:
+        """The server has the batch: the state says so first, then the spool forgets it (so
+        an empty spool is never seen with the server still marked unreachable)."""
+        assert self._spool is not None
         with self._cond:
             if written:
                 self._stored += spooled.events - lost
@@ -716,7 +717,8 @@ class Writer:
             recovered = self._down
             self._down = False
             self._unreachable_since = None
-            empty = not len(self._spool or ())
+        self._spool.delete(spooled)
+        empty = not len(self._spool)
         if recovered:
             log.warning("the central database answers again: forwarding the spool")
         if empty:

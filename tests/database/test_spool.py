@@ -169,3 +169,71 @@ def test_a_bound_too_small_is_refused(tmp_path, max_bytes):
     with pytest.raises(ValueError, match="max_bytes"):
         Spool(tmp_path / SPOOL_FILE, max_bytes)
 
+
+
+# -- the writer's store-and-forward, on real SQLite files ----------------------------------------
+# The engine is the same for every backend: here the "server" is an SQLite file made really full
+# (max_page_count, the real SQLITE_FULL path), and ``unreachable`` says that error is an outage.
+# A new connection stays full until ``space`` is set. The PostgreSQL outage itself (a real
+# server stopped with pg_ctl) is tests/reliability/test_central_outage.py's.
+
+
+def test_the_writer_spools_while_the_server_cannot_take_a_batch_then_forwards_in_order_once(
+        tmp_path):
+    import sqlite3
+    import threading
+
+    from restrike.plugins.plugin_database.maintenance import connect_writer, storage_full
+    from restrike.plugins.plugin_database.migrations import apply_migrations
+    from restrike.plugins.plugin_database.writer import Writer
+    from tests.conftest import wait_for
+
+    path = str(tmp_path / "server.db")
+    space = threading.Event()
+
+    def connect():
+        conn = connect_writer(path)
+        if not space.is_set():
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages}")
+        return conn
+
+    conn = connect_writer(path)
+    apply_migrations(conn)
+    spool = Spool(tmp_path / SPOOL_FILE)
+    writer = Writer(conn, spool=spool, connect=connect,
+                    unreachable=lambda exc: storage_full(exc) is not None).start()
+    try:
+        feed = Feed()
+        first = feed.events(["hel;"])
+        assert writer.submit(first) and writer.flush(10.0)
+        pages = writer.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        writer.run(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+        events = feed.events(match_datagrams() + [f"clk;1:{i % 60:02d}\r\n" for i in range(300)])
+        half = len(events) // 2
+        assert writer.submit(events[:half]) and writer.submit(events[half:])
+        assert writer.flush(10.0)  # acknowledged: spooled (fsynced), not held in memory
+        stats = writer.stats()["spool"]
+        assert stats["unreachable"] and stats["unreachable_since"]
+        assert stats["depth"]["events"] == len(events) and stats["dropped"] == 0
+        assert writer.stats()["held"] == 0
+        space.set()
+        wait_for(lambda: writer.stats()["spool"]["depth"]["events"] == 0, timeout=30,
+                 message="the spool forwarded")
+        stats = writer.stats()
+        assert not stats["spool"]["unreachable"]
+        assert stats["spool"]["forwarded"] == len(events) and stats["stored"] == len(events) + 1
+        check = sqlite3.connect(path)
+        raws = [r[0] for r in check.execute("SELECT raw_data FROM pss_events_v2 ORDER BY id")]
+        assert raws == [ev.raw for ev in first + events]  # in order, each once
+        # the match state followed the forwarded batches
+        assert check.execute("SELECT match_number, blue_score, red_warnings, winner "
+                             "FROM pss_matches").fetchall() == [("101", 4, 1, "blue")]
+        check.close()
+        # back on the direct path
+        more = feed.events(["pt1;3"])
+        assert writer.submit(more) and writer.flush(10.0)
+        assert writer.stats()["spool"]["spooled"] == len(events)
+    finally:
+        writer.close()
+
