@@ -79,6 +79,24 @@ const BY_TYPE = {
   internal_error: 'Something went wrong inside restrike, and nothing was changed. The log file has the details.',
 };
 
+/** error message -> sentence, for errors whose type alone says too little (checked first). */
+const BY_MESSAGE = [
+  [/central database unavailable/, 'The central database cannot be reached, so its data cannot be shown or changed now. The feed is still received and kept on this computer; try again when the connection is back.'],
+];
+
+/** The status line while the central database cannot be reached (stats.storage.spool), or ''. */
+export function centralStatus(spool, fmtNumber, fmtDateTime) {
+  if (!spool) return '';
+  const waiting = spool.depth?.events ?? 0;
+  const since = spool.last_success_at ? ` Last stored there: ${fmtDateTime(spool.last_success_at)}.` : '';
+  const full = spool.dropped ? ` ${fmtNumber(spool.dropped)} events could not be kept: the local spool is full.` : '';
+  if (spool.unreachable) {
+    return `Central database unreachable — ${fmtNumber(waiting)} events waiting on this computer.${since}${full}`;
+  }
+  if (waiting) return `Central database back — sending ${fmtNumber(waiting)} waiting events.${full}`;
+  return full.trim();
+}
+
 /** Date checks, and the pairs that must be in order (values as typed). */
 const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$/;
 const ORDER = {
@@ -130,6 +148,8 @@ export function describe(err, command) {
     const sentence = finer?.[1] ?? BY_KIND[kind]?.[type];
     if (sentence) return fill(sentence, values);
   }
+  const byMessage = BY_MESSAGE.find(([re]) => re.test(reason));
+  if (byMessage) return byMessage[1];
   if (BY_TYPE[type]) return BY_TYPE[type];
   return plain(reason, label);
 }

@@ -5,7 +5,7 @@
 // every second, and the top bar shows the server state); the chart is drawn only when visible.
 
 import { h, $, setText, runFor, poller, fmtNumber, fmtAgo, fmtDateTime, fillDl, toast } from './ui.js';
-import { describe } from './errors.js';
+import { describe, centralStatus } from './errors.js';
 
 const HISTORY = 300;  // seconds of chart
 let ctx;
@@ -34,6 +34,8 @@ function counters(stats) {
     queued: stats?.queue_depth,
     storageWaits: stats?.storage?.waits,
     held: stats?.storage?.held,
+    spooled: stats?.storage?.spool?.depth?.events,
+    spoolDropped: stats?.storage?.spool?.dropped,
     lost: stats?.storage?.lost,
     storageError: stats?.storage?.last_error ?? undefined,
     kernelDrops: stats?.kernel_drops ?? undefined,
@@ -71,6 +73,10 @@ function renderStatus(stats) {
   top.classList.toggle('pill-on', running && !sim);
   top.classList.toggle('pill-sim', running && sim);
   top.classList.toggle('pill-bad', !running);
+  const central = $('#central-banner');
+  const line = centralStatus(stats?.storage?.spool, fmtNumber, fmtDateTime);
+  setText(central, line);
+  central.hidden = !line;
   const banner = $('#udp-sim-banner');
   banner.hidden = !sim;
   if (sim && stats?.simulation) {
@@ -115,6 +121,8 @@ function renderCounters(stats) {
     ['Waiting to be parsed (backlog)', c.queued || undefined, 'queue_depth'],
     ['Times ingest waited for storage', c.storageWaits || undefined, 'storage_waits'],
     ['Held for a retry (write failed)', c.held || undefined, 'held'],
+    ['Waiting for the central database (kept on this computer)', c.spooled || undefined, 'spooled'],
+    ['Dropped (local spool full)', c.spoolDropped || undefined, 'spool_dropped'],
     ['Lost', c.lost || undefined, 'lost'],
     ['Kernel drops', c.kernelDrops, 'kernel_drops'],
     ['Refused sources', c.rejected, 'rejected'],

@@ -188,6 +188,12 @@ class BatchStore:
         rows.write_counters(cur)
         return lost
 
+    def use_connection(self, conn) -> None:
+        """Store on ``conn`` from now on: a new connection to the same database, in place of a
+        broken one (the match state and the caches stay)."""
+        self._conn = conn
+        self._foreign_keys_on = None
+
     def foreign_keys(self, on: bool | None) -> None:
         """Switch the connection's foreign key checks, only when they are not so already: a
         PRAGMA change makes SQLite re-prepare every statement, which for the batch INSERTs

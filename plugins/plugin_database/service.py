@@ -26,6 +26,7 @@ from .maintenance import Synchronous, connect_writer
 from .migrations import SchemaTooNew, apply_migrations
 from .pool import ConnectionPool
 from .recovery import close_interrupted_sessions, damage_of, is_damaged, move_aside, open_error
+from .spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from .tournaments import restored_context
 from .writer import Writer
 
@@ -78,6 +79,9 @@ class DatabaseConfig(BaseModel):
     @classmethod
     def _court_name(cls, value):
         return court_name(value) if isinstance(value, str) else value
+    spool_max_bytes: int = Field(DEFAULT_SPOOL_BYTES, ge=1024 * 1024, le=1024 ** 4)
+    """With a central database (PostgreSQL): bytes of batches the local spool keeps while the
+    server cannot be reached (``spool.py``); beyond it new batches are dropped and counted."""
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseConfig:

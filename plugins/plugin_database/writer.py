@@ -47,6 +47,26 @@ When a write fails (disk full, I/O error, locked file)
     processing fails is stored bare; one that cannot be stored even so is counted in ``lost``
     with ``last_error``. If the writer is closed while a batch is still held, what was not
     written is counted in ``lost`` and logged.
+
+When the central database cannot be reached (store-and-forward, PostgreSQL only)
+    With a ``spool`` (``spool.py``: a local SQLite file) and an ``unreachable(exc)`` test, a
+    batch whose write fails because the server cannot be reached (connection refused, lost,
+    closed, the server shutting down) is committed to the spool instead of being held, and
+    acknowledged (a ``flush`` returns True once it is spooled: a SIGKILL does not lose it).
+    While the spool is not empty every new batch goes there too, after it, so the order is
+    kept. The writer opens a new connection (``connect()``: a broken one stays broken) and
+    retries with the same backoff (50 ms doubling to 5 s); when the server answers it forwards
+    the spool oldest first, each spooled batch in its own transaction through ``BatchStore``
+    (the match state follows: it applies a batch only when the server committed it), deleting
+    it from the spool right after the commit, taking turns with spooling what arrives
+    meanwhile. Exactly once: a batch whose commit may or may not have happened (the connection
+    died during it, or the process died between the server's commit and the spool's delete)
+    is looked up by its first event's natural key before it is resent, and dropped if the
+    server has it. A full spool (``spool_max_bytes``) refuses new batches (counted in
+    ``spool.dropped``, logged at most every 5 s); spooled ones are never dropped. Closing
+    during an outage keeps the spool for the next start, which forwards it before anything new.
+    ``run`` functions that fail because the server cannot be reached raise ``Unavailable``
+    ("central database unavailable").
 """
 
 from __future__ import annotations
@@ -68,6 +88,7 @@ from restrike.pss.session import UdpSession
 
 from .batch import BatchStore, Events, Session
 from .maintenance import storage_full
+from .spool import Spool, Spooled
 from .transactions import rollback, transaction
 
 # transaction: where ``Writer.run`` functions have always found it (it lives in transactions.py)
@@ -76,6 +97,8 @@ __all__ = ["EVENT_OVERHEAD", "Writer", "event_bytes", "transaction"]
 log = logging.getLogger(__name__)
 
 _DROP_LOG_INTERVAL = 5.0
+UNAVAILABLE = "central database unavailable"
+"""The message of ``Unavailable`` when the central database cannot be reached."""
 _NO_CONTEXT = (None, None)
 
 EVENT_OVERHEAD = 1024
@@ -84,6 +107,13 @@ parsed pydantic model and their strings (a few hundred bytes each, measured with
 ``sys.getsizeof`` on the simulator's feed, rounded up)."""
 
 _RAW = operator.attrgetter("raw")
+
+# A spooled batch's first event, by its natural key (session, datagram sequence, index in it).
+_EVENT_EXISTS = (
+    "SELECT 1 FROM pss_events_v2 e JOIN pss_event_details d ON d.event_id = e.id "
+    "AND d.detail_key = 'index' AND d.detail_value = ? "
+    "WHERE e.session_id = ? AND e.event_sequence = ? LIMIT 1"
+)
 
 
 def event_bytes(events: list) -> int:
@@ -136,6 +166,9 @@ class Writer:
         retry_max: float = 5.0,
         court: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        spool: Spool | None = None,
+        connect: Callable[[], Any] | None = None,
+        unreachable: Callable[[BaseException], bool] | None = None,
     ):
         if queue_max_events < 1 or batch_max_events < 1 or queue_max_bytes < 1:
             raise ValueError("queue_max_events, queue_max_bytes and batch_max_events must be >= 1")
@@ -180,6 +213,20 @@ class Writer:
         self._last_error_at: str | None = None
         self._last_commit_at: str | None = None
         self._last_drop_log = float("-inf")
+
+        # store-and-forward (see the module docstring); only with a spool
+        self._spool = spool
+        self._connect = connect
+        self._unreachable = unreachable or (lambda exc: False)
+        self._reconnect = False  # the connection broke: open a new one before using it
+        self._down = False  # the last attempt found the server unreachable
+        self._unreachable_since: str | None = None
+        self._forward_turn = True  # spooling and forwarding take turns while both have work
+        self._spooled = self._spooled_batches = 0
+        self._forwarded = self._forwarded_batches = 0
+        self._spool_dropped = self._spool_dropped_batches = 0
+        self._already_there = 0  # spooled batches the server had already (not sent twice)
+        self._last_spool_drop_log = float("-inf")
         self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
 
     # -- the API other threads call ---------------------------------------------------------
@@ -341,7 +388,12 @@ class Writer:
         ``waits``/``waited_s`` (batches that waited for room, and how long in all: the feed was
         faster than the database), ``full_bytes`` (batches that found the queue full by its
         byte bound), ``lost`` (taken but never written), ``queue_max``, ``pending_bytes``,
-        ``queue_max_bytes``, ``last_error``, ``last_error_at``, ``last_commit_at``."""
+        ``queue_max_bytes``, ``last_error``, ``last_error_at``, ``last_commit_at``, and ``spool``
+        (None without one): its ``depth`` (``events``, ``batches``, ``bytes``, ``max_bytes``),
+        ``unreachable`` (the server could not be reached at the last attempt),
+        ``unreachable_since``, ``last_success_at`` (the last commit on the server),
+        ``spooled``/``forwarded``/``dropped`` events (and ``*_batches``), ``already_there``
+        (spooled batches the server turned out to have: not sent twice)."""
         with self._cond:
             return {
                 "stored": self._stored,
@@ -362,7 +414,26 @@ class Writer:
                 "last_error_at": self._last_error_at,
                 "last_commit_at": self._last_commit_at,
                 "shape_cache": self._store.shapes.stats(),
+                "spool": self._spool_stats(),
             }
+
+    def _spool_stats(self) -> dict | None:
+        # Called with the lock held.
+        if self._spool is None:
+            return None
+        return {
+            "depth": self._spool.depth(),
+            "unreachable": self._down,
+            "unreachable_since": self._unreachable_since,
+            "last_success_at": self._last_commit_at,
+            "spooled": self._spooled,
+            "spooled_batches": self._spooled_batches,
+            "forwarded": self._forwarded,
+            "forwarded_batches": self._forwarded_batches,
+            "dropped": self._spool_dropped,
+            "dropped_batches": self._spool_dropped_batches,
+            "already_there": self._already_there,
+        }
 
     # -- the writer thread --------------------------------------------------------------------
 
@@ -374,6 +445,8 @@ class Writer:
                     break
                 if kind == "call":
                     self._run_call(work)
+                elif kind == "forward":
+                    self._forward()
                 else:
                     self._write(work)
         except BaseException:
@@ -401,11 +474,16 @@ class Writer:
                     continue
                 if self._calls and (not self._data or self._calls[0][0] < self._data[0][0]):
                     return "call", self._calls.popleft()[1]
+                spooled = self._spool is not None and len(self._spool) > 0
+                now = time.monotonic()
+                if spooled and now >= self._retry_at and (self._forward_turn or not self._data):
+                    if not (self._closing and (self._down or now >= self._close_deadline)):
+                        return "forward", None
                 if self._data:
                     return "write", self._take_batch()
                 if self._closing:
-                    return "stop", None
-                self._cond.wait()
+                    return "stop", None  # a spool left is forwarded at the next start
+                self._cond.wait(self._retry_at - now if spooled else None)
 
     def _take_batch(self) -> list:
         # Called with the lock held: data items up to the next call, at most batch_max events.
@@ -434,6 +512,8 @@ class Writer:
         if not call.future.set_running_or_notify_cancel():
             return
         try:
+            if self._reconnect and not self._connect_again():
+                raise Unavailable(UNAVAILABLE)
             self._store.foreign_keys(True)
             self._store.foreign_keys(None)  # fn may change them: set again before the next batch
             result = call.fn(self._conn)
@@ -441,6 +521,12 @@ class Writer:
                 self._conn.execute("ROLLBACK")
                 raise RuntimeError("the function left a transaction open; it was rolled back")
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            if self._spool is not None and self._unreachable(exc):
+                self._reconnect = True
+                log.warning("a database change failed, the central database cannot be reached: "
+                            "%s", exc)
+                call.future.set_exception(Unavailable(UNAVAILABLE))
+                return
             if self._conn.in_transaction:
                 rollback(self._conn)
             full = storage_full(exc)  # the caller's typed error; the log says what happened
@@ -456,20 +542,191 @@ class Writer:
                 item.done.set()
             return
         count = sum(_event_count(item) for item in items)
+        if self._spool is not None and (self._down or len(self._spool)):
+            self._to_spool(items, count, maybe_written=False)  # behind what waits there
+            return
         try:
+            if self._reconnect and not self._connect_again():
+                self._to_spool(items, count, maybe_written=False)
+                return
             lost = self._store.write(items, safe=False)
         except sqlite3.OperationalError as exc:
-            self._hold(items, count, exc)
+            if not self._spool_instead(items, count, exc):
+                self._hold(items, count, exc)
             return
         except Exception as exc:
+            if self._spool_instead(items, count, exc):
+                return
             log.exception("database batch of %d events failed; storing them one by one", count)
             self._note_error(exc)
             try:
                 lost = self._store.write(items, safe=True)
             except sqlite3.OperationalError as again:
-                self._hold(items, count, again)
+                if not self._spool_instead(items, count, again):
+                    self._hold(items, count, again)
+                return
+            except Exception as again:
+                if not self._spool_instead(items, count, again):
+                    raise
                 return
         self._committed(items, count, lost)
+
+    # -- store-and-forward (writer thread) ------------------------------------------------------
+
+    def _spool_instead(self, items: list, count: int, exc: BaseException) -> bool:
+        """Spool a batch whose write failed because the server cannot be reached (it may have
+        committed: the connection can die during COMMIT). False for any other failure."""
+        if self._spool is None or not self._unreachable(exc):
+            return False
+        self._went_down(exc)
+        self._to_spool(items, count, maybe_written=True)
+        return True
+
+    def _to_spool(self, items: list, count: int, maybe_written: bool) -> None:
+        assert self._spool is not None
+        try:
+            kept = self._spool.append(items, now_iso(), maybe_written)
+        except sqlite3.Error as exc:  # the local disk: held in memory and retried, as ever
+            self._hold(items, count, exc)
+            return
+        should_log = False
+        with self._cond:
+            self._in_flight = self._in_flight_bytes = 0
+            self._held, self._held_events = None, 0
+            self._forward_turn = True
+            if kept:
+                self._spooled += count
+                self._spooled_batches += 1
+            else:
+                self._spool_dropped += count
+                self._spool_dropped_batches += 1
+                now = time.monotonic()
+                should_log = now - self._last_spool_drop_log >= _DROP_LOG_INTERVAL
+                if should_log:
+                    self._last_spool_drop_log = now
+            depth = self._spool.depth()
+            totals = (self._spool_dropped, self._spool_dropped_batches)
+        if should_log:
+            log.error("the spool is full (%d of %d bytes, %d events waiting for the central "
+                      "database): a batch of %d events was dropped (dropped so far: %d events "
+                      "in %d batches)", depth["bytes"], depth["max_bytes"], depth["events"],
+                      count, *totals)
+        for item in items:
+            if isinstance(item, _Marker):
+                item.done.set()
+
+    def _went_down(self, exc: BaseException) -> None:
+        with self._cond:
+            first = not self._down
+            self._down = True
+            self._reconnect = True
+            if first:
+                self._unreachable_since = now_iso()
+        self._retry_later(exc, first)
+        if first:
+            log.error("the central database cannot be reached (%s): batches go to the spool "
+                      "%s until it answers", exc, getattr(self._spool, "path", None))
+
+    def _retry_later(self, exc: BaseException, first: bool = False) -> None:
+        with self._cond:
+            first = first or self._retry_delay == 0.0
+            self._retry_delay = (self._retry_initial if first
+                                 else min(self._retry_delay * 2, self._retry_max))
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._failed_writes += 1
+        self._note_error(exc)
+
+    def _connect_again(self) -> bool:
+        """Open a new writing connection in place of the broken one; False if the server still
+        cannot be reached (the next attempt is scheduled)."""
+        assert self._connect is not None
+        try:
+            conn = self._connect()
+        except Exception as exc:
+            if not self._unreachable(exc):
+                log.exception("opening a new connection to the central database failed")
+            self._went_down(exc)
+            return False
+        try:
+            self._conn.close()
+        except Exception:  # it is broken already
+            log.debug("closing the broken connection failed", exc_info=True)
+        self._conn = conn
+        self._store.use_connection(conn)
+        self._reconnect = False
+        return True
+
+    def _forward(self) -> None:
+        """Forward the oldest spooled batch to the server (see the module docstring)."""
+        assert self._spool is not None
+        with self._cond:
+            self._forward_turn = False
+        if self._reconnect and not self._connect_again():
+            return
+        spooled = self._spool.oldest()
+        if spooled is None:
+            return
+        lost = 0
+        try:
+            if spooled.maybe_written and self._already_written(spooled):
+                with self._cond:
+                    self._already_there += 1
+                log.warning("spooled batch %d (%d events) is on the server already: not sent "
+                            "twice", spooled.id, spooled.events)
+                self._forwarded_one(spooled, lost=0, written=False)
+                return
+            try:
+                lost = self._store.write(spooled.items, safe=False)
+            except Exception as exc:
+                if self._unreachable(exc) or isinstance(exc, sqlite3.OperationalError):
+                    raise
+                log.exception("forwarding spooled batch %d failed; storing its events one by "
+                              "one", spooled.id)
+                self._note_error(exc)
+                lost = self._store.write(spooled.items, safe=True)
+        except Exception as exc:  # noqa: BLE001 - it stays spooled; retried with a backoff
+            if self._unreachable(exc):
+                self._spool.mark_maybe_written(spooled.id)
+                self._went_down(exc)
+            else:
+                log.warning("forwarding spooled batch %d failed (%s); retrying", spooled.id,
+                            exc)
+                self._retry_later(exc)
+            return
+        self._forwarded_one(spooled, lost, written=True)
+
+    def _already_written(self, spooled: Spooled) -> bool:
+        """Whether the server has the batch (it is atomic: its first event tells)."""
+        first = next((item.events[0] for item in spooled.items
+                      if isinstance(item, Events) and item.events), None)
+        if first is None:
+            return False  # session records only: writing them again changes nothing
+        return self._conn.execute(_EVENT_EXISTS, (
+            str(first.index), first.session_id, first.seq)).fetchone() is not None
+
+    def _forwarded_one(self, spooled: Spooled, lost: int, written: bool) -> None:
+        """The server has the batch: the state says so first, then the spool forgets it (so
+        an empty spool is never seen with the server still marked unreachable)."""
+        assert self._spool is not None
+        with self._cond:
+            if written:
+                self._stored += spooled.events - lost
+                self._lost += lost
+                self._batches += 1
+                self._last_commit_at = now_iso()
+            self._forwarded += spooled.events - lost
+            self._forwarded_batches += 1
+            self._retry_delay = 0.0
+            recovered = self._down
+            self._down = False
+            self._unreachable_since = None
+        self._spool.delete(spooled)
+        empty = not len(self._spool)
+        if recovered:
+            log.warning("the central database answers again: forwarding the spool")
+        if empty:
+            log.warning("the spool is forwarded: %d events in %d batches since the start",
+                        self._forwarded, self._forwarded_batches)
 
     def _hold(self, items: list, count: int, exc: Exception) -> None:
         with self._cond:
@@ -540,4 +797,6 @@ class Writer:
         except sqlite3.Error:
             log.debug("PRAGMA optimize at close failed", exc_info=True)
         self._conn.close()
+        if self._spool is not None:
+            self._spool.close()  # what it holds is forwarded at the next start
         self._closed = True
