@@ -17,7 +17,13 @@ DATABASE_ONLY = (("database", "restrike.plugins.plugin_database.plugin"),)
 
 # The receiver numbers a session's datagrams once, whatever their sender: Feeds of one session
 # share its counter (an event's natural key is session, datagram sequence, index in datagram).
+# Per test (reset by ``_fresh_sequences``), so no test depends on which ran before it.
 _SEQUENCES: dict[str, itertools.count] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sequences():
+    _SEQUENCES.clear()
 
 
 class Feed:
