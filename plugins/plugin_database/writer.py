@@ -55,7 +55,6 @@ import collections
 import concurrent.futures
 import logging
 import operator
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +65,7 @@ from restrike.host.errors import Unavailable
 from restrike.host.timeutil import now_iso
 from restrike.pss.session import UdpSession
 
+from .backend import Error, OperationalError
 from .batch import BatchStore, Events, Session
 from .maintenance import storage_full
 from .transactions import rollback, transaction
@@ -106,7 +106,7 @@ class _Marker:
 
 @dataclass(slots=True)
 class _Call:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[Any], Any]
     future: concurrent.futures.Future
 
 
@@ -127,7 +127,7 @@ class Writer:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         *,
         queue_max_events: int = 100_000,
         queue_max_bytes: int = 128 * 1024 * 1024,
@@ -253,7 +253,7 @@ class Writer:
             self._data.append((self._seq, Session(session)))
             self._cond.notify()
 
-    def run(self, fn: Callable[[sqlite3.Connection], Any], timeout: float | None = None) -> Any:
+    def run(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
         """Run ``fn(conn)`` on the writer thread and return its result (or raise its exception).
 
         ``conn`` is the writing connection in autocommit mode, foreign keys on: ``fn`` opens
@@ -455,7 +455,7 @@ class Writer:
         count = sum(_event_count(item) for item in items)
         try:
             lost = self._store.write(items, safe=False)
-        except sqlite3.OperationalError as exc:
+        except OperationalError as exc:
             self._hold(items, count, exc)
             return
         except Exception as exc:
@@ -463,7 +463,7 @@ class Writer:
             self._note_error(exc)
             try:
                 lost = self._store.write(items, safe=True)
-            except sqlite3.OperationalError as again:
+            except OperationalError as again:
                 self._hold(items, count, again)
                 return
         self._committed(items, count, lost)
@@ -529,7 +529,7 @@ class Writer:
             marker.done.set()
         try:
             self._conn.execute("PRAGMA optimize")  # SQLite's advice for closing a connection
-        except sqlite3.Error:
+        except Error:
             log.debug("PRAGMA optimize at close failed", exc_info=True)
         self._conn.close()
         self._closed = True
