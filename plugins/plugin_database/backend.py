@@ -143,3 +143,20 @@ def table_exists(conn, name: str) -> bool:
     return conn.execute(spelled(
         conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"),
         (name,)).fetchone() is not None
+
+
+def columns_of(conn, table: str) -> list[str]:
+    """The column names of ``table`` in order ([] when it does not exist)."""
+    if is_postgres(conn):
+        return [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = ? ORDER BY ordinal_position", (table,))]
+    return [row[1] for row in conn.execute(
+        "SELECT * FROM pragma_table_info(?)", (table,)).fetchall()]
+
+
+def references(conn, child: str, parent: str) -> bool:
+    """Whether a foreign key of table ``child`` refers to table ``parent`` (PostgreSQL)."""
+    return conn.execute(
+        "SELECT 1 FROM pg_constraint WHERE contype = 'f' AND conrelid = to_regclass(?) "
+        "AND confrelid = to_regclass(?)", (child, parent)).fetchone() is not None
