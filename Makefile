@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 APT_TEST := xvfb xauth chromium libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 \
             libxcb-xkb1 libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0 \
             libnss3 libasound2 libegl1 libgl1 libdbus-1-3 libfontconfig1 fonts-dejavu-core \
-            obs-studio ffmpeg mpv
+            obs-studio ffmpeg mpv postgresql
 APT_RUN  := libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-xkb1 \
             libxcb-render-util0 libxcb-image0 libxcb-shape0 libxcb-randr0 libnss3 libasound2 \
             libegl1 libgl1 libdbus-1-3 libfontconfig1

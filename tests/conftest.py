@@ -44,6 +44,28 @@ def pw():
         yield playwright
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server for the test session (``tests/pg_server.py``), with a
+    migrated template: ``pg_server.database()`` is the URL of a fresh migrated database."""
+    from restrike.plugins.plugin_database.service import DatabaseService
+
+    from .pg_server import PgServer, server_bindir
+
+    bindir = server_bindir()
+    if bindir is None:
+        pytest.fail("the PostgreSQL server is not installed (Debian: apt-get install "
+                    "postgresql; make test installs it)")
+    server = PgServer(bindir)
+    try:
+        server.admin("CREATE DATABASE restrike_template")
+        DatabaseService.open(server.url("restrike_template")).close()
+        server.template = "restrike_template"
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     return SHARED

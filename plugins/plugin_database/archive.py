@@ -37,6 +37,7 @@ from typing import Any
 from restrike.host.errors import Conflict, InvalidArgument
 from restrike.host.timeutil import TimeOutOfRange, parse_iso, to_iso, to_utc
 
+from .backend import IntegrityError, columns_of, is_postgres, references
 from .pool import read_snapshot
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,9 @@ def optimize_archive_tables(conn: sqlite3.Connection) -> None:
         raise RuntimeError("optimize_archive_tables must run outside a transaction")
     for table in (EVENTS_ARCHIVE, DETAILS_ARCHIVE):
         _columns(conn, table)
+    if is_postgres(conn):
+        _optimize_on_postgres(conn)
+        return
     path = _main_file(conn)
     size_before = _file_size(path)
     t0 = time.perf_counter()
@@ -285,10 +289,27 @@ def optimize_archive_tables(conn: sqlite3.Connection) -> None:
     )
 
 
+def _optimize_on_postgres(conn) -> None:
+    """``VACUUM (ANALYZE)`` and ``REINDEX`` of the archive tables (the server's own files)."""
+    def size() -> int:
+        return _archive_size(conn, 0)[0]
+
+    before, t0 = size(), time.perf_counter()
+    for table in (EVENTS_ARCHIVE, DETAILS_ARCHIVE):
+        conn.execute(f"VACUUM (ANALYZE) {_q(table)}")
+    t1 = time.perf_counter()
+    for table in (EVENTS_ARCHIVE, DETAILS_ARCHIVE):
+        conn.execute(f"REINDEX TABLE {_q(table)}")
+    t2 = time.perf_counter()
+    log.info("optimized archive tables in %.3f s (VACUUM (ANALYZE) %.3f s, REINDEX %.3f s); "
+             "archive %s -> %s bytes", t2 - t0, t1 - t0, t2 - t1, before, size())
+
+
 # -- the one moving routine ---------------------------------------------------------------------
 
 _IDS_NAME = "_restrike_archive_ids"
-_IDS = f"temp.{_IDS_NAME}"
+# Unqualified: both SQLite and PostgreSQL look in the session's temporary tables first.
+_IDS = _IDS_NAME
 _CHUNK_IDS = f"SELECT id FROM {_IDS} WHERE n > ? AND n <= ?"
 
 
@@ -317,13 +338,14 @@ def _move(
     else:
         _columns(conn, src_events)
         _columns(conn, src_details)
-    paused = _can_pause_foreign_keys(conn, src)
+    postgres = is_postgres(conn)
+    paused = not postgres and _can_pause_foreign_keys(conn, src)  # PostgreSQL: always on
     if paused:
         conn.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set it before
     # A big transaction spills dirty pages to the WAL when the page cache is full, then reads
     # them back; a larger cache for the move (given back after) saves about a tenth of the time.
-    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
-    bigger = _cache_kib(conn, cache) < _MOVE_CACHE_KIB
+    cache = 0 if postgres else conn.execute("PRAGMA cache_size").fetchone()[0]
+    bigger = not postgres and _cache_kib(conn, cache) < _MOVE_CACHE_KIB
     if bigger:
         conn.execute(f"PRAGMA cache_size=-{_MOVE_CACHE_KIB}")
     try:
@@ -343,7 +365,9 @@ def _move_in_transaction(conn, op, src, dst, where, params, progress, chunk, eve
     src_events, src_details = src
     # Details can move by id range only when their table cannot hold orphans (its foreign key
     # to the events): an orphan in the range would move too, and violate the destination's.
-    details_by_range = _references(conn, src_details, src_events)
+    postgres = is_postgres(conn)
+    details_by_range = (references(conn, src_details, src_events) if postgres
+                        else _references(conn, src_details, src_events))
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -352,8 +376,11 @@ def _move_in_transaction(conn, op, src, dst, where, params, progress, chunk, eve
             "(n INTEGER PRIMARY KEY, id INTEGER NOT NULL)"
         )
         conn.execute(f"DELETE FROM {_IDS}")
-        # n numbers the selected ids 1..total in id order, so a chunk is a cheap range of n.
+        # n numbers the selected ids 1..total in id order, so a chunk is a cheap range of n
+        # (SQLite numbers its rowid alias itself; PostgreSQL has no rowid).
         conn.execute(
+            f"INSERT INTO {_IDS} (n, id) SELECT row_number() OVER (ORDER BY id), id "
+            f"FROM {_q(src_events)} WHERE {where}" if postgres else
             f"INSERT INTO {_IDS} (id) SELECT id FROM {_q(src_events)} WHERE {where} ORDER BY id",
             params,
         )
@@ -387,10 +414,10 @@ def _move_in_transaction(conn, op, src, dst, where, params, progress, chunk, eve
             _report(progress, op, done, total)
         conn.execute(f"DELETE FROM {_IDS}")
         conn.execute("COMMIT")
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         _rollback(conn)
         hint = ""
-        if "FOREIGN KEY" in str(exc):
+        if "FOREIGN KEY" in str(exc).upper():
             hint = (" (an event refers to a session, match, tournament or event type that no "
                     "longer exists, or another table still refers to an event)")
         raise Conflict(f"{op} changed nothing: {exc}{hint}") from exc
@@ -515,7 +542,7 @@ def _q(name: str) -> str:
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    names = [row[1] for row in conn.execute(f"PRAGMA table_info({_q(table)})").fetchall()]
+    names = columns_of(conn, table)
     if not names:
         raise ArchiveSchemaError(f"table {table} does not exist (database migrations not applied?)")
     return names
@@ -535,7 +562,13 @@ def _matching_columns(conn: sqlite3.Connection, src: str, dst: str) -> str:
 
 
 def _archive_size(conn: sqlite3.Connection, archive_rows: int) -> tuple[int, str]:
-    """Bytes of the archive tables and their indexes: exact with dbstat, else an estimate."""
+    """Bytes of the archive tables and their indexes: exact with dbstat, else an estimate
+    (PostgreSQL: ``pg_total_relation_size``, exact)."""
+    if is_postgres(conn):
+        size = conn.execute("SELECT pg_total_relation_size(?::regclass) "
+                            "+ pg_total_relation_size(?::regclass)",
+                            (EVENTS_ARCHIVE, DETAILS_ARCHIVE)).fetchone()[0]
+        return size, "pg_total_relation_size"
     names = [
         row[0]
         for row in conn.execute(

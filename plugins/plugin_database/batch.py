@@ -41,14 +41,15 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from restrike.host.timeutil import clock_ns, now_iso
 from restrike.pss.session import UdpSession
 
+from .backend import OperationalError, is_postgres
 from .court import default_court
+from .pg import allocate_event_ids, update_by_id
 from .rows import (
     EVENT_INTO,
     PROTOCOL_VERSION,
@@ -116,11 +117,12 @@ class BatchStore:
     ``court`` (``--court``, default the host name) is stored with every session and match.
     """
 
-    def __init__(self, conn: sqlite3.Connection,
-                 on_error: Callable[[BaseException], None], court: str | None = None) -> None:
+    def __init__(self, conn, on_error: Callable[[BaseException], None],
+                 court: str | None = None) -> None:
         self._conn = conn
         self.court = court or default_court()
         self._on_error = on_error
+        self._postgres = is_postgres(conn)
         self._types = {code: id_ for code, id_ in conn.execute(
             "SELECT code, id FROM pss_event_types")}
         self._unknown_type = self._types[UNKNOWN_CODE]
@@ -153,13 +155,18 @@ class BatchStore:
         tracker.release(snapshot)
         return lost
 
-    def store_batch(self, cur: sqlite3.Cursor, items: list, safe: bool) -> int:
+    def store_batch(self, cur, items: list, safe: bool) -> int:
         """The steps of one batch, in order, inside the caller's transaction."""
         now = now_iso()
         # 1. Every session the events name exists (a session record may come later).
         self._ensure_sessions(cur, items, now)
         # 2. The events' ids: read once per batch (see the module docstring).
-        next_id = cur.execute(_NEXT_EVENT_ID).fetchone()[0]
+        #    On PostgreSQL, where several writers share the table, a block from its sequence.
+        if self._postgres:
+            next_id = allocate_event_ids(cur, sum(
+                len(item.events) for item in items if isinstance(item, Events)))
+        else:
+            next_id = cur.execute(_NEXT_EVENT_ID).fetchone()[0]
         # 3. The rows of the events, the match state and the session records, in queue order.
         rows = Rows(now)
         lost = 0
@@ -176,7 +183,8 @@ class BatchStore:
                 else:
                     next_id = self._prepare(cur, item.events, item.context, next_id, rows)
         # 4. What the foreign keys would check (off on the fast path, see ``write``).
-        if not safe:
+        #    (PostgreSQL checks them itself: its foreign keys stay on)
+        if not safe and not self._postgres:
             rows.check_references(cur)
         # 5. The event, detail, score and warning rows: a few many-row statements.
         rows.insert(cur)
@@ -223,7 +231,9 @@ class BatchStore:
         """Write the matches and rounds the batch changed: one statement for each table."""
         matches, rounds = self._tracker.dirty_rows(now)
         for template, rows in ((UPDATE_MATCHES, matches), (UPDATE_ROUNDS, rounds)):
-            if rows:
+            if rows and self._postgres:
+                update_by_id(cur, template, rows)
+            elif rows:
                 many(template, len(rows[0])).run(cur, rows)
 
     def _prepare(self, cur, events: list, context: tuple, next_id: int, rows: Rows) -> int:
@@ -301,14 +311,14 @@ class BatchStore:
             one = Rows(now)
             self._prepare(cur, [ev], context, event_id, one)
             one.insert(cur)
-        except sqlite3.OperationalError:
+        except OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - stored bare below, with the reason
             cur.execute("ROLLBACK TO one_event")
             self._tracker.restore(snapshot)
             try:
                 self._store_bare(cur, ev, now, exc, event_id)
-            except sqlite3.OperationalError:
+            except OperationalError:
                 raise
             except Exception as again:  # noqa: BLE001 - counted as lost, logged
                 cur.execute("ROLLBACK TO one_event")
@@ -351,7 +361,7 @@ class BatchStore:
         cur.execute("SAVEPOINT guarded")
         try:
             fn(*args)
-        except sqlite3.OperationalError:
+        except OperationalError:
             raise
         except Exception as exc:
             cur.execute("ROLLBACK TO guarded")

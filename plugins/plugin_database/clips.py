@@ -102,11 +102,11 @@ def insert_clip(conn: sqlite3.Connection, *, path: str, instance: str, duration_
         cur = conn.execute(
             "INSERT INTO recorded_videos (file_path, instance, match_id, court, trigger, "
             "trigger_event_id, start_time, created_at, duration_s, file_size) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (path, instance, match_id, court, trigger, event_id, start_iso, end_iso,
              duration_s, file_size),
         )
-        video_id = cur.lastrowid
+        video_id = cur.fetchone()[0]
         events = _events_in_window(conn, match_id, start_iso, end_iso)
         conn.executemany(
             "INSERT INTO recorded_video_events (video_id, event_id, offset_ms) VALUES (?, ?, ?)",

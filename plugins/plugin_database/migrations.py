@@ -10,11 +10,11 @@ written to by an older release.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from restrike.host.timeutil import now_iso
 
-from .schema import EVENT_TYPES, MIGRATIONS, Migration
+from .backend import is_postgres, pg_ddl, table_exists
+from .schema import EVENT_TYPES, MIGRATIONS, PG_SPELLINGS, Migration
 from .transactions import transaction
 
 log = logging.getLogger(__name__)
@@ -30,24 +30,31 @@ class SchemaTooNew(RuntimeError):
     """The file was written by a newer restrike (its schema version is unknown here)."""
 
 
-def current_version(conn: sqlite3.Connection) -> int:
+def current_version(conn) -> int:
     """The highest applied migration (0 for a new file)."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if not exists:
+    if not table_exists(conn, "schema_version"):
         return 0
     return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
 
 
-def apply_migrations(
-    conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS
-) -> int:
-    """Apply every migration newer than the file's version; return the resulting version.
+def _lock(conn) -> None:
+    """Serialise the migrations of several instances starting at once against one PostgreSQL
+    server (until the transaction ends); on SQLite ``BEGIN IMMEDIATE`` already does."""
+    if is_postgres(conn):
+        from .pg import MIGRATION_LOCK
+
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+
+
+def apply_migrations(conn, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Apply every migration newer than the database's version; return the resulting version.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``): transactions are explicit.
+    Each step re-reads the version under the lock, so an instance that waited for another one
+    migrating skips what that one applied.
     """
     with transaction(conn):
+        _lock(conn)
         conn.execute(_VERSION_TABLE)
     version = current_version(conn)
     latest = max((m.version for m in migrations), default=0)
@@ -61,15 +68,21 @@ def apply_migrations(
         # Some steps rebuild a table (version 2: the details): minutes on a file of millions.
         log.info("database migration %d (%s) starting", migration.version, migration.description)
         with transaction(conn):
-            _run(conn, migration)
-        log.info("database migrated to version %d: %s", migration.version, migration.description)
+            _lock(conn)
+            applied = current_version(conn) >= migration.version  # by another instance
+            if not applied:
+                _run(conn, migration)
+        if not applied:
+            log.info("database migrated to version %d: %s", migration.version,
+                     migration.description)
         version = migration.version
     with transaction(conn):
+        _lock(conn)
         seed_event_types(conn)
     return version
 
 
-def seed_event_types(conn: sqlite3.Connection) -> None:
+def seed_event_types(conn) -> None:
     """Insert the wire codes of ``schema.EVENT_TYPES`` that the table does not have yet."""
     conn.executemany(
         "INSERT INTO pss_event_types (code, name, category, description, is_known) "
@@ -79,8 +92,11 @@ def seed_event_types(conn: sqlite3.Connection) -> None:
     )
 
 
-def _run(conn: sqlite3.Connection, migration: Migration) -> None:
+def _run(conn, migration: Migration) -> None:
+    postgres = is_postgres(conn)
     for statement in migration.statements:
+        if postgres:
+            statement = pg_ddl(PG_SPELLINGS.get(statement, statement))
         conn.execute(statement)
     conn.execute(
         "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",

@@ -1,7 +1,8 @@
-"""The database plugin's hook implementations: storage of the PSS feed in SQLite.
+"""The database plugin's hook implementations: storage of the PSS feed in SQLite or PostgreSQL.
 
-Start-up opens ``<data_dir>/restrike_vta.db``, applies the migrations, starts the writer thread
-and the reader pool, and keeps them in ``app.extensions["database"]`` (a ``DatabaseService``).
+Start-up opens ``<data_dir>/restrike_vta.db`` (or ``--database-url``), applies the migrations,
+starts the writer thread and the reader pool, and keeps them in ``app.extensions["database"]``
+(a ``DatabaseService``).
 A damaged file is moved aside and a fresh one started; a path that cannot be opened stops the
 start with an error naming it (``recovery.py``).
 The ``database`` config section is validated by ``service.DatabaseConfig``.
@@ -40,7 +41,8 @@ _COMMAND_MODULES = (queries, tournaments, export, maintenance, archive_commands,
 
 @hookimpl
 def restrike_addoption(parser):
-    """``--court NAME`` (see ``options``)."""
+    """``--database-url URL`` (SQLite file or PostgreSQL server) and ``--court NAME`` (see
+    ``options``)."""
     options.add_options(parser)
 
 
@@ -63,10 +65,10 @@ def restrike_startup(app):
         config = DatabaseConfig.model_validate(section)
     except pydantic.ValidationError as exc:
         raise section_error(exc, EXTENSION) from None
-    path = Path(app.settings.data_dir) / DB_FILE
+    target = config.url or Path(app.settings.data_dir) / DB_FILE
     notifier = courts.start_notifier(app)
     app.extensions[EXTENSION] = DatabaseService.open(
-        path, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app),
+        target, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app),
         on_commit=courts.change_source(notifier))
     log.info("court %r", config.court)
 

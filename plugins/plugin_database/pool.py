@@ -54,7 +54,7 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     if conn.in_transaction:
         yield conn
         return
-    conn.execute("BEGIN")
+    conn.execute(getattr(conn, "begin_snapshot", "BEGIN"))  # pg.READ_SNAPSHOT on PostgreSQL
     try:
         yield conn
     finally:

@@ -119,14 +119,18 @@ def _free_name(candidate: Path) -> Path:
     return name
 
 
-def close_interrupted_sessions(conn: sqlite3.Connection) -> int:
+def close_interrupted_sessions(conn, court: str | None = None) -> int:
     """Mark the sessions a crash left ``running`` as ``interrupted``, in one transaction;
     returns how many.
 
     ``stopped_at`` is the reception time of the session's last stored event (then its
     ``last_event_at``, then its ``started_at``). Call it before the writer starts: at that point
     no session of this run exists, so every ``running`` row is from a run that did not stop.
+    ``court``: only that court's sessions - on a server that several instances (courts) share,
+    the other courts' running sessions are live.
     """
+    where, params = ("status = 'running'", (now_iso(),)) if court is None else (
+        "status = 'running' AND court = ?", (now_iso(), court))
     with transaction(conn):
         return conn.execute(
             "UPDATE udp_server_sessions SET status = 'interrupted', updated_at = ?, "
@@ -134,6 +138,6 @@ def close_interrupted_sessions(conn: sqlite3.Connection) -> int:
             "  (SELECT e.timestamp FROM pss_events_v2 e "
             "   WHERE e.session_id = udp_server_sessions.session_id ORDER BY e.id DESC LIMIT 1),"
             "  last_event_at, started_at) "
-            "WHERE status = 'running'",
-            (now_iso(),),
+            f"WHERE {where}",
+            params,
         ).rowcount

@@ -23,6 +23,8 @@ from pydantic import BaseModel
 
 from restrike.pss.describe import describe
 
+from .backend import is_postgres
+
 PROTOCOL_VERSION = "2.3"
 EVENT_INTO = (
     "INSERT INTO pss_events_v2 (id, session_id, match_id, round_id, timestamp, raw_data, "
@@ -156,8 +158,13 @@ class Rows:
 
     def insert(self, cur) -> None:
         """Insert the events, then the rows that refer to them; empties the lists."""
-        _EVENTS.run(cur, self.events, (self.now,))
-        _DETAILS.run_flat(cur, self.details, (self.now,))
+        if is_postgres(cur):
+            from .pg import copy_rows
+
+            copy_rows(cur, self.events, self.details, self.now, PROTOCOL_VERSION)
+        else:
+            _EVENTS.run(cur, self.events, (self.now,))
+            _DETAILS.run_flat(cur, self.details, (self.now,))
         groups: dict[str, list] = {}  # template -> its rows, in arrival order
         for sql, params in self.linked:
             rows = groups.get(sql)

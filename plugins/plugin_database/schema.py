@@ -1,6 +1,7 @@
 """The database schema, as versioned migrations, and the seed of ``pss_event_types``.
 
-The statements here are plain SQL that SQLite and PostgreSQL both understand, with three SQLite
+The statements here are plain SQL that SQLite and PostgreSQL both understand (on PostgreSQL
+through ``backend.pg_ddl`` and, for the few it cannot take, ``PG_SPELLINGS``), with three SQLite
 spellings kept on purpose: ``INTEGER PRIMARY KEY AUTOINCREMENT`` (ids of events are never reused,
 so an archived event keeps an id no new event can take; the writer assigns them itself, above
 ``sqlite_sequence`` and both tables' largest id, see ``writer.py``), ``WITHOUT ROWID`` on the
@@ -470,6 +471,21 @@ _V8 = (
     "CREATE INDEX idx_udp_server_sessions_court ON udp_server_sessions (court, started_at)",
     "CREATE INDEX idx_pss_matches_court ON pss_matches (court, id)",
 )
+
+# PostgreSQL's spelling of the statements above it does not take as they are (every other one
+# only goes through ``backend.pg_ddl``: identity ids, BIGINT, DOUBLE PRECISION, no WITHOUT
+# ROWID). Version 5's covering index holds raw_data and parsed_data: a PostgreSQL b-tree entry
+# is limited to about 2.7 KB (a 64 KiB message would be refused), so there the index is the
+# (match_id, id) one it replaces. Version 7: no multi-argument MAX, no boolean as an integer.
+PG_SPELLINGS: dict[str, str] = {
+    _V5[1]: "CREATE INDEX idx_pss_events_v2_match ON pss_events_v2 (match_id, id)",
+    _V7[1]: ("INSERT INTO stat_state (key, value) SELECT 'folded_up_to', GREATEST("
+             "COALESCE((SELECT MAX(id) FROM pss_events_v2), 0), "
+             "COALESCE((SELECT MAX(id) FROM pss_events_v2_archive), 0))"),
+    _V7[3]: ("INSERT INTO stat_state (key, value) SELECT 'pending_rebuild', CASE WHEN "
+             "EXISTS (SELECT 1 FROM pss_events_v2) OR EXISTS (SELECT 1 FROM pss_events_v2_archive) "
+             "THEN 1 ELSE 0 END"),
+}
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),

@@ -11,21 +11,30 @@ on; any other failure to open stops the start with an error naming the path (``r
 from __future__ import annotations
 
 import logging
-import sqlite3
+import sqlite3  # the SQLite start-up's errors
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from . import pg
 from .archive import AutoArchiver
+from .backend import POSTGRESQL, SQLITE, BadDatabaseUrl, DatabaseUrl
 from .clips import ClipStore
 from .court import court_name, default_court
 from .maintenance import Synchronous, connect_writer
 from .migrations import SchemaTooNew, apply_migrations
 from .pool import ConnectionPool
-from .recovery import close_interrupted_sessions, damage_of, is_damaged, move_aside, open_error
+from .recovery import (
+    DatabaseOpenError,
+    close_interrupted_sessions,
+    damage_of,
+    is_damaged,
+    move_aside,
+    open_error,
+)
 from .spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from .tournaments import restored_context
 from .writer import Writer
@@ -69,19 +78,35 @@ class DatabaseConfig(BaseModel):
     """At shutdown, how long the writer keeps retrying a failing write before giving up."""
     auto_archive_days: int | None = Field(None, ge=1)
     """Archive events older than this many days automatically (None: never)."""
+    url: str | None = Field(None, max_length=4096)
+    """Where the data lives (``--database-url``): ``sqlite:///path/file.db`` or
+    ``postgresql://user:password@host:port/dbname``; None: ``restrike_vta.db`` in the data
+    dir."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                DatabaseUrl.parse(value)
+            except BadDatabaseUrl as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     court: str = Field(default_factory=default_court)
     """The court this instance serves (``--court``): stored with every UDP session and match
     it writes; 1-64 printable characters; default the host name."""
     courts_silent_after: float = Field(30.0, gt=0, le=3600)
     """``get_courts``: a court with no event for this many seconds is ``silent``."""
 
+    spool_max_bytes: int = Field(DEFAULT_SPOOL_BYTES, ge=1024 * 1024, le=1024 ** 4)
+    """With a central database (PostgreSQL): bytes of batches the local spool keeps while the
+    server cannot be reached (``spool.py``); beyond it new batches are dropped and counted."""
+
     @field_validator("court", mode="before")
     @classmethod
     def _court_name(cls, value):
         return court_name(value) if isinstance(value, str) else value
-    spool_max_bytes: int = Field(DEFAULT_SPOOL_BYTES, ge=1024 * 1024, le=1024 ** 4)
-    """With a central database (PostgreSQL): bytes of batches the local spool keeps while the
-    server cannot be reached (``spool.py``); beyond it new batches are dropped and counted."""
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseConfig:
@@ -93,27 +118,39 @@ class DatabaseConfig(BaseModel):
 
 @dataclass
 class DatabaseService(ClipStore):
-    """What ``app.extensions["database"]`` holds: ``path``, ``config``, ``writer``, ``pool``,
+    """What ``app.extensions["database"]`` holds: ``path`` (the SQLite file; None on
+    PostgreSQL), ``config``, ``writer``, ``pool``,
     ``schema_version``, ``auto_archiver`` (None unless ``auto_archive_days`` is set),
     ``recovered_from`` (``{moved_from, moved_to, reason, at}`` when start-up moved a damaged
     file aside, else None) and ``interrupted_sessions`` (sessions closed as interrupted).
     The clip methods (``store_clip``, ``clips``, ``clip``, ``delete_clip``) are ``ClipStore``'s."""
 
-    path: Path
+    path: Path | None
     config: DatabaseConfig
     writer: Writer
-    pool: ConnectionPool
+    pool: ConnectionPool  # on PostgreSQL a pg.ReadPool: the same interface
     schema_version: int
     auto_archiver: AutoArchiver | None = None
     recovered_from: dict | None = None
     interrupted_sessions: int = 0
+    url: DatabaseUrl | None = None
+    """Where the data lives (``url.display``: the password masked); None: ``path``."""
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.url.backend if self.url is not None else SQLITE
 
     @classmethod
-    def open(cls, path: Path, config: DatabaseConfig | None = None, *,
+    def open(cls, target: Path | str | DatabaseUrl, config: DatabaseConfig | None = None, *,
              as_job: Callable[[str, Callable[[], int]], int] | None = None,
              progress: Callable[[str, int, int], None] | None = None,
              on_commit: Callable[[], None] | None = None) -> DatabaseService:
-        """Open (or create) the database file, migrate it, start the writer and the pool.
+        """Open (or create) the database, migrate it, start the writer and the pool.
+
+        ``target``: an SQLite file's path, or a ``--database-url`` (text or parsed): on
+        PostgreSQL the server's database is migrated (several instances may start at once)
+        and the SQLite-only steps below (damaged file, file errors) do not apply.
 
         A damaged file is moved aside to ``<name>.corrupt-<UTC time>`` and a fresh one started
         (logged as an ERROR naming both paths). ``DatabaseOpenError`` (naming the path) when
@@ -126,7 +163,13 @@ class DatabaseService(ClipStore):
         (``courts.py``: the Courts screen's "something changed" signal); it must not block.
         """
         config = config or DatabaseConfig()
-        path = Path(path)
+        url = target if isinstance(target, DatabaseUrl) else (
+            DatabaseUrl.parse(target) if isinstance(target, str) and "://" in target
+            else DatabaseUrl.sqlite_file(Path(target)))
+        if url.backend == POSTGRESQL:
+            return cls._open_postgres(url, config, as_job, progress, on_commit)
+        assert url.path is not None
+        path = url.path
         recovered = None
         damage = damage_of(path)
         if damage is not None:
@@ -144,6 +187,52 @@ class DatabaseService(ClipStore):
                 raise open_error(path, again) from again
         except (OSError, SchemaTooNew) as exc:
             raise open_error(path, exc) from exc
+        return cls._start(conn, version, config, lambda: ConnectionPool(
+            str(path), min_size=config.pool_min_size,
+            max_size=config.pool_max_size, timeout=config.pool_timeout,
+            max_idle=config.pool_max_idle, max_lifetime=config.pool_max_lifetime,
+        ), as_job, progress, on_commit, path=path, url=None, recovered_from=recovered,
+            interrupted_sessions=interrupted)
+
+    @classmethod
+    def _open_postgres(cls, url: DatabaseUrl, config: DatabaseConfig,
+                       as_job: Callable[[str, Callable[[], int]], int] | None,
+                       progress: Callable[[str, int, int], None] | None,
+                       on_commit: Callable[[], None] | None) -> DatabaseService:
+        try:
+            conn = pg.connect_writer(url.conninfo)
+        except pg.psycopg.Error as exc:
+            raise DatabaseOpenError(
+                f"cannot connect to the database {url.display}: {exc}") from exc
+        try:
+            version = apply_migrations(conn)
+        except SchemaTooNew as exc:
+            conn.close()
+            raise DatabaseOpenError(f"the database {url.display}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            interrupted = close_interrupted_sessions(conn, config.court)  # this court's only
+        except BaseException:
+            conn.close()
+            raise
+        return cls._start(conn, version, config, lambda: cast(ConnectionPool, pg.ReadPool(
+            url.conninfo, min_size=config.pool_min_size, max_size=config.pool_max_size,
+            timeout=config.pool_timeout, max_idle=config.pool_max_idle,
+            max_lifetime=config.pool_max_lifetime,
+        )), as_job, progress, on_commit, path=None, url=url, recovered_from=None,
+            interrupted_sessions=interrupted)
+
+    @classmethod
+    def _start(cls, conn, version: int, config: DatabaseConfig,
+               open_pool: Callable[[], ConnectionPool],
+               as_job: Callable[[str, Callable[[], int]], int] | None,
+               progress: Callable[[str, int, int], None] | None,
+               on_commit: Callable[[], None] | None, *, path: Path | None,
+               url: DatabaseUrl | None, recovered_from: dict | None,
+               interrupted_sessions: int) -> DatabaseService:
+        """The start-up steps both backends share: the writer, the pool, the archival."""
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             queue_max_bytes=config.queue_max_bytes,
@@ -155,16 +244,12 @@ class DatabaseService(ClipStore):
             raise
         writer.start()
         try:
-            pool = ConnectionPool(
-                str(path), min_size=config.pool_min_size,
-                max_size=config.pool_max_size, timeout=config.pool_timeout,
-                max_idle=config.pool_max_idle, max_lifetime=config.pool_max_lifetime,
-            )
+            pool = open_pool()
         except BaseException:
             writer.close(config.close_timeout)
             raise
-        service = cls(path, config, writer, pool, version, recovered_from=recovered,
-                      interrupted_sessions=interrupted)
+        service = cls(path, config, writer, pool, version, recovered_from=recovered_from,
+                      interrupted_sessions=interrupted_sessions, url=url)
         if config.auto_archive_days is not None:
             def run(fn: Callable[[Any], int]) -> int:
                 if as_job is None:
@@ -174,8 +259,11 @@ class DatabaseService(ClipStore):
             service.auto_archiver = AutoArchiver(run, config.auto_archive_days,
                                                  progress=progress)
             service.auto_archiver.start()
-        log.info("database %s open (schema version %d, synchronous %s)", path, version,
-                 config.synchronous)
+        if url is None:
+            log.info("database %s open (schema version %d, synchronous %s)", path, version,
+                     config.synchronous)
+        else:
+            log.info("database %s open (schema version %d)", url.display, version)
         return service
 
     def write(self, fn: Callable[[Any], T]) -> T:

@@ -96,12 +96,13 @@ _COUNT_EVENTS = (
 )
 _ADD_EVENTS = (
     "INSERT INTO stat_matches (match_id, events, contribution) VALUES (?, ?, '{}') "
-    "ON CONFLICT (match_id) DO UPDATE SET events = events + excluded.events"
+    "ON CONFLICT (match_id) DO UPDATE SET events = stat_matches.events + excluded.events"
 )
 _MARK_SEEN = (
     "INSERT INTO stat_match_rounds (match_id, round_number, athlete, seen, hl_histogram) "
     "VALUES (?, ?, ?, 1, '" + "[" + ",".join("0" * 10) + "]" + "') "
-    "ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET seen = 1 WHERE seen = 0"
+    "ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET seen = 1 "
+    "WHERE stat_match_rounds.seen = 0"
 )
 
 # A round row: the stat_match_rounds columns after the key, in order.
@@ -121,27 +122,35 @@ _HL_MAX_AT = len(_ATHLETE_COLUMNS) - 1
 _UPSERT_ATHLETE = (
     f"INSERT INTO stat_athletes (athlete_id, {', '.join(_ATHLETE_COLUMNS)}) VALUES "
     f"(?{', ?' * len(_ATHLETE_COLUMNS)}) ON CONFLICT (athlete_id) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _ATHLETE_COLUMNS[:-1])
-    + ", hl_max = MAX(hl_max, excluded.hl_max)"
+    + ", ".join(f"{c} = stat_athletes.{c} + excluded.{c}" for c in _ATHLETE_COLUMNS[:-1])
+    + ", hl_max = CASE WHEN excluded.hl_max > stat_athletes.hl_max THEN excluded.hl_max "
+    "ELSE stat_athletes.hl_max END"
 )
 _UPSERT_WIN_TYPE = (
     "INSERT INTO stat_athlete_win_types (athlete_id, win_type, wins, losses) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (athlete_id, win_type) DO UPDATE SET wins = wins + excluded.wins, "
-    "losses = losses + excluded.losses"
+    "ON CONFLICT (athlete_id, win_type) DO UPDATE SET "
+    "wins = stat_athlete_win_types.wins + excluded.wins, "
+    "losses = stat_athlete_win_types.losses + excluded.losses"
 )
-_REPLACE_ROUND = (
-    f"INSERT OR REPLACE INTO stat_match_rounds (match_id, round_number, athlete, "
-    f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)})"
-)
+def _replace(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> str:
+    """An insert that replaces the row of the same key (``INSERT OR REPLACE`` as SQLite and
+    PostgreSQL both spell it)."""
+    return (f"INSERT INTO {table} ({', '.join(key + columns)}) VALUES "
+            f"({', '.join('?' * (len(key) + len(columns)))}) ON CONFLICT ({', '.join(key)}) "
+            f"DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns))
+
+
+_REPLACE_ROUND = _replace("stat_match_rounds", ("match_id", "round_number", "athlete"),
+                          _ROUND_COLUMNS)
 _MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_gam_jeom",
                   *POINT_KEYS, "hl_count", "hl_sum", "contribution")
-_REPLACE_MATCH = (
-    f"INSERT OR REPLACE INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
-    f"VALUES (?{', ?' * len(_MATCH_SUMMARY)})"
-)
+_REPLACE_MATCH = _replace("stat_matches", ("match_id",), _MATCH_SUMMARY)
+_REPLACE_TIMELINE = _replace("stat_match_timeline", ("match_id", "event_id"),
+                             ("round_number", "clock", "blue", "red"))
 _ADD_RATE = (
     "INSERT INTO stat_event_rates (minute, match_id, events) VALUES (?, ?, ?) "
-    "ON CONFLICT (minute, match_id) DO UPDATE SET events = events + excluded.events"
+    "ON CONFLICT (minute, match_id) DO UPDATE SET events = stat_event_rates.events "
+    "+ excluded.events"
 )
 
 
@@ -375,8 +384,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
     cur.executemany(_REPLACE_ROUND, round_rows)
     cur.executemany(_REPLACE_MATCH, match_rows)
     if timeline:
-        cur.executemany("INSERT OR REPLACE INTO stat_match_timeline (match_id, event_id, "
-                        "round_number, clock, blue, red) VALUES (?, ?, ?, ?, ?, ?)", timeline)
+        cur.executemany(_REPLACE_TIMELINE, timeline)
     if athlete_changes:
         _apply_athletes(cur, athlete_changes)
 

@@ -133,12 +133,11 @@ def create(conn: sqlite3.Connection, *, name: str, duration_days: int, city: str
         cur = conn.execute(
             "INSERT INTO tournaments (name, duration_days, city, country, country_code, "
             "start_date, end_date, status, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
             (name, duration_days, city or None, country or None, country_code, dates[0],
              dates[-1], now, now),
         )
-        tournament_id = cur.lastrowid
-        assert tournament_id is not None  # sqlite3 sets it on every successful INSERT
+        tournament_id = cur.fetchone()[0]
         conn.executemany(
             "INSERT INTO tournament_days (tournament_id, day_number, date, status, created_at, "
             "updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",

@@ -54,7 +54,7 @@ _COLOUR_COLUMNS = ("blue_bg", "blue_fg", "red_bg", "red_fg")
 _INSERT_MATCH = (
     "INSERT INTO pss_matches (session_id, source_ip, source_port, tournament_id, "
     "tournament_day_id, status, loaded_at, updated_at, court) "
-    "VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?) RETURNING id"
 )
 
 
@@ -247,7 +247,7 @@ class MatchTracker:
         session_id, source_ip, source_port = key
         cur.execute(_INSERT_MATCH, (session_id, source_ip, source_port, context[0], context[1],
                                     at, at, self._court))
-        state = TrackedMatch(cur.lastrowid)
+        state = TrackedMatch(cur.fetchone()[0])
         previous = self._current.get(key)
         if previous is not None and (previous.dirty or any(
                 rnd.dirty for rnd in previous.rounds.values())):

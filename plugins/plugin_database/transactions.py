@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Iterator
+
+from .backend import Error
 
 log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn) -> Iterator:
     """``with transaction(conn):`` - ``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on error.
 
     For the writing connection (autocommit mode): functions given to ``Writer.run``, the
-    migrations, the storage of a batch.
+    migrations, the storage of a batch. On PostgreSQL it is a plain ``BEGIN`` (``pg.py``).
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -30,9 +31,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def rollback(conn: sqlite3.Connection) -> None:
+def rollback(conn) -> None:
     """``ROLLBACK``, quietly when no transaction is open (a failed COMMIT already ended it)."""
     try:
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
+    except Error:
         log.debug("rollback failed (no transaction open)", exc_info=True)

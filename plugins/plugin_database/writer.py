@@ -86,6 +86,7 @@ from restrike.host.errors import Unavailable
 from restrike.host.timeutil import now_iso
 from restrike.pss.session import UdpSession
 
+from .backend import Error, OperationalError
 from .batch import BatchStore, Events, Session
 from .maintenance import storage_full
 from .spool import Spool, Spooled
@@ -136,7 +137,7 @@ class _Marker:
 
 @dataclass(slots=True)
 class _Call:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[Any], Any]
     future: concurrent.futures.Future
 
 
@@ -157,7 +158,7 @@ class Writer:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         *,
         queue_max_events: int = 100_000,
         queue_max_bytes: int = 128 * 1024 * 1024,
@@ -303,7 +304,7 @@ class Writer:
             self._data.append((self._seq, Session(session)))
             self._cond.notify()
 
-    def run(self, fn: Callable[[sqlite3.Connection], Any], timeout: float | None = None) -> Any:
+    def run(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
         """Run ``fn(conn)`` on the writer thread and return its result (or raise its exception).
 
         ``conn`` is the writing connection in autocommit mode, foreign keys on: ``fn`` opens
@@ -550,7 +551,7 @@ class Writer:
                 self._to_spool(items, count, maybe_written=False)
                 return
             lost = self._store.write(items, safe=False)
-        except sqlite3.OperationalError as exc:
+        except OperationalError as exc:
             if not self._spool_instead(items, count, exc):
                 self._hold(items, count, exc)
             return
@@ -561,7 +562,7 @@ class Writer:
             self._note_error(exc)
             try:
                 lost = self._store.write(items, safe=True)
-            except sqlite3.OperationalError as again:
+            except OperationalError as again:
                 if not self._spool_instead(items, count, again):
                     self._hold(items, count, again)
                 return
@@ -678,7 +679,7 @@ class Writer:
             try:
                 lost = self._store.write(spooled.items, safe=False)
             except Exception as exc:
-                if self._unreachable(exc) or isinstance(exc, sqlite3.OperationalError):
+                if self._unreachable(exc) or isinstance(exc, OperationalError):
                     raise
                 log.exception("forwarding spooled batch %d failed; storing its events one by "
                               "one", spooled.id)
@@ -794,7 +795,7 @@ class Writer:
             marker.done.set()
         try:
             self._conn.execute("PRAGMA optimize")  # SQLite's advice for closing a connection
-        except sqlite3.Error:
+        except Error:
             log.debug("PRAGMA optimize at close failed", exc_info=True)
         self._conn.close()
         if self._spool is not None:

@@ -90,14 +90,42 @@ def feed() -> Feed:
     return Feed()
 
 
+# The test modules that pass on PostgreSQL (the others follow, module by module).
+_ON_POSTGRESQL = frozenset(("test_export", "test_pool", "test_schema", "test_tournaments", "test_archive", "test_cutoffs",
+                            "test_archive_crash"))
+
+SQLITE_ONLY = pytest.mark.sqlite_only
+"""``@SQLITE_ONLY(reason=...)``: a test about the SQLite file itself (runs on ``[sqlite]`` only)."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """The storage backend a database test runs on: every test runs on both (``[sqlite]``,
+    ``[postgresql]``) unless marked ``sqlite_only``."""
+    if request.param == "postgresql" and request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about the SQLite file itself")
+    if request.param == "postgresql" and request.module.__name__.rsplit(".", 1)[-1] \
+            not in _ON_POSTGRESQL:
+        pytest.skip("this module does not run on PostgreSQL yet")
+    return request.param
+
+
 @pytest.fixture
-def open_db(tmp_path):
-    """Open services on files in tmp_path (closed at the end); ``open_db(**config)``."""
+def open_db(tmp_path, backend, request):
+    """Open services on files in tmp_path, or on fresh PostgreSQL databases (closed at the
+    end); ``open_db(path=None, **config)``. The same ``path`` reopens the same database."""
     services: list[DatabaseService] = []
+    databases: dict[Path, str] = {}
 
     def opener(path: Path | None = None, **config) -> DatabaseService:
         config.setdefault("pool_max_size", 4)
-        service = DatabaseService.open(path or tmp_path / DB_FILE, DatabaseConfig(**config))
+        target: Path | str = path or tmp_path / DB_FILE
+        if backend == "postgresql":
+            key = Path(target)
+            if key not in databases:
+                databases[key] = request.getfixturevalue("pg_server").database()
+            target = databases[key]
+        service = DatabaseService.open(target, DatabaseConfig(**config))
         services.append(service)
         return service
 
@@ -113,9 +141,13 @@ def db(open_db) -> DatabaseService:
 
 
 @pytest.fixture
-def db_app(make_app):
-    """A started host app with only the database plugin (real registry, hooks, push)."""
-    app = make_app(builtins=DATABASE_ONLY, config={"database": {"pool_max_size": 4}})
+def db_app(make_app, backend, request):
+    """A started host app with only the database plugin (real registry, hooks, push), on the
+    test's backend."""
+    section: dict = {"pool_max_size": 4}
+    if backend == "postgresql":
+        section["url"] = request.getfixturevalue("pg_server").database()
+    app = make_app(builtins=DATABASE_ONLY, config={"database": section})
     app.start()
     return app
 

@@ -50,11 +50,11 @@ def add_event(conn: sqlite3.Connection, created_at: str, details: dict | None = 
         "created_at, tournament_id, tournament_day_id, recognition_status, protocol_version, "
         "parser_confidence, validation_errors) "
         "VALUES (NULL, NULL, 2, ?, ?, ?, ?, 7, 0.25, 1, NULL, ?, NULL, NULL, 'recognized', '2.3', "
-        "0.98, '[]')",
+        "0.98, '[]') RETURNING id",
         (helpers.event_type_id(conn), created_at, raw or f"pt1;3;at {created_at}",
          '{"type": "points", "points": 3}', created_at),
     )
-    event_id = cur.lastrowid
+    event_id = cur.fetchone()[0]
     for key, value in (details if details is not None else {"athlete": 1, "points": 3}).items():
         kind = {int: "int", float: "float", str: "str", bool: "bool"}[type(value)]
         conn.execute(

@@ -447,7 +447,7 @@ def test_ids_interleave_with_rows_other_writers_insert(db, feed):
                 "INSERT INTO pss_events_v2 (session_id, event_type_id, timestamp, raw_data, "
                 "event_sequence, is_valid, created_at, recognition_status) "
                 "SELECT session_id, event_type_id, timestamp, 'x;', 0, 1, created_at, 'unknown' "
-                "FROM pss_events_v2 LIMIT 1").lastrowid
+                "FROM pss_events_v2 LIMIT 1 RETURNING id").fetchone()[0]
 
     other = db.writer.run(plain_insert)
     store(db, feed.events(["pt1;3;", "pt2;1;"]))
