@@ -695,8 +695,9 @@ def athletes(conn: sqlite3.Connection, search: str | None, limit: int) -> list[d
     """``get_athletes``: athletes whose names or country contain ``search``, with their record."""
     where, params = "", []
     if search:
-        where = ("WHERE a.short_name LIKE ? ESCAPE '\\' OR a.long_name LIKE ? ESCAPE '\\' "
-                 "OR a.country_code LIKE ? ESCAPE '\\'")
+        where = ("WHERE LOWER(a.short_name) LIKE LOWER(?) ESCAPE '\\' "  # case: as in SQLite
+                 "OR LOWER(a.long_name) LIKE LOWER(?) ESCAPE '\\' "
+                 "OR LOWER(a.country_code) LIKE LOWER(?) ESCAPE '\\'")
         params = [_like(search)] * 3
     rows = conn.execute(
         f"SELECT a.id, a.short_name, a.long_name, a.country_code, COALESCE(s.matches, 0), "

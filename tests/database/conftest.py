@@ -80,7 +80,7 @@ def feed() -> Feed:
 
 
 # The test modules that pass on PostgreSQL (the others follow, module by module).
-_ON_POSTGRESQL = frozenset(("test_export", "test_pool", "test_schema", "test_tournaments", "test_archive", "test_cutoffs",
+_ON_POSTGRESQL = frozenset(("test_export", "test_pool", "test_schema", "test_tournaments", "test_archive", "test_cutoffs", "test_writer", "test_queries", "test_clips", "test_recovery", "test_statistics",
                             "test_archive_crash"))
 
 SQLITE_ONLY = pytest.mark.sqlite_only
