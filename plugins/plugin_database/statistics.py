@@ -54,7 +54,7 @@ from typing import Any
 
 import orjson
 
-from restrike.host.timeutil import now_iso
+from restrike.host.timeutil import now_iso, parse_iso
 from restrike.pss.sides import SIDE_PAIRS, SIDES
 from restrike.pss.statistics import (
     HIT_LEVEL_BUCKETS,
@@ -804,10 +804,11 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
             + ", ".join(f"COALESCE(SUM(s.{k}), 0)" for k in POINT_KEYS)
             + f" FROM pss_matches m JOIN stat_matches s ON s.match_id = m.id {clause}",
             params).fetchone()
-        durations = [r[0] for r in conn.execute(
-            f"SELECT (julianday(m.ended_at) - julianday(m.loaded_at)) * 86400.0 AS d "
-            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL ORDER BY d",
-            params)]
+        # computed here, not with SQLite's julianday: the same on both backends
+        durations = sorted((parse_iso(ended) - parse_iso(loaded)).total_seconds()
+                           for ended, loaded in conn.execute(
+            f"SELECT m.ended_at, m.loaded_at "
+            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL", params))
         classifications = conn.execute(
             f"SELECT m.win_classification, COUNT(*) FROM pss_matches m {finished_clause} "
             f"AND m.winner IS NOT NULL GROUP BY 1", params).fetchall()
