@@ -182,7 +182,9 @@ def select_clips(conn, *, match_id: int | None = None, athlete: str | None = Non
         like = "%" + athlete.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         cols = ("ab.short_name", "ab.long_name", "ab.country_code",
                 "ar.short_name", "ar.long_name", "ar.country_code")
-        where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in cols) + ")")
+        # LOWER on both sides: SQLite's LIKE ignores case, PostgreSQL's does not
+        where.append("(" + " OR ".join(f"LOWER({c}) LIKE LOWER(?) ESCAPE '\\'" for c in cols)
+                     + ")")
         args += [like] * len(cols)
     sql = _CLIP_SELECT + (("WHERE " + " AND ".join(where) + " ") if where else "")
     rows = conn.execute(sql + "ORDER BY v.id DESC LIMIT ?", (*args, limit)).fetchall()

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from restrike.host.commands import runs_as_job
-from restrike.host.errors import StorageFull
+from restrike.host.errors import StorageFull, Unavailable
 
+from .backend import is_postgres
 from .running import service_of
 
 if TYPE_CHECKING:
@@ -80,7 +81,16 @@ def connect_writer(path: str, synchronous: Synchronous = "NORMAL",
 
 
 def file_info(conn: sqlite3.Connection, path: str) -> dict:
-    """Size and page figures of the database file (and its WAL), SQLite version, journal mode."""
+    """Size and page figures of the database file (and its WAL), SQLite version, journal mode.
+    On PostgreSQL the same keys: the database's size (``pg_database_size``), its block size,
+    ``journal_mode`` "postgresql", no SQLite version, and ``server_version``."""
+    if is_postgres(conn):
+        size, block, version = conn.execute(
+            "SELECT pg_database_size(current_database()), current_setting('block_size')::int, "
+            "current_setting('server_version')").fetchone()
+        return {"path": path, "size_bytes": size, "wal_size_bytes": 0, "page_size": block,
+                "page_count": size // block, "freelist_count": 0, "journal_mode": "postgresql",
+                "sqlite_version": None, "server_version": version}
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     page_count = conn.execute("PRAGMA page_count").fetchone()[0]
     freelist = conn.execute("PRAGMA freelist_count").fetchone()[0]
@@ -97,7 +107,13 @@ def file_info(conn: sqlite3.Connection, path: str) -> dict:
 
 
 def integrity_check(conn: sqlite3.Connection, max_problems: int = 100) -> dict:
-    """``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check`` (read-only, any connection)."""
+    """``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check`` (read-only, any connection).
+    SQLite only: ``Unavailable`` on PostgreSQL, which enforces its foreign keys always and has
+    no file check of its own to run from here."""
+    if is_postgres(conn):
+        raise Unavailable("the integrity check is SQLite's: not on PostgreSQL (the server keeps "
+                          "its foreign keys always; check its storage with its own tools, "
+                          "e.g. pg_amcheck)")
     started = time.perf_counter()
     lines = [row[0] for row in conn.execute(f"PRAGMA integrity_check({int(max_problems)})")]
     problems = [] if lines == ["ok"] else lines
@@ -123,7 +139,7 @@ def analyze(conn: sqlite3.Connection) -> dict:
 def optimize(conn: sqlite3.Connection) -> dict:
     """``PRAGMA optimize``: let SQLite analyse what its recent queries would profit from."""
     started = time.perf_counter()
-    conn.execute("PRAGMA optimize")
+    conn.execute("ANALYZE" if is_postgres(conn) else "PRAGMA optimize")
     return {"ok": True, "duration_ms": _ms(started)}
 
 
@@ -134,6 +150,12 @@ def vacuum(conn: sqlite3.Connection, path: str) -> dict:
     dropped only if the queue fills up).
     """
     started = time.perf_counter()
+    if is_postgres(conn):  # the server's files: VACUUM gives free space back to the database
+        size = "SELECT pg_database_size(current_database())"
+        before = conn.execute(size).fetchone()[0]
+        conn.execute("VACUUM")
+        return {"ok": True, "size_before": before, "size_after": conn.execute(size).fetchone()[0],
+                "duration_ms": _ms(started)}
     before = _size(path) + _size(path + "-wal")
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -166,7 +188,8 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
         ``recovered_from``: ``{moved_from, moved_to, reason, at}`` when this start found the
         file damaged and moved it aside (a fresh file was started), else null."""
         service = get_service()
-        path = str(service.path)
+        path = str(service.path) if service.path is not None else (
+            service.url.display if service.url is not None else "")
         with service.pool.connection() as conn:
             info = file_info(conn, path)
             counts = {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
@@ -200,7 +223,7 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
         """Rebuild the file to reclaim free pages (``VACUUM``), then truncate the WAL.
         Ingest waits in the writer's queue meanwhile. Returns the sizes before and after."""
         service = get_service()
-        return service.write(lambda conn: vacuum(conn, str(service.path)))
+        return service.write(lambda conn: vacuum(conn, str(service.path or "")))
 
     return {fn.__name__: fn for fn in (
         database_get_info, database_run_integrity_check, database_run_analyze,

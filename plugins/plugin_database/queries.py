@@ -275,7 +275,8 @@ def match_details(conn: sqlite3.Connection, match_id: int) -> dict | None:
     total = invalid = 0
     for table in _TABLES.values():
         count, bad = conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(is_valid = 0), 0) FROM {table} WHERE match_id = ?",
+            f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN is_valid = 0 THEN 1 ELSE 0 END), 0) "
+            f"FROM {table} WHERE match_id = ?",
             (match_id,)).fetchone()
         total += count
         invalid += bad
@@ -389,7 +390,7 @@ def session_row(row: sqlite3.Row) -> dict:
 def server_statistics(conn: sqlite3.Connection, recent: int = 20) -> dict:
     """Totals over every UDP session, and the ``recent`` latest sessions."""
     totals = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'running'), 0), "
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0), "
         "COALESCE(SUM(is_simulated), 0), COALESCE(SUM(packets_received), 0), "
         "COALESCE(SUM(bytes_received), 0), COALESCE(SUM(events_stored), 0), "
         "COALESCE(SUM(invalid_events), 0), COALESCE(SUM(unknown_events), 0), "
@@ -424,7 +425,8 @@ def session_statistics(conn: sqlite3.Connection, session_id: str) -> dict | None
     by_type = [
         {"event_code": r[0], "type": r[1], "name": r[2], "count": r[3], "invalid": r[4]}
         for r in conn.execute(
-            "SELECT t.code, t.category, t.name, COUNT(*), COALESCE(SUM(e.is_valid = 0), 0) "
+            "SELECT t.code, t.category, t.name, COUNT(*), "
+            "COALESCE(SUM(CASE WHEN e.is_valid = 0 THEN 1 ELSE 0 END), 0) "
             "FROM pss_events_v2 e JOIN pss_event_types t ON t.id = e.event_type_id "
             "WHERE e.session_id = ? GROUP BY t.code, t.category, t.name ORDER BY COUNT(*) DESC",
             (session_id,))

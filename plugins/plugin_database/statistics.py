@@ -54,7 +54,7 @@ from typing import Any
 
 import orjson
 
-from restrike.host.timeutil import now_iso
+from restrike.host.timeutil import now_iso, parse_iso
 from restrike.pss.sides import SIDE_PAIRS, SIDES
 from restrike.pss.statistics import (
     HIT_LEVEL_BUCKETS,
@@ -695,8 +695,9 @@ def athletes(conn: sqlite3.Connection, search: str | None, limit: int) -> list[d
     """``get_athletes``: athletes whose names or country contain ``search``, with their record."""
     where, params = "", []
     if search:
-        where = ("WHERE a.short_name LIKE ? ESCAPE '\\' OR a.long_name LIKE ? ESCAPE '\\' "
-                 "OR a.country_code LIKE ? ESCAPE '\\'")
+        where = ("WHERE LOWER(a.short_name) LIKE LOWER(?) ESCAPE '\\' "  # case: as in SQLite
+                 "OR LOWER(a.long_name) LIKE LOWER(?) ESCAPE '\\' "
+                 "OR LOWER(a.country_code) LIKE LOWER(?) ESCAPE '\\'")
         params = [_like(search)] * 3
     rows = conn.execute(
         f"SELECT a.id, a.short_name, a.long_name, a.country_code, COALESCE(s.matches, 0), "
@@ -808,10 +809,11 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
             + ", ".join(f"COALESCE(SUM(s.{k}), 0)" for k in POINT_KEYS)
             + f" FROM pss_matches m JOIN stat_matches s ON s.match_id = m.id {clause}",
             params).fetchone()
-        durations = [r[0] for r in conn.execute(
-            f"SELECT (julianday(m.ended_at) - julianday(m.loaded_at)) * 86400.0 AS d "
-            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL ORDER BY d",
-            params)]
+        # computed here, not with SQLite's julianday: the same on both backends
+        durations = sorted((parse_iso(ended) - parse_iso(loaded)).total_seconds()
+                           for ended, loaded in conn.execute(
+            f"SELECT m.ended_at, m.loaded_at "
+            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL", params))
         classifications = conn.execute(
             f"SELECT m.win_classification, COUNT(*) FROM pss_matches m {finished_clause} "
             f"AND m.winner IS NOT NULL GROUP BY 1", params).fetchall()

@@ -90,10 +90,6 @@ def feed() -> Feed:
     return Feed()
 
 
-# The test modules that pass on PostgreSQL (the others follow, module by module).
-_ON_POSTGRESQL = frozenset(("test_export", "test_pool", "test_schema", "test_tournaments", "test_archive", "test_cutoffs",
-                            "test_archive_crash"))
-
 SQLITE_ONLY = pytest.mark.sqlite_only
 """``@SQLITE_ONLY(reason=...)``: a test about the SQLite file itself (runs on ``[sqlite]`` only)."""
 
@@ -104,9 +100,6 @@ def backend(request) -> str:
     ``[postgresql]``) unless marked ``sqlite_only``."""
     if request.param == "postgresql" and request.node.get_closest_marker("sqlite_only"):
         pytest.skip("about the SQLite file itself")
-    if request.param == "postgresql" and request.module.__name__.rsplit(".", 1)[-1] \
-            not in _ON_POSTGRESQL:
-        pytest.skip("this module does not run on PostgreSQL yet")
     return request.param
 
 
@@ -132,6 +125,8 @@ def open_db(tmp_path, backend, request):
     yield opener
     for service in services:
         service.close()
+    for url in databases.values():  # a copy of the template each: give the space back
+        request.getfixturevalue("pg_server").drop(url)
 
 
 @pytest.fixture

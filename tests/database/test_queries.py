@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from restrike.host.errors import CommandError, InvalidArgument, NotFound
+from restrike.host.errors import CommandError, InvalidArgument, NotFound, Unavailable
 from restrike.plugins.plugin_database.running import service_of
 from restrike.pss.session import UdpSession
 
@@ -212,14 +212,24 @@ def test_server_and_session_statistics(loaded):
     assert err.value.field == "sessionId"
 
 
-def test_maintenance_commands_run_on_the_live_database(loaded):
+def test_maintenance_commands_run_on_the_live_database(loaded, backend):
     info = call(loaded, "database_get_info")
-    assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
-    assert info["path"].endswith("restrike_vta.db") and info["size_bytes"] > 0
+    if backend == "sqlite":
+        assert info["journal_mode"] == "wal" and info["synchronous"] == "NORMAL"
+        assert info["path"].endswith("restrike_vta.db")
+    else:  # the server's database, its password never shown
+        assert info["journal_mode"] == "postgresql" and info["sqlite_version"] is None
+        assert info["path"].startswith("postgresql://") and info["server_version"]
+    assert info["size_bytes"] > 0
     assert info["row_counts"]["pss_matches"] == 2 and info["schema_version"] >= 1
     assert info["writer"]["stored"] == info["row_counts"]["pss_events_v2"]
-    check = call(loaded, "database_run_integrity_check")
-    assert check["ok"] is True and check["problems"] == [] and check["foreign_key_problems"] == []
+    if backend == "sqlite":
+        check = call(loaded, "database_run_integrity_check")
+        assert check["ok"] is True and check["problems"] == []
+        assert check["foreign_key_problems"] == []
+    else:
+        with pytest.raises(Unavailable, match="not on PostgreSQL"):
+            call(loaded, "database_run_integrity_check")
     assert call(loaded, "database_run_analyze")["ok"] is True
     assert call(loaded, "database_run_optimize")["ok"] is True
     vacuum = call(loaded, "database_run_vacuum")

@@ -27,6 +27,7 @@ def corrupt_files(tmp_path):
     return sorted(p.name for p in tmp_path.glob(f"{DB_FILE}.corrupt-*"))
 
 
+@pytest.mark.sqlite_only(reason="a damaged SQLite file")
 def test_a_damaged_file_is_moved_aside_with_its_wal_and_a_fresh_one_started(
         open_db, tmp_path, caplog):
     path = tmp_path / DB_FILE
@@ -49,6 +50,7 @@ def test_a_damaged_file_is_moved_aside_with_its_wal_and_a_fresh_one_started(
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+@pytest.mark.sqlite_only(reason="the SQLite file and its WAL")
 def test_a_sound_file_left_by_a_crash_is_opened_not_moved(open_db, tmp_path):
     """A kill leaves a WAL (and its index) beside a sound file: that is no damage."""
     path = tmp_path / DB_FILE
@@ -151,6 +153,7 @@ def _session(session_id: str, started_at: str) -> UdpSession:
                       started_at=started_at, stopped_at=None, simulated=False, status="running")
 
 
+@pytest.mark.sqlite_only(reason="on PostgreSQL an instance may close only its own court's sessions: waits for the court column")
 def test_sessions_a_crash_cut_short_are_closed_as_interrupted_at_their_last_event(
         open_db, tmp_path):
     path = tmp_path / DB_FILE

@@ -449,6 +449,7 @@ UNDO_VERSION_8 = (
 """What takes a file of schema version 8 back to version 7 (courts, tests only)."""
 
 
+@pytest.mark.sqlite_only(reason="builds an old SQLite file by hand")
 def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp_path, feed):
     path = tmp_path / "old.db"
     service = open_db(path)
@@ -474,6 +475,7 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
         assert statistics.match_statistics(c, 1)["total"]["blue"]["points_by_type"]["head"] == 1
 
 
+@pytest.mark.sqlite_only(reason="fails writes with SQLite's max_page_count")
 def test_aggregates_stay_exact_when_batches_fail_and_are_retried(db_app, service):
     """A full disk (SQLite's page limit) rolls batches back after parts of them, aggregates
     included, and the writer retries them: what is kept between batches must follow."""

@@ -98,6 +98,7 @@ def test_what_flush_acknowledged_survives_closing_and_reopening(open_db, tmp_pat
         (len(events),)]
 
 
+@pytest.mark.sqlite_only(reason="reads the SQLite file with a second sqlite3 connection")
 def test_a_committed_batch_is_on_disk_for_another_connection_without_closing(db, feed, tmp_path):
     store(db, feed.events(["pt1;3;", "pt2;1;"]))
     other = sqlite3.connect(tmp_path / DB_FILE)
@@ -107,6 +108,7 @@ def test_a_committed_batch_is_on_disk_for_another_connection_without_closing(db,
         other.close()
 
 
+@pytest.mark.sqlite_only(reason="fills the SQLite file with max_page_count")
 def test_disk_full_holds_the_batch_and_writes_it_in_order_when_space_returns(db, feed):
     store(db, feed.events(["hel;"]))
     pages = db.writer.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
@@ -370,6 +372,7 @@ def test_sessions_and_senders_are_counted(db):
     assert clients == [(40001, 2, 3), (40002, 1, 1)]
 
 
+@pytest.mark.sqlite_only(reason="fails writes with SQLite's max_page_count")
 def test_closing_with_a_write_still_failing_counts_the_events_as_lost(open_db, feed):
     db = open_db(close_timeout=0.3)
     store(db, feed.events(["hel;"]))
@@ -384,6 +387,7 @@ def test_closing_with_a_write_still_failing_counts_the_events_as_lost(open_db, f
     assert db.writer.stats()["dropped"] == 1
 
 
+@pytest.mark.sqlite_only(reason="PRAGMA synchronous is SQLite's")
 def test_config_reaches_the_connection_and_the_archiver(open_db):
     db = open_db(synchronous="FULL", auto_archive_days=30)
     assert db.writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
@@ -413,6 +417,7 @@ def event_ids(db) -> list[int]:
     return [r[0] for r in read(db, "SELECT id FROM pss_events_v2 ORDER BY id")]
 
 
+@pytest.mark.sqlite_only(reason="SQLite's sqlite_sequence; PostgreSQL's ids come from a sequence that never goes back")
 def test_new_ids_never_take_an_archived_one_so_a_restore_never_conflicts(db, feed):
     from restrike.plugins.plugin_database import archive
 
@@ -539,12 +544,14 @@ def test_a_batch_naming_a_deleted_match_is_stored_by_the_careful_path_without_da
         (ev.raw,) for ev in events]
     stats = db.writer.stats()
     assert stats["stored"] == len(events) and stats["lost"] == 0
-    assert "FOREIGN KEY" in stats["last_error"]
+    assert "foreign key" in stats["last_error"].lower()  # either backend's wording
     assert read(db, "SELECT COUNT(*) FROM pss_events_v2 WHERE match_id IS NOT NULL AND "
                     "match_id NOT IN (SELECT id FROM pss_matches)") == [(0,)]
-    assert db.writer.run(lambda c: c.execute("PRAGMA foreign_key_check").fetchall()) == []
+    if db.backend == "sqlite":  # PostgreSQL's foreign keys never let a dangling id in
+        assert db.writer.run(lambda c: c.execute("PRAGMA foreign_key_check").fetchall()) == []
 
 
+@pytest.mark.sqlite_only(reason="PostgreSQL's foreign keys are never off")
 def test_run_functions_always_find_foreign_keys_on(db, feed):
     def foreign_keys(conn):
         return conn.execute("PRAGMA foreign_keys").fetchone()[0]
