@@ -25,7 +25,8 @@ def test_sessions_and_matches_carry_the_court_and_get_courts_shows_each_courts_m
         store(db, Feed(f"session-{court}").events(datagrams[:upto]))
         db.close()
     db = open_db(path, court="Court 1")
-    assert read(db, "SELECT court, COUNT(*) FROM udp_server_sessions GROUP BY court") == [
+    assert read(db, "SELECT court, COUNT(*) FROM udp_server_sessions GROUP BY court "
+                    "ORDER BY court") == [
         ("Court 1", 1), ("Court 2", 1)]
     assert read(db, "SELECT court, match_number FROM pss_matches ORDER BY id") == [
         ("Court 1", "101"), ("Court 2", "202")]
@@ -138,7 +139,10 @@ def test_a_results_desk_with_no_udp_binds_no_udp_port_and_shows_the_courts(open_
     court = open_db(data / DB_FILE, court="Court 9")
     store(court, Feed("court-9").events(match_datagrams("909")))
     court.close()
-    proc, base = start_headless(data, "--no-udp", "--log-level", "WARNING")
+    # the court's database: its file in the desk's data dir, or its PostgreSQL database (the
+    # test server has no password, so the displayed URL is the URL)
+    where = [] if court.url is None else ["--database-url", court.url.display]
+    proc, base = start_headless(data, "--no-udp", "--log-level", "WARNING", *where)
     try:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         answer = httpx.post(f"{base}/api/invoke/get_courts", json=[], headers=headers,
