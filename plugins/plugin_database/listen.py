@@ -48,6 +48,8 @@ _WAIT_S = 0.5  # how long one wait for notifications lasts: the bound on stop()'
 # of never (a LISTEN connection sends nothing, so nothing else would notice).
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
                "keepalives_count": 2}
+APPLICATION_NAME = "restrike-listen"
+"""The listening connection's ``application_name`` (``pg_stat_activity`` shows it)."""
 
 
 def notify(conn, channel: str, payload: str = "") -> None:
@@ -115,7 +117,8 @@ class Listener:
         while not self._stopping.is_set():
             try:
                 conn = psycopg.connect(self._conninfo, autocommit=True,
-                                       connect_timeout=self._connect_timeout, **_KEEPALIVES)
+                                       connect_timeout=self._connect_timeout,
+                                       application_name=APPLICATION_NAME, **_KEEPALIVES)
             except psycopg.Error as exc:
                 delay = self._backoff(delay)
                 self._note(exc, f"listening for changes failed, retrying in {delay:.1f} s",
