@@ -6,9 +6,7 @@ is told of each court's changes through LISTEN/NOTIFY (its push stream), not by 
 from __future__ import annotations
 
 import json
-import socket
 import threading
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -18,37 +16,9 @@ from restrike.pss.ingested import ingest_datagram
 from tests.conftest import wait_for
 from tests.database.conftest import match_datagrams
 from tests.reliability.conftest import Headless
+from tests.tournament import Instance
 
 pytestmark = pytest.mark.usefixtures("pg_server")
-
-
-class Instance(Headless):
-    """A headless restrike on the shared database: ``--database-url``, ``--court`` and any
-    further arguments (``--no-udp``) on its command line."""
-
-    def __init__(self, data_dir: Path, url: str, court: str, *args: str):
-        super().__init__(data_dir)
-        self.court = court
-        self.args = ("--database-url", url, "--court", court, *args)
-
-    def command_line(self) -> list[str]:
-        return [*super().command_line(), *self.args]
-
-    def send(self, datagrams: list[str]) -> None:
-        """The datagrams in order, always from the same socket (one scoring PC: a match is
-        followed per sender)."""
-        if not hasattr(self, "sender"):
-            self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for data in datagrams:
-            self.sender.sendto(data.encode("utf-8"), ("127.0.0.1", self.udp_port))
-
-    def kill(self) -> None:
-        super().kill()
-        if hasattr(self, "sender"):
-            self.sender.close()
-
-    def stored(self) -> int:
-        return self.stats()["storage"]["stored"]
 
 
 class Pushes:
