@@ -44,10 +44,6 @@ POLLING = "polling"
 and the screens rely on their poll (``polling``)."""
 
 _WAIT_S = 0.5  # how long one wait for notifications lasts: the bound on stop()'s delay
-# TCP keepalives: a pulled cable breaks the listening connection within about 20 s instead
-# of never (a LISTEN connection sends nothing, so nothing else would notice).
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-               "keepalives_count": 2}
 APPLICATION_NAME = "restrike-listen"
 """The listening connection's ``application_name`` (``pg_stat_activity`` shows it)."""
 
@@ -118,7 +114,12 @@ class Listener:
             try:
                 conn = psycopg.connect(self._conninfo, autocommit=True,
                                        connect_timeout=self._connect_timeout,
-                                       application_name=APPLICATION_NAME, **_KEEPALIVES)
+                                       application_name=APPLICATION_NAME,
+                                       # TCP keepalives: a pulled cable breaks the listening
+                                       # connection within about 20 s instead of never (it
+                                       # sends nothing, so nothing else would notice)
+                                       keepalives=1, keepalives_idle=10,
+                                       keepalives_interval=5, keepalives_count=2)
             except psycopg.Error as exc:
                 delay = self._backoff(delay)
                 self._note(exc, f"listening for changes failed, retrying in {delay:.1f} s",
