@@ -1,7 +1,8 @@
 // Screen: Courts, the tournament-wide live view. One card per court that writes to this
 // database (get_courts): its current match, score, round, clock, winner, last event and health.
-// Refreshed on every courts_changed push (at most twice a second, sent when the writer commits)
-// and polled every 5 s as a fallback (a results desk on a shared database, a lost push link).
+// Refreshed on every courts_changed push (at most twice a second, sent when a writer commits:
+// this instance's on SQLite, every instance's through LISTEN/NOTIFY on PostgreSQL) and polled
+// every 5 s as a fallback (a lost push link, get_courts' live "polling": shown in #ct-live).
 
 import { h, $, setText, fmtAgo } from './ui.js';
 import { COURTS, describe } from './errors.js';
@@ -63,6 +64,10 @@ function render(data) {
   $('#ct-empty').hidden = courts.length > 0;
   list.replaceChildren(...courts.map(card));
   setText($('#ct-own'), data?.court ? `This instance: ${data.court}` : '');
+  const live = $('#ct-live');
+  live.dataset.live = data?.live ?? '';
+  live.hidden = !data?.live;
+  setText(live, COURTS.live[data?.live] ?? '');
   document.documentElement.dataset.courtsAt = data?.generated_at ?? '';
 }
 

@@ -196,4 +196,10 @@ export const COURTS = {
   empty: 'No court has written to this database yet. A court appears here with its first UDP session.',
   failed: 'The courts could not be read: {reason}',
   noMatch: 'No match yet',
+  // get_courts' live: where the screen's updates come from
+  live: {
+    local: '· Live: updated as this instance stores the feed',
+    notify: '· Live: every court\'s changes arrive from the central database',
+    polling: '· Live link to the central database lost (reconnecting): refreshing every 5 s',
+  },
 };

@@ -49,6 +49,7 @@ from restrike.pss.session import UdpSession
 
 from .backend import OperationalError, is_postgres
 from .court import default_court
+from .listen import COURTS, notify
 from .pg import allocate_event_ids, update_by_id
 from .rows import (
     EVENT_INTO,
@@ -194,6 +195,9 @@ class BatchStore:
         self._guarded(cur, safe, "statistics", update_aggregates, cur)
         # 8. The per-sender and per-session counters.
         rows.write_counters(cur)
+        # 9. On PostgreSQL: tell every instance's Courts screen, at commit (``listen.py``).
+        if self._postgres:
+            notify(cur, COURTS, self.court)
         return lost
 
     def use_connection(self, conn) -> None:

@@ -10,7 +10,9 @@ and winner: the writer updates it once per batch already (``tracking.dirty_rows`
 live view costs the writer nothing.
 
 "Something changed" comes from one place, ``change_source``: on SQLite the writer's commits of
-this instance; on PostgreSQL it will be LISTEN/NOTIFY (then only that function changes).
+this instance; on PostgreSQL every instance's commits, through LISTEN/NOTIFY (``listen.py``,
+started by ``start_listener``). While the listening connection is down ``get_courts`` says
+``live: "polling"`` and the screens' 5 s poll keeps them right.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from restrike.host.timeutil import now_iso, parse_iso
 
+from .backend import POSTGRESQL, SQLITE
+from .listen import CONTEXT, COURTS, Listener
 from .pool import read_snapshot
 from .running import service_of
+from .tournaments import follow_context
 
 if TYPE_CHECKING:
     import sqlite3
@@ -40,6 +45,8 @@ MIN_INTERVAL_S = 0.5
 """At most two ``courts_changed`` pushes a second, whatever the commit rate."""
 NOTIFIER = "database.courts"
 """``app.extensions[NOTIFIER]``: the running ``ChangeNotifier``."""
+LISTENER = "database.listen"
+"""``app.extensions[LISTENER]``: the running ``listen.Listener`` (PostgreSQL only)."""
 
 _SIDES = {1: "blue", 2: "red"}
 
@@ -88,11 +95,47 @@ class ChangeNotifier:
                 return
 
 
-def change_source(notifier: ChangeNotifier) -> Callable[[], None]:
+def change_source(notifier: ChangeNotifier, backend: str) -> Callable[[], None] | None:
     """Where the "something changed" signal comes from, as the writer's ``on_commit``: on
-    SQLite only this instance writes, so its commits are every change. (PostgreSQL: a LISTEN
-    on the channel every writer NOTIFYs will call ``notifier.changed`` instead.)"""
-    return notifier.changed
+    SQLite only this instance writes, so its commits are every change. On PostgreSQL none:
+    every writer's batch NOTIFYs ``listen.COURTS`` and ``start_listener`` hears them all,
+    this instance's own included."""
+    return notifier.changed if backend == SQLITE else None
+
+
+def start_listener(app: App, service: DatabaseService, notifier: ChangeNotifier) -> None:
+    """On PostgreSQL: LISTEN for the other instances' changes (kept in ``app.extensions``):
+    a court's batch signals ``notifier``; a new UDP tournament context is stamped on this
+    instance's events from then on (``tournaments.follow_context``). After every (re)connect
+    both are read again (what changed meanwhile was not heard)."""
+    if service.url is None or service.backend != POSTGRESQL:
+        return
+
+    def connected() -> None:
+        follow_context(service)
+        notifier.changed()
+
+    app.extensions[LISTENER] = Listener(service.url.conninfo, {
+        COURTS: lambda court: notifier.changed(),
+        CONTEXT: lambda payload: follow_context(service),
+    }, connected).start()
+
+
+def stop_listener(app: App) -> None:
+    listener = app.extensions.pop(LISTENER, None)
+    if isinstance(listener, Listener):
+        listener.stop()
+
+
+def live_status(app: App) -> dict:
+    """``get_courts``' ``live`` (``local``: SQLite, this instance's commits; ``notify``:
+    PostgreSQL's notifications arrive; ``polling``: the listening connection is down, the
+    screens poll) and ``listen`` (``listen.Listener.stats``, None on SQLite)."""
+    listener = app.extensions.get(LISTENER)
+    if not isinstance(listener, Listener):
+        return {"live": "local", "listen": None}
+    stats = listener.stats()
+    return {"live": stats["live"], "listen": stats}
 
 
 def start_notifier(app: App) -> ChangeNotifier:
@@ -204,10 +247,18 @@ def commands(app: App) -> dict:
         classification} | None, colors {blue_bg, blue_fg, red_bg, red_fg}, loaded_at,
         ended_at, updated_at}``, as the writer stored it with its last batch. Cheap (a few
         indexed reads per court, through the pool): screens may poll it; the
-        ``courts_changed`` push says when to (at most twice a second)."""
+        ``courts_changed`` push says when to (at most twice a second).
+
+        ``live`` says where that push comes from: ``local`` (SQLite: this instance's
+        commits), ``notify`` (PostgreSQL: every instance's commits, through LISTEN/NOTIFY) or
+        ``polling`` (PostgreSQL, the listening connection is down and being reopened: no push,
+        poll). ``listen``: ``{live, notifications (received), connects, breaks,
+        handler_errors, listening_since, last_error, last_error_at}`` on PostgreSQL, else
+        None."""
         service = service_of(app)
         with service.pool.connection() as conn:
-            return courts(conn, service.config.court, service.config.courts_silent_after,
-                          lambda court: spool_depth(service, court))
+            answer = courts(conn, service.config.court, service.config.courts_silent_after,
+                            lambda court: spool_depth(service, court))
+        return {**answer, **live_status(app)}
 
     return {"get_courts": get_courts}

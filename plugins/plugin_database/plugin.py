@@ -29,6 +29,7 @@ from . import (
     statistics_commands,
     tournaments,
 )
+from .backend import SQLITE, DatabaseUrl
 from .running import EXTENSION
 from .service import DB_FILE, DatabaseConfig, DatabaseService
 
@@ -67,15 +68,18 @@ def restrike_startup(app):
         raise section_error(exc, EXTENSION) from None
     target = config.url or Path(app.settings.data_dir) / DB_FILE
     notifier = courts.start_notifier(app)
-    app.extensions[EXTENSION] = DatabaseService.open(
+    backend = DatabaseUrl.parse(config.url).backend if config.url else SQLITE
+    service = app.extensions[EXTENSION] = DatabaseService.open(
         target, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app),
-        on_commit=courts.change_source(notifier))
+        on_commit=courts.change_source(notifier, backend))
+    courts.start_listener(app, service, notifier)
     log.info("court %r", config.court)
 
 
 @hookimpl
 def restrike_shutdown(app):
-    """Commit what is queued and close the writer and the pool."""
+    """Stop listening, commit what is queued and close the writer and the pool."""
+    courts.stop_listener(app)
     service = app.extensions.pop(EXTENSION, None)
     if service is not None:
         service.close()

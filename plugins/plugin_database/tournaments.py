@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from restrike.host.app import App
 
     from .service import DatabaseService
+from .listen import CONTEXT, notify
 from .queries import Id
 from .transactions import transaction
 
@@ -375,15 +376,20 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
 
 def save_context(conn: sqlite3.Connection, tournament_id: int | None,
                  tournament_day_id: int | None) -> None:
-    """Remember the UDP tournament context for the next start (None, None: forget it)."""
-    if tournament_id is None:
-        conn.execute("DELETE FROM app_state WHERE key = ?", (CONTEXT_KEY,))
-        return
-    conn.execute(
-        "INSERT INTO app_state (key, value, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        (CONTEXT_KEY, json.dumps({"tournament_id": tournament_id,
-                                  "tournament_day_id": tournament_day_id}), now_iso()))
+    """Remember the UDP tournament context for the next start (None, None: forget it). On
+    PostgreSQL it is the tournament's context: every instance is told (``listen.CONTEXT``) and
+    stamps its new events with it (``shared_context``)."""
+    with transaction(conn):
+        if tournament_id is None:
+            conn.execute("DELETE FROM app_state WHERE key = ?", (CONTEXT_KEY,))
+        else:
+            conn.execute(
+                "INSERT INTO app_state (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (CONTEXT_KEY, json.dumps({"tournament_id": tournament_id,
+                                          "tournament_day_id": tournament_day_id}), now_iso()))
+        notify(conn, CONTEXT)
 
 
 def restored_context(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
@@ -392,22 +398,47 @@ def restored_context(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
     row = conn.execute("SELECT value FROM app_state WHERE key = ?", (CONTEXT_KEY,)).fetchone()
     if row is None:
         return None, None
-    try:
-        saved = json.loads(row[0])
-        tournament_id, day_id = saved["tournament_id"], saved["tournament_day_id"]
-    except (ValueError, KeyError, TypeError):
-        tournament_id = day_id = None
-    found = tournament_id is not None and conn.execute(
-        "SELECT 1 FROM tournaments t WHERE t.id = ? AND (? IS NULL OR EXISTS ("
-        "SELECT 1 FROM tournament_days d WHERE d.id = ? AND d.tournament_id = t.id))",
-        (tournament_id, day_id, day_id)).fetchone() is not None
-    if not found:
+    tournament_id, day_id = _fitting(conn, row[0])
+    if tournament_id is None:
         log.warning("the saved UDP tournament context %s does not fit the database any more: "
                     "incoming events are not stamped until it is set again", row[0])
         save_context(conn, None, None)
         return None, None
     log.info("UDP tournament context restored: tournament %s, day %s", tournament_id, day_id)
     return tournament_id, day_id
+
+
+def shared_context(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+    """The saved context as ``restored_context`` reads it, on a reader (changes nothing): what
+    an instance stamps after another one changed it (``listen.CONTEXT``)."""
+    row = conn.execute("SELECT value FROM app_state WHERE key = ?", (CONTEXT_KEY,)).fetchone()
+    return (None, None) if row is None else _fitting(conn, row[0])
+
+
+def follow_context(service: DatabaseService) -> None:
+    """Stamp this instance's new events with the context saved in the database (another
+    instance changed it, ``listen.CONTEXT``; or the listening connection is back). Runs on the
+    listening thread: read through the pool, then one assignment (``Writer.set_context``)."""
+    with service.pool.connection() as conn:
+        context = shared_context(conn)
+    if context != tuple(service.writer.context):
+        service.writer.set_context(*context)
+        log.info("UDP tournament context now tournament %s, day %s (set by an instance of "
+                 "this database)", *context)
+
+
+def _fitting(conn: sqlite3.Connection, value: str) -> tuple[int | None, int | None]:
+    """The ids of a saved context if its tournament (and day) exist, else ``(None, None)``."""
+    try:
+        saved = json.loads(value)
+        tournament_id, day_id = saved["tournament_id"], saved["tournament_day_id"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    found = tournament_id is not None and conn.execute(
+        "SELECT 1 FROM tournaments t WHERE t.id = ? AND (? IS NULL OR EXISTS ("
+        "SELECT 1 FROM tournament_days d WHERE d.id = ? AND d.tournament_id = t.id))",
+        (tournament_id, day_id, day_id)).fetchone() is not None
+    return (tournament_id, day_id) if found else (None, None)
 
 
 def _context(tournament: dict | None, day: dict | None) -> dict:

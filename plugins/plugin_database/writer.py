@@ -370,7 +370,9 @@ class Writer:
         return self._context
 
     def set_context(self, tournament_id: int | None, tournament_day_id: int | None) -> None:
-        """Set the tournament context (call it on the writer thread, after validating the ids)."""
+        """Set the tournament context: commands call it on the writer thread after validating
+        the ids; on PostgreSQL the listening thread too (``tournaments.follow_context``: one
+        assignment, events queued from then on carry it)."""
         self._context = (tournament_id, tournament_day_id)
 
     def tournament_in_use(self, tournament_id: int) -> bool:

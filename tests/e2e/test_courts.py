@@ -74,3 +74,53 @@ def test_the_overlay_follows_a_court_by_name(browser_app):
         assert problems == []
     finally:
         other.close()
+
+
+def test_a_results_desk_on_postgresql_shows_another_courts_match_live(tmp_path, pw, pg_server):
+    """The real window of a ``--no-udp`` results desk on a PostgreSQL database, while a
+    separate headless court instance on the same database is fed over UDP: the desk's Courts
+    screen shows the court's match and its score changes without a reload, each change carried
+    by a ``courts_changed`` push that came from the court's NOTIFY (the desk writes nothing)."""
+    from tests.e2e.conftest import SCREENSHOTS, launch_window
+    from tests.tournament import Instance
+
+    url = pg_server.database()
+    court = Instance(tmp_path / "mat7", url, "Mat 7").start()
+    (tmp_path / "desk").mkdir()
+    try:
+        with launch_window(tmp_path / "desk", pw, ("--database-url", url, "--court",
+                                                    "Results desk", "--no-udp")) as desk:
+            page = desk.page
+            goto_tab(page, "courts")
+            expect(page.locator("#ct-live")).to_have_attribute("data-live", "notify",
+                                                               timeout=TIMEOUT)
+            # count the pushes the window delivers (host/window.py calls __restrikePush)
+            page.evaluate("""() => {
+              const deliver = window.__restrikePush;
+              window.__courtsPushes = 0;
+              window.__restrikePush = (batch) => {
+                if (batch.some((item) => item.event === 'courts_changed')) window.__courtsPushes++;
+                return deliver(batch);
+              };
+            }""")
+            court.send([d.decode() for d in match_start("707")])
+            card = page.locator('.ct-card[data-court="Mat 7"]')
+            expect(card.locator(".ct-match")).to_contain_text("Match 707", timeout=TIMEOUT)
+            expect(card.locator('[data-score="blue"]')).to_have_text("3", timeout=TIMEOUT)
+            expect(card.locator(".ct-blue .ct-name")).to_have_text("C. COURT")
+            expect(card.locator(".ct-health")).to_have_attribute("data-health", "connected")
+            page.evaluate("window.__noReload = true")
+            pushes = page.evaluate("window.__courtsPushes")
+            heard = desk.invoke("get_courts")["listen"]["notifications"]
+            court.send(["clk;1:20\r\n", "pt1;2\r\n", "sc1;5;sc2;1\r\n"])
+            page.wait_for_function(f"() => window.__courtsPushes > {pushes}", timeout=TIMEOUT)
+            expect(card.locator('[data-score="blue"]')).to_have_text("5", timeout=TIMEOUT)
+            expect(card.locator(".ct-clock")).to_have_text("1:20")
+            assert page.evaluate("window.__noReload === true")  # the same page: updated live
+            answer = desk.invoke("get_courts")
+            assert answer["listen"]["notifications"] > heard and answer["live"] == "notify"
+            assert (answer["court"], answer["courts"][0]["local"]) == ("Results desk", False)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "courts-postgresql-desk.png"))
+    finally:
+        court.kill()
