@@ -33,7 +33,7 @@ from psycopg.adapt import Loader
 
 from restrike.host.timeutil import now_iso
 
-from .backend import POSTGRESQL
+from .backend import POSTGRESQL, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,8 @@ class ReadPool:
     """``psycopg_pool.ConnectionPool`` behind ``pool.ConnectionPool``'s interface."""
 
     def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 5.0, max_idle: float = 300.0, max_lifetime: float = 3600.0):
+                 timeout: float = 5.0, max_idle: float = 300.0, max_lifetime: float = 3600.0,
+                 wait: bool = True):
         from .pool import PoolClosed, PoolTimeout  # the same errors as the SQLite pool's
 
         self._timeout_error, self._closed_error = PoolTimeout, PoolClosed
@@ -318,7 +319,9 @@ class ReadPool:
             kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
             configure=_configure, check=psycopg_pool.ConnectionPool.check_connection,
             name="restrike-readers", open=False)
-        self._pool.open(wait=min_size > 0, timeout=max(timeout, 10.0))
+        # wait=False: the server cannot be reached now (store-and-forward); the pool connects
+        # in the background when it answers
+        self._pool.open(wait=wait and min_size > 0, timeout=max(timeout, 10.0))
 
     @contextlib.contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Connection]:
@@ -328,6 +331,10 @@ class ReadPool:
             cm = self._pool.connection(timeout=self.timeout if timeout is None else timeout)
             raw = cm.__enter__()
         except psycopg_pool.PoolTimeout:
+            raw_stats = self._pool.get_stats()
+            if raw_stats.get("pool_size", 0) - raw_stats.get("pool_available", 0) \
+                    < self.max_size:  # not all in use: the pool could not connect
+                raise self._timeout_error(_unavailable()) from None
             raise self._timeout_error(
                 f"database pool exhausted: all {self.max_size} connections in use for "
                 f"{self.timeout if timeout is None else timeout:.1f} s") from None
@@ -340,6 +347,8 @@ class ReadPool:
             yield conn
         except BaseException as exc:
             if not cm.__exit__(type(exc), exc, exc.__traceback__):
+                if unreachable(exc):  # the server went away during the read
+                    raise self._timeout_error(_unavailable()) from exc
                 raise
         else:
             cm.__exit__(None, None, None)
@@ -389,6 +398,12 @@ class ReadPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _unavailable() -> str:
+    from .writer import UNAVAILABLE  # the one wording of an outage (writer imports this module)
+
+    return UNAVAILABLE
 
 
 # -- a batch's rows -------------------------------------------------------------------------------

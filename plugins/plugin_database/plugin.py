@@ -69,7 +69,7 @@ def restrike_startup(app):
     notifier = courts.start_notifier(app)
     app.extensions[EXTENSION] = DatabaseService.open(
         target, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app),
-        on_commit=courts.change_source(notifier))
+        on_commit=courts.change_source(notifier), data_dir=Path(app.settings.data_dir))
     log.info("court %r", config.court)
 
 

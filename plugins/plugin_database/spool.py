@@ -69,6 +69,10 @@ _SCHEMA = (
     " spooled_at TEXT NOT NULL,"
     " body BLOB NOT NULL)"
 )
+_STATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS spool_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+)
+_CONTEXT_KEY = "udp_tournament_context"
 _SAME_B64 = 1  # in an event's raw_b64 slot: the same datagram as the message before
 
 
@@ -180,6 +184,7 @@ class Spool:
             "COALESCE(MAX(id), 0) FROM spooled_batches").fetchone()
         self._events, self._batches, self._bytes = events, batches, size
         self._first_own_id = last + 1  # rows below it were written by an earlier process
+        self._earlier = batches
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -187,6 +192,7 @@ class Spool:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # see the module docstring
             conn.execute(_SCHEMA)
+            conn.execute(_STATE_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -237,6 +243,8 @@ class Spool:
             gone = self._conn.execute("DELETE FROM spooled_batches WHERE id = ?",
                                       (spooled.id,)).rowcount
         if gone:
+            if spooled.id < self._first_own_id:
+                self._earlier -= 1
             self._events -= spooled.events
             self._batches -= 1
             self._bytes -= spooled.bytes
@@ -244,6 +252,30 @@ class Spool:
             self._events = self._bytes = 0
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def earlier(self) -> int:
+        """Batches an earlier process spooled that are still waiting (they come first)."""
+        return self._earlier
+
+    def save_context(self, tournament_id: int | None, tournament_day_id: int | None) -> None:
+        """Keep the UDP tournament context here too: a start during an outage cannot read the
+        one saved on the server (``tournaments.save_context``)."""
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO spool_state (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (_CONTEXT_KEY, json.dumps([tournament_id, tournament_day_id])))
+
+    def saved_context(self) -> tuple[int | None, int | None]:
+        """The context ``save_context`` kept, ``(None, None)`` when none (or unreadable)."""
+        row = self._conn.execute("SELECT value FROM spool_state WHERE key = ?",
+                                 (_CONTEXT_KEY,)).fetchone()
+        try:
+            tournament_id, day_id = json.loads(row[0]) if row else (None, None)
+        except (ValueError, TypeError):
+            return None, None
+        ok = all(v is None or (type(v) is int) for v in (tournament_id, day_id))
+        return (tournament_id, day_id) if ok else (None, None)
 
     def close(self) -> None:
         """Close the file (what was committed stays)."""
