@@ -313,6 +313,7 @@ class ReadPool:
         self._lock = threading.Lock()
         self._waits_ms: collections.deque[float] = collections.deque(maxlen=_WAIT_SAMPLES)
         self._last_cleanup: str | None = None
+        self._lent = 0  # connections checked out now: all of them = exhausted, else unreachable
         self._pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout,
             max_idle=max(max_idle, 1.0), max_lifetime=max(max_lifetime, 1.0),
@@ -331,9 +332,9 @@ class ReadPool:
             cm = self._pool.connection(timeout=self.timeout if timeout is None else timeout)
             raw = cm.__enter__()
         except psycopg_pool.PoolTimeout:
-            raw_stats = self._pool.get_stats()
-            if raw_stats.get("pool_size", 0) - raw_stats.get("pool_available", 0) \
-                    < self.max_size:  # not all in use: the pool could not connect
+            with self._lock:
+                lent = self._lent
+            if lent < self.max_size:  # not all lent out: the pool could not connect
                 raise self._timeout_error(_unavailable()) from None
             raise self._timeout_error(
                 f"database pool exhausted: all {self.max_size} connections in use for "
@@ -342,16 +343,25 @@ class ReadPool:
             raise self._closed_error("database pool closed") from None
         with self._lock:
             self._waits_ms.append((time.monotonic() - started) * 1000.0)
+            self._lent += 1
         conn = Connection(raw)
         try:
             yield conn
         except BaseException as exc:
-            if not cm.__exit__(type(exc), exc, exc.__traceback__):
+            if not self._give_back(cm, exc):
                 if unreachable(exc):  # the server went away during the read
                     raise self._timeout_error(_unavailable()) from exc
                 raise
         else:
-            cm.__exit__(None, None, None)
+            self._give_back(cm, None)
+
+    def _give_back(self, cm, exc: BaseException | None) -> bool:
+        try:
+            return bool(cm.__exit__(type(exc) if exc else None, exc,
+                                    exc.__traceback__ if exc else None))
+        finally:
+            with self._lock:
+                self._lent -= 1
 
     def get_stats(self) -> dict:
         """The SQLite pool's keys (``pool.ConnectionPool.get_stats``), from psycopg_pool's."""
