@@ -11,6 +11,7 @@ import pytest
 
 from restrike.host.errors import Unavailable
 from restrike.host.timeutil import now_iso
+from restrike.plugins.plugin_database.courts import spool_depth
 from restrike.plugins.plugin_database.recovery import DatabaseOpenError
 from restrike.plugins.plugin_database.service import DatabaseConfig, DatabaseService
 from restrike.plugins.plugin_database.spool import SPOOL_FILE
@@ -97,6 +98,9 @@ def test_an_outage_is_spooled_and_forwarded_in_order_exactly_once(server, tmp_pa
         assert service.writer.flush(10)
         assert spool_of(service)["depth"]["events"] == len(sent) - before  # it grows
         assert spool_of(service)["unreachable_since"] is not None
+        # get_courts' health of this court: spooling, with the depth
+        assert spool_depth(service, COURT) == len(sent) - before
+        assert spool_depth(service, "another court") == 0
         assert (tmp_path / SPOOL_FILE).exists()
 
         # reads and writes say plainly that central data is unavailable
