@@ -10,10 +10,14 @@ the server itself.
 
 from __future__ import annotations
 
+import re
+
 import psycopg
+import pytest
 
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.reliability.conftest import Headless, expected_messages, send_all, wait_for
+from tests.reliability.test_disk_full import page_of  # noqa: F401 - a fixture
 
 COURT = "court-3"
 
@@ -29,6 +33,16 @@ class CentralHeadless(Headless):
         return [*super().command_line(), "--database-url", self.url, "--court", COURT]
 
 
+@pytest.fixture
+def server(own_pg_server):
+    """This module's server, running again after every test whatever happened."""
+    yield own_pg_server
+    try:
+        own_pg_server.start()
+    except Exception:  # noqa: BLE001 - it was running already
+        pass
+
+
 def durable(app: Headless, messages: int) -> bool:
     """Every message this process received is acknowledged: on the server or in the spool."""
     storage = app.stats()["storage"]
@@ -42,9 +56,7 @@ def on_server(url: str, session: str) -> int:
                             (session,)).fetchone()[0]
 
 
-def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(own_pg_server,
-                                                                        tmp_path):
-    server = own_pg_server
+def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(server, tmp_path):
     url = server.database()  # empty: the first start migrates it
     datagrams = sender_datagrams(seed=13, sender_index=0, matches=2)
     quarter = len(datagrams) // 4
@@ -117,3 +129,42 @@ def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(own_pg_
         # the killed run's session was closed, its spooled "running" record did not revive it
         assert sessions[first_session] == "interrupted"
         assert sessions[second_session] == "running"
+
+
+@pytest.mark.e2e
+def test_the_page_says_the_central_database_is_unreachable_and_how_much_waits(
+        server, make_app, page_of):  # noqa: F811 - page_of is the fixture imported above
+    """In chromium, on the screen the page opens with: the banner appears during a real outage
+    with the number of events waiting, and goes away once they are forwarded."""
+    app = make_app(config={"database": {"url": server.database(), "court": COURT}})
+    app.start()
+    page = page_of(app)
+    banner = page.locator("#central-banner")
+    assert banner.is_hidden()
+    port = app.settings.config["udp"]["port"]
+    datagrams = sender_datagrams(seed=21, sender_index=0, matches=1)
+    half = len(datagrams) // 2
+    send_all(port, datagrams[:half])
+    server.stop("immediate")
+    send_all(port, datagrams[half:])
+    waiting = sum(map(len, expected_messages(datagrams[half:])))
+    storage = app.extensions["database"].writer
+    wait_for(lambda: app.commands.call("get_udp_stats", [])["dispatched_datagrams"]
+             == len(datagrams)
+             and storage.stats()["pending"] == 0
+             and storage.stats()["spool"]["depth"]["events"] >= waiting, 30,
+             message="the second half in the spool")
+    depth = storage.stats()["spool"]["depth"]["events"]
+
+    def shown() -> str | None:
+        text = banner.inner_text() if banner.is_visible() else ""
+        found = re.search(r"central database unreachable — ([\d,.\s]+) events waiting", text,
+                          re.I)
+        return text if found and int(re.sub(r"\D", "", found[1])) == depth else None
+
+    wait_for(shown, 20, 0.1, f"the banner saying {depth} events wait")
+
+    server.start()
+    banner.wait_for(state="hidden", timeout=60_000)
+    assert storage.stats()["spool"]["depth"]["events"] == 0
+    assert not storage.stats()["spool"]["unreachable"]
