@@ -66,6 +66,26 @@ def pg_server():
         server.close()
 
 
+@pytest.fixture(scope="module")
+def own_pg_server():
+    """A PostgreSQL server of one test module alone: an outage test stops and starts it
+    (``stop("immediate")``, ``start()``) without touching the session's ``pg_server``."""
+    from .pg_server import PgServer, server_bindir
+
+    bindir = server_bindir()
+    if bindir is None:
+        pytest.fail("the PostgreSQL server is not installed (Debian: apt-get install "
+                    "postgresql; make test installs it)")
+    server = PgServer(bindir)
+    try:
+        # A crash (stop -m immediate) must not take back what the server acknowledged, as on a
+        # real server: the shared one's synchronous_commit=off would (a role's setting wins).
+        server.admin("ALTER ROLE postgres SET synchronous_commit = on")
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     return SHARED

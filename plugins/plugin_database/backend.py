@@ -26,6 +26,33 @@ DatabaseError = (sqlite3.DatabaseError, psycopg.DatabaseError)
 OperationalError = (sqlite3.OperationalError, psycopg.OperationalError)
 IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
+# SQLSTATEs of a server that cannot serve us now but will again: the connection class (08), and
+# an administrator's or crash shutdown and a server still starting (57P01-57P03).
+_UNREACHABLE_STATES = frozenset(("57P01", "57P02", "57P03"))
+# What a server starting or stopping answers a connect with (57P03 and friends): its messages
+# in English, the server's default (lc_messages).
+_SERVER_NOT_READY = ("the database system is", "terminating connection due to")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the PostgreSQL server cannot be reached (cable pulled, server down
+    or restarting) - the case store-and-forward waits out - rather than that it answered and
+    refused (wrong password, no such database, a bad statement), which waiting does not mend.
+
+    On an open connection the server's SQLSTATE tells (class 08, 57P01-57P03; None: libpq's
+    own, the connection broke). A failed connect never has one (libpq keeps no result): there
+    the server's own refusal is its ``FATAL:`` line (no such role or database, wrong password),
+    except the lines of a server starting up or shutting down ("the database system is ...",
+    57P03), which waiting mends; anything else (refused, timed out, no route, unknown host)
+    never reached a server."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    if state is not None:
+        return state.startswith("08") or state in _UNREACHABLE_STATES
+    text = str(exc)
+    return "FATAL:" not in text or any(line in text for line in _SERVER_NOT_READY)
+
 _SCHEMES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL}
 
 

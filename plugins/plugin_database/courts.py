@@ -152,9 +152,13 @@ def stop_notifier(app: App) -> None:
 
 
 def spool_depth(service: DatabaseService, court: str) -> int:
-    """Events of ``court`` waiting in this instance's local spool for the central database.
-    The hook point of store-and-forward (issue 13, item 5): there is no spool yet, so 0."""
-    return 0
+    """Events of ``court`` waiting in this instance's local spool for the central database
+    (store-and-forward, ``writer.py``): this instance's own court only - another court's
+    spool lives on its own PC (0 here, and on SQLite, which has no spool)."""
+    if court != service.config.court:
+        return 0
+    spool = service.writer.stats()["spool"]
+    return spool["depth"]["events"] if spool is not None else 0
 
 
 def courts(conn: sqlite3.Connection, own_court: str, silent_after: float,
@@ -235,7 +239,8 @@ def commands(app: App) -> dict:
         by court name.
 
         ``health`` is ``spooling`` while events of the court wait in this instance's local
-        spool (``spool_depth`` of them; always 0 until store-and-forward exists), else
+        spool (``spool_depth`` of them: on this instance's own court, while forwarding after an
+        outage; during it the courts cannot be read at all), else
         ``silent`` when its last event is older than ``silent_after_s`` s (or it has none),
         else ``connected``. ``silent_for_s`` is seconds since its last event (the reading
         machine's clock against the receiving one's: keep court PCs on NTP).

@@ -33,7 +33,7 @@ from psycopg.adapt import Loader
 
 from restrike.host.timeutil import now_iso
 
-from .backend import POSTGRESQL
+from .backend import POSTGRESQL, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,8 @@ class ReadPool:
     """``psycopg_pool.ConnectionPool`` behind ``pool.ConnectionPool``'s interface."""
 
     def __init__(self, conninfo: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 5.0, max_idle: float = 300.0, max_lifetime: float = 3600.0):
+                 timeout: float = 5.0, max_idle: float = 300.0, max_lifetime: float = 3600.0,
+                 wait: bool = True):
         from .pool import PoolClosed, PoolTimeout  # the same errors as the SQLite pool's
 
         self._timeout_error, self._closed_error = PoolTimeout, PoolClosed
@@ -312,13 +313,16 @@ class ReadPool:
         self._lock = threading.Lock()
         self._waits_ms: collections.deque[float] = collections.deque(maxlen=_WAIT_SAMPLES)
         self._last_cleanup: str | None = None
+        self._lent = 0  # connections checked out now: all of them = exhausted, else unreachable
         self._pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout,
             max_idle=max(max_idle, 1.0), max_lifetime=max(max_lifetime, 1.0),
             kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
             configure=_configure, check=psycopg_pool.ConnectionPool.check_connection,
             name="restrike-readers", open=False)
-        self._pool.open(wait=min_size > 0, timeout=max(timeout, 10.0))
+        # wait=False: the server cannot be reached now (store-and-forward); the pool connects
+        # in the background when it answers
+        self._pool.open(wait=wait and min_size > 0, timeout=max(timeout, 10.0))
 
     @contextlib.contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Connection]:
@@ -328,6 +332,10 @@ class ReadPool:
             cm = self._pool.connection(timeout=self.timeout if timeout is None else timeout)
             raw = cm.__enter__()
         except psycopg_pool.PoolTimeout:
+            with self._lock:
+                lent = self._lent
+            if lent < self.max_size:  # not all lent out: the pool could not connect
+                raise self._timeout_error(_unavailable()) from None
             raise self._timeout_error(
                 f"database pool exhausted: all {self.max_size} connections in use for "
                 f"{self.timeout if timeout is None else timeout:.1f} s") from None
@@ -335,14 +343,25 @@ class ReadPool:
             raise self._closed_error("database pool closed") from None
         with self._lock:
             self._waits_ms.append((time.monotonic() - started) * 1000.0)
+            self._lent += 1
         conn = Connection(raw)
         try:
             yield conn
         except BaseException as exc:
-            if not cm.__exit__(type(exc), exc, exc.__traceback__):
+            if not self._give_back(cm, exc):
+                if unreachable(exc):  # the server went away during the read
+                    raise self._timeout_error(_unavailable()) from exc
                 raise
         else:
-            cm.__exit__(None, None, None)
+            self._give_back(cm, None)
+
+    def _give_back(self, cm, exc: BaseException | None) -> bool:
+        try:
+            return bool(cm.__exit__(type(exc) if exc else None, exc,
+                                    exc.__traceback__ if exc else None))
+        finally:
+            with self._lock:
+                self._lent -= 1
 
     def get_stats(self) -> dict:
         """The SQLite pool's keys (``pool.ConnectionPool.get_stats``), from psycopg_pool's."""
@@ -389,6 +408,12 @@ class ReadPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _unavailable() -> str:
+    from .writer import UNAVAILABLE  # the one wording of an outage (writer imports this module)
+
+    return UNAVAILABLE
 
 
 # -- a batch's rows -------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def restrike_startup(app):
     backend = DatabaseUrl.parse(config.url).backend if config.url else SQLITE
     service = app.extensions[EXTENSION] = DatabaseService.open(
         target, config, as_job=app.jobs.run, progress=archive_commands.progress_to(app),
-        on_commit=courts.change_source(notifier, backend))
+        on_commit=courts.change_source(notifier, backend), data_dir=Path(app.settings.data_dir))
     courts.start_listener(app, service, notifier)
     log.info("court %r", config.court)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from . import pg
 from .archive import AutoArchiver
-from .backend import POSTGRESQL, SQLITE, BadDatabaseUrl, DatabaseUrl
+from .backend import POSTGRESQL, SQLITE, BadDatabaseUrl, DatabaseUrl, unreachable
 from .clips import ClipStore
 from .court import court_name, default_court
 from .maintenance import Synchronous, connect_writer
@@ -35,7 +35,9 @@ from .recovery import (
     move_aside,
     open_error,
 )
+from .schema import MIGRATIONS
 from .spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
+from .spool import SPOOL_FILE, Spool
 from .tournaments import restored_context
 from .writer import Writer
 
@@ -145,7 +147,8 @@ class DatabaseService(ClipStore):
     def open(cls, target: Path | str | DatabaseUrl, config: DatabaseConfig | None = None, *,
              as_job: Callable[[str, Callable[[], int]], int] | None = None,
              progress: Callable[[str, int, int], None] | None = None,
-             on_commit: Callable[[], None] | None = None) -> DatabaseService:
+             on_commit: Callable[[], None] | None = None,
+             data_dir: Path | None = None) -> DatabaseService:
         """Open (or create) the database, migrate it, start the writer and the pool.
 
         ``target``: an SQLite file's path, or a ``--database-url`` (text or parsed): on
@@ -161,13 +164,20 @@ class DatabaseService(ClipStore):
         done, total)`` is told its chunks. Without them (tests) it just runs on the writer.
         ``on_commit()`` is called on the writer thread after every committed batch of data
         (``courts.py``: the Courts screen's "something changed" signal); it must not block.
+
+        ``data_dir`` (PostgreSQL only): where the store-and-forward spool lives
+        (``spool.SPOOL_FILE``). With it, a server that cannot be reached (``backend.unreachable``:
+        down, restarting, cable pulled) does not stop the start, not even the first one: the
+        writer spools and connects (and migrates) when the server answers; a server that
+        answers and refuses (wrong password, no such database) still raises
+        ``DatabaseOpenError``. Without it (tests, tools) any failure to connect raises.
         """
         config = config or DatabaseConfig()
         url = target if isinstance(target, DatabaseUrl) else (
             DatabaseUrl.parse(target) if isinstance(target, str) and "://" in target
             else DatabaseUrl.sqlite_file(Path(target)))
         if url.backend == POSTGRESQL:
-            return cls._open_postgres(url, config, as_job, progress, on_commit)
+            return cls._open_postgres(url, config, as_job, progress, on_commit, data_dir)
         assert url.path is not None
         path = url.path
         recovered = None
@@ -198,31 +208,39 @@ class DatabaseService(ClipStore):
     def _open_postgres(cls, url: DatabaseUrl, config: DatabaseConfig,
                        as_job: Callable[[str, Callable[[], int]], int] | None,
                        progress: Callable[[str, int, int], None] | None,
-                       on_commit: Callable[[], None] | None) -> DatabaseService:
+                       on_commit: Callable[[], None] | None,
+                       data_dir: Path | None) -> DatabaseService:
+        """The central server. With ``data_dir``, store-and-forward: the spool there, and a
+        server that cannot be reached does not stop the start (see ``_connect_postgres``)."""
+        spool = Spool(data_dir / SPOOL_FILE, config.spool_max_bytes) \
+            if data_dir is not None else None
         try:
-            conn = pg.connect_writer(url.conninfo)
-        except pg.psycopg.Error as exc:
-            raise DatabaseOpenError(
-                f"cannot connect to the database {url.display}: {exc}") from exc
-        try:
-            version = apply_migrations(conn)
-        except SchemaTooNew as exc:
-            conn.close()
-            raise DatabaseOpenError(f"the database {url.display}: {exc}") from exc
+            conn, version = _connect_postgres(url, spool)
+            interrupted = 0
+            close_later = spool is not None and (conn is None or spool.earlier() > 0)
+            if conn is not None and not close_later:
+                try:
+                    interrupted = close_interrupted_sessions(conn, config.court)  # this court's
+                except BaseException:
+                    conn.close()
+                    raise
+            context = restored_context(conn) if conn is not None else (
+                spool.saved_context() if spool is not None else (None, None))
         except BaseException:
-            conn.close()
+            if spool is not None:
+                spool.close()
             raise
-        try:
-            interrupted = close_interrupted_sessions(conn, config.court)  # this court's only
-        except BaseException:
-            conn.close()
-            raise
+        store_and_forward: dict[str, Any] = {} if spool is None else {
+            "spool": spool, "connect": lambda: pg.connect_writer(url.conninfo),
+            "unreachable": unreachable, "prepare": _migrate_central,
+            "close_interrupted": (lambda c: close_interrupted_sessions(c, config.court))
+            if close_later else None}
         return cls._start(conn, version, config, lambda: cast(ConnectionPool, pg.ReadPool(
             url.conninfo, min_size=config.pool_min_size, max_size=config.pool_max_size,
             timeout=config.pool_timeout, max_idle=config.pool_max_idle,
-            max_lifetime=config.pool_max_lifetime,
+            max_lifetime=config.pool_max_lifetime, wait=conn is not None,
         )), as_job, progress, on_commit, path=None, url=url, recovered_from=None,
-            interrupted_sessions=interrupted)
+            interrupted_sessions=interrupted, context=context, writer_options=store_and_forward)
 
     @classmethod
     def _start(cls, conn, version: int, config: DatabaseConfig,
@@ -231,16 +249,22 @@ class DatabaseService(ClipStore):
                progress: Callable[[str, int, int], None] | None,
                on_commit: Callable[[], None] | None, *, path: Path | None,
                url: DatabaseUrl | None, recovered_from: dict | None,
-               interrupted_sessions: int) -> DatabaseService:
-        """The start-up steps both backends share: the writer, the pool, the archival."""
+               interrupted_sessions: int, context: tuple | None = None,
+               writer_options: dict | None = None) -> DatabaseService:
+        """The start-up steps both backends share: the writer, the pool, the archival.
+        ``conn`` None: the central server cannot be reached yet (``writer_options`` has the
+        spool); ``context``: the tournament context when it is not read from ``conn``."""
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             queue_max_bytes=config.queue_max_bytes,
                             batch_max_events=config.batch_max_events, court=config.court,
-                            on_commit=on_commit)
-            writer.set_context(*restored_context(conn))
+                            on_commit=on_commit, **(writer_options or {}))
+            writer.set_context(*(context if context is not None else restored_context(conn)))
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.close()
+            if writer_options and writer_options.get("spool") is not None:
+                writer_options["spool"].close()
             raise
         writer.start()
         try:
@@ -263,7 +287,8 @@ class DatabaseService(ClipStore):
             log.info("database %s open (schema version %d, synchronous %s)", path, version,
                      config.synchronous)
         else:
-            log.info("database %s open (schema version %d)", url.display, version)
+            log.info("database %s %s (schema version %d)", url.display,
+                     "open" if conn is not None else "not reachable yet, spooling", version)
         return service
 
     def write(self, fn: Callable[[Any], T]) -> T:
@@ -302,3 +327,41 @@ def _open_file(path: Path, config: DatabaseConfig) -> tuple[sqlite3.Connection, 
         log.warning("%d UDP session(s) of an earlier run did not stop (a crash?): marked "
                     "interrupted", interrupted)
     return conn, version, interrupted
+
+
+def _migrate_central(conn) -> None:
+    """The migrations at the first connection to a server unreachable at the start; a schema
+    newer than this restrike is reported (the writer logs it and keeps spooling)."""
+    apply_migrations(conn)
+
+
+def _connect_postgres(url: DatabaseUrl, spool: Spool | None) -> tuple[Any, int]:
+    """The writing connection to the central server, migrated: ``(conn, schema version)``;
+    ``(None, the version this restrike migrates to)`` when the server cannot be reached and
+    there is a ``spool`` to wait in. ``DatabaseOpenError`` (one line, the password masked)
+    when it refuses us or cannot be reached without a spool."""
+    conn = None
+    try:
+        conn = pg.connect_writer(url.conninfo)
+        return conn, apply_migrations(conn)
+    except pg.psycopg.Error as exc:
+        if conn is not None:
+            conn.close()
+        if spool is None or not unreachable(exc):
+            raise DatabaseOpenError(
+                f"cannot connect to the database {url.display}: {_one_line(exc)}") from exc
+        log.error("the central database %s cannot be reached (%s): starting anyway; batches go "
+                  "to the spool %s until it answers", url.display, _one_line(exc), spool.path)
+        return None, MIGRATIONS[-1].version
+    except SchemaTooNew as exc:
+        if conn is not None:
+            conn.close()
+        raise DatabaseOpenError(f"the database {url.display}: {exc}") from exc
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

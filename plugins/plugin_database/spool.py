@@ -36,9 +36,11 @@ thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +71,24 @@ _SCHEMA = (
     " spooled_at TEXT NOT NULL,"
     " body BLOB NOT NULL)"
 )
+_STATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS spool_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+)
+_CONTEXT_KEY = "udp_tournament_context"
 _SAME_B64 = 1  # in an event's raw_b64 slot: the same datagram as the message before
+
+
+def _locked(method):
+    """Run ``method`` holding the spool's lock: its one connection is used by the writer thread
+    and, for the tournament context, by the thread that follows it on PostgreSQL (a transaction
+    of one must not interleave with the other's)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @dataclass(slots=True)
@@ -162,6 +181,7 @@ class Spool:
     """
 
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._lock = threading.RLock()
         if max_bytes < 64 * 1024:
             raise ValueError("max_bytes must be at least 64 KiB")
         self.path = Path(path)
@@ -180,6 +200,7 @@ class Spool:
             "COALESCE(MAX(id), 0) FROM spooled_batches").fetchone()
         self._events, self._batches, self._bytes = events, batches, size
         self._first_own_id = last + 1  # rows below it were written by an earlier process
+        self._earlier = batches
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -187,6 +208,7 @@ class Spool:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # see the module docstring
             conn.execute(_SCHEMA)
+            conn.execute(_STATE_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -200,6 +222,7 @@ class Spool:
     def __len__(self) -> int:
         return self._batches
 
+    @_locked
     def append(self, items: list, spooled_at: str, maybe_written: bool = False) -> bool:
         """Commit a batch (fsynced) after the others. False when it does not fit ``max_bytes``:
         nothing is written then."""
@@ -215,6 +238,7 @@ class Spool:
         self._bytes += len(body)
         return True
 
+    @_locked
     def oldest(self) -> Spooled | None:
         """The batch spooled first, or None when the spool is empty."""
         row = self._conn.execute(
@@ -227,16 +251,20 @@ class Spool:
         # An earlier process may have died between the server's commit and the delete here.
         return Spooled(id_, decode(body, own=own), events, bool(maybe) or not own, len(body))
 
+    @_locked
     def mark_maybe_written(self, id_: int) -> None:
         """Its write failed with its fate unknown: check the server before resending it."""
         self._conn.execute("UPDATE spooled_batches SET maybe_written = 1 WHERE id = ?", (id_,))
 
+    @_locked
     def delete(self, spooled: Spooled) -> None:
         """Forget a forwarded batch. When the spool is empty, give the disk space back."""
         with transaction(self._conn):
             gone = self._conn.execute("DELETE FROM spooled_batches WHERE id = ?",
                                       (spooled.id,)).rowcount
         if gone:
+            if spooled.id < self._first_own_id:
+                self._earlier -= 1
             self._events -= spooled.events
             self._batches -= 1
             self._bytes -= spooled.bytes
@@ -245,6 +273,33 @@ class Spool:
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def earlier(self) -> int:
+        """Batches an earlier process spooled that are still waiting (they come first)."""
+        return self._earlier
+
+    @_locked
+    def save_context(self, tournament_id: int | None, tournament_day_id: int | None) -> None:
+        """Keep the UDP tournament context here too: a start during an outage cannot read the
+        one saved on the server (``tournaments.save_context``)."""
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO spool_state (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (_CONTEXT_KEY, json.dumps([tournament_id, tournament_day_id])))
+
+    @_locked
+    def saved_context(self) -> tuple[int | None, int | None]:
+        """The context ``save_context`` kept, ``(None, None)`` when none (or unreadable)."""
+        row = self._conn.execute("SELECT value FROM spool_state WHERE key = ?",
+                                 (_CONTEXT_KEY,)).fetchone()
+        try:
+            tournament_id, day_id = json.loads(row[0]) if row else (None, None)
+        except (ValueError, TypeError):
+            return None, None
+        ok = all(v is None or (type(v) is int) for v in (tournament_id, day_id))
+        return (tournament_id, day_id) if ok else (None, None)
+
+    @_locked
     def close(self) -> None:
         """Close the file (what was committed stays)."""
         self._conn.close()

@@ -109,11 +109,11 @@ parsed pydantic model and their strings (a few hundred bytes each, measured with
 
 _RAW = operator.attrgetter("raw")
 
-# A spooled batch's first event, by its natural key (session, datagram sequence, index in it).
+# A spooled batch's first event, by its natural key (session, datagram sequence, index in it):
+# the UNIQUE index idx_pss_events_v2_natural answers it.
 _EVENT_EXISTS = (
-    "SELECT 1 FROM pss_events_v2 e JOIN pss_event_details d ON d.event_id = e.id "
-    "AND d.detail_key = 'index' AND d.detail_value = ? "
-    "WHERE e.session_id = ? AND e.event_sequence = ? LIMIT 1"
+    "SELECT 1 FROM pss_events_v2 WHERE session_id = ? AND event_sequence = ? "
+    "AND datagram_index = ? LIMIT 1"
 )
 
 
@@ -141,6 +141,13 @@ class _Call:
     future: concurrent.futures.Future
 
 
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except Exception:  # a broken connection may fail to close: it is gone either way
+        log.debug("closing a database connection failed", exc_info=True)
+
+
 def _event_count(item) -> int:
     return len(item.events) if isinstance(item, Events) else 0
 
@@ -154,6 +161,15 @@ class Writer:
 
     ``conn`` must come from ``maintenance.connect_writer`` and be migrated; from ``start()`` on,
     only the writer thread uses it (and ``run`` functions, on that thread).
+
+    With a spool, ``conn`` may be None: the central server could not be reached at the start.
+    The writer then starts spooling at once and tries ``connect`` with the backoff; at the
+    first connection ``prepare(conn)`` runs (the migrations) before anything is stored.
+    ``close_interrupted(conn)`` (the sessions an earlier run left running) runs once, when the
+    server has everything of earlier runs and nothing of this one: at the first connection
+    when the spool holds no batch of an earlier process, else right after its last one is
+    forwarded (so a spooled "running" record of the killed run cannot revive its session, and
+    the session's end is its last event, forwarded or not).
     """
 
     def __init__(
@@ -170,6 +186,8 @@ class Writer:
         spool: Spool | None = None,
         connect: Callable[[], Any] | None = None,
         unreachable: Callable[[BaseException], bool] | None = None,
+        prepare: Callable[[Any], None] | None = None,
+        close_interrupted: Callable[[Any], int] | None = None,
     ):
         if queue_max_events < 1 or batch_max_events < 1 or queue_max_bytes < 1:
             raise ValueError("queue_max_events, queue_max_bytes and batch_max_events must be >= 1")
@@ -179,7 +197,11 @@ class Writer:
         self._batch_max = batch_max_events
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._store = BatchStore(conn, self._note_error, court=court)
+        if conn is None and (spool is None or connect is None):
+            raise ValueError("a writer without a connection needs a spool and connect")
+        self._court = court
+        self._store: BatchStore | None = None if conn is None else \
+            BatchStore(conn, self._note_error, court=court)
         self._on_commit = on_commit  # told after each committed batch (courts.py), never blocks
         self._context: tuple = _NO_CONTEXT
 
@@ -219,9 +241,12 @@ class Writer:
         self._spool = spool
         self._connect = connect
         self._unreachable = unreachable or (lambda exc: False)
-        self._reconnect = False  # the connection broke: open a new one before using it
-        self._down = False  # the last attempt found the server unreachable
-        self._unreachable_since: str | None = None
+        self._reconnect = conn is None  # the connection broke: open a new one before using it
+        self._down = conn is None  # the last attempt found the server unreachable
+        self._unreachable_since: str | None = now_iso() if conn is None else None
+        self._prepare = prepare
+        self._close_interrupted = close_interrupted
+        self.interrupted_sessions = 0  # closed as interrupted by close_interrupted
         self._forward_turn = True  # spooling and forwarding take turns while both have work
         self._spooled = self._spooled_batches = 0
         self._forwarded = self._forwarded_batches = 0
@@ -361,7 +386,10 @@ class Writer:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout + 5.0)
         elif not self._thread.is_alive() and not self._closed:
-            self._conn.close()  # never started
+            if self._conn is not None:
+                self._conn.close()  # never started
+            if self._spool is not None:
+                self._spool.close()
             self._closed = True
 
     @property
@@ -372,8 +400,14 @@ class Writer:
     def set_context(self, tournament_id: int | None, tournament_day_id: int | None) -> None:
         """Set the tournament context: commands call it on the writer thread after validating
         the ids; on PostgreSQL the listening thread too (``tournaments.follow_context``: one
-        assignment, events queued from then on carry it)."""
+        assignment, events queued from then on carry it). With a spool it is kept there too,
+        for a start while the server cannot be reached."""
         self._context = (tournament_id, tournament_day_id)
+        if self._spool is not None:
+            try:
+                self._spool.save_context(tournament_id, tournament_day_id)
+            except sqlite3.Error:  # the local disk; the server has it (tournaments.save_context)
+                log.exception("keeping the tournament context in the spool failed")
 
     def tournament_in_use(self, tournament_id: int) -> bool:
         """True if the context or an event not yet written refers to this tournament."""
@@ -416,7 +450,7 @@ class Writer:
                 "last_error": self._last_error,
                 "last_error_at": self._last_error_at,
                 "last_commit_at": self._last_commit_at,
-                "shape_cache": self._store.shapes.stats(),
+                "shape_cache": self._store.shapes.stats() if self._store is not None else None,
                 "spool": self._spool_stats(),
             }
 
@@ -477,7 +511,8 @@ class Writer:
                     continue
                 if self._calls and (not self._data or self._calls[0][0] < self._data[0][0]):
                     return "call", self._calls.popleft()[1]
-                spooled = self._spool is not None and len(self._spool) > 0
+                # a spool to forward, or no connection yet: try the server when the backoff says
+                spooled = self._spool is not None and (len(self._spool) > 0 or self._reconnect)
                 now = time.monotonic()
                 if spooled and now >= self._retry_at and (self._forward_turn or not self._data):
                     if not (self._closing and (self._down or now >= self._close_deadline)):
@@ -514,9 +549,11 @@ class Writer:
     def _run_call(self, call: _Call) -> None:
         if not call.future.set_running_or_notify_cancel():
             return
+        if self._reconnect and not self._connect_again():
+            call.future.set_exception(Unavailable(UNAVAILABLE))
+            return
+        assert self._store is not None
         try:
-            if self._reconnect and not self._connect_again():
-                raise Unavailable(UNAVAILABLE)
             self._store.foreign_keys(True)
             self._store.foreign_keys(None)  # fn may change them: set again before the next batch
             result = call.fn(self._conn)
@@ -552,6 +589,7 @@ class Writer:
             if self._reconnect and not self._connect_again():
                 self._to_spool(items, count, maybe_written=False)
                 return
+            assert self._store is not None
             lost = self._store.write(items, safe=False)
         except OperationalError as exc:
             if not self._spool_instead(items, count, exc):
@@ -562,6 +600,7 @@ class Writer:
                 return
             log.exception("database batch of %d events failed; storing them one by one", count)
             self._note_error(exc)
+            assert self._store is not None
             try:
                 lost = self._store.write(items, safe=True)
             except OperationalError as again:
@@ -643,20 +682,53 @@ class Writer:
         """Open a new writing connection in place of the broken one; False if the server still
         cannot be reached (the next attempt is scheduled)."""
         assert self._connect is not None
+        conn = None
         try:
             conn = self._connect()
+            if self._store is None:  # the first connection of this run
+                if self._prepare is not None:
+                    self._prepare(conn)
+                store = BatchStore(conn, self._note_error, court=self._court)
         except Exception as exc:
             if not self._unreachable(exc):
                 log.exception("opening a new connection to the central database failed")
+            if conn is not None:
+                _close_quietly(conn)
             self._went_down(exc)
             return False
-        try:
-            self._conn.close()
-        except Exception:  # it is broken already
-            log.debug("closing the broken connection failed", exc_info=True)
+        if self._conn is not None:
+            _close_quietly(self._conn)  # it is broken already
         self._conn = conn
-        self._store.use_connection(conn)
+        if self._store is None:
+            self._store = store
+            log.warning("connected to the central database: it was unreachable at the start")
+        else:
+            self._store.use_connection(conn)
         self._reconnect = False
+        with self._cond:
+            self._down = False
+            self._unreachable_since = None
+        return self._close_interrupted_when_due()
+
+    def _close_interrupted_when_due(self) -> bool:
+        """Run ``close_interrupted`` once, when no batch of an earlier process waits (see the
+        class docstring). False if it failed because the server went away (tried again)."""
+        if self._close_interrupted is None or (self._spool is not None
+                                               and self._spool.earlier()):
+            return True
+        try:
+            closed = self._close_interrupted(self._conn)
+        except Exception as exc:
+            if self._unreachable(exc):
+                self._went_down(exc)
+                return False
+            log.exception("closing the sessions an earlier run left running failed")
+            closed = 0
+        self._close_interrupted = None
+        self.interrupted_sessions = closed
+        if closed:
+            log.warning("%d UDP session(s) of an earlier run did not stop (a crash?): marked "
+                        "interrupted", closed)
         return True
 
     def _forward(self) -> None:
@@ -669,6 +741,7 @@ class Writer:
         spooled = self._spool.oldest()
         if spooled is None:
             return
+        assert self._store is not None
         lost = 0
         try:
             if spooled.maybe_written and self._already_written(spooled):
@@ -705,7 +778,7 @@ class Writer:
         if first is None:
             return False  # session records only: writing them again changes nothing
         return self._conn.execute(_EVENT_EXISTS, (
-            str(first.index), first.session_id, first.seq)).fetchone() is not None
+            first.session_id, first.seq, first.index)).fetchone() is not None
 
     def _forwarded_one(self, spooled: Spooled, lost: int, written: bool) -> None:
         """The server has the batch: the state says so first, then the spool forgets it (so
@@ -724,6 +797,7 @@ class Writer:
             self._down = False
             self._unreachable_since = None
         self._spool.delete(spooled)
+        self._close_interrupted_when_due()
         empty = not len(self._spool)
         if recovered:
             log.warning("the central database answers again: forwarding the spool")
@@ -795,11 +869,12 @@ class Writer:
                 call.future.set_exception(Unavailable("the database writer is closed"))
         for marker in markers:
             marker.done.set()
-        try:
-            self._conn.execute("PRAGMA optimize")  # SQLite's advice for closing a connection
-        except Error:
-            log.debug("PRAGMA optimize at close failed", exc_info=True)
-        self._conn.close()
+        if self._conn is not None:
+            try:
+                self._conn.execute("PRAGMA optimize")  # SQLite's advice for closing a connection
+            except Error:
+                log.debug("PRAGMA optimize at close failed", exc_info=True)
+            _close_quietly(self._conn)
         if self._spool is not None:
             self._spool.close()  # what it holds is forwarded at the next start
         self._closed = True
