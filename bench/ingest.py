@@ -153,6 +153,14 @@ class App:
             raise RuntimeError(f"{name}: {response.text}")
         return response.json()
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the app process has used so far (all its threads), from ``/proc``."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
     def peak_rss(self) -> int | None:
         """The app process's peak resident set (``VmHWM``), else its current RSS."""
         try:
@@ -213,6 +221,7 @@ def scenario(app: App, name: str, senders: int, total: int, rate: float | None,
     """Run one sending scenario against the app and wait until it is all stored."""
     before = _counters(app)
     first_id = _max_event_id(app.data_dir)
+    cpu_before = app.cpu_seconds()
     started = time.monotonic()
     sent = run_senders(("127.0.0.1", app.udp_port), senders, total, rate, seed)
     # Wait for the app to receive, parse and commit; give up after 10 s without progress.
@@ -234,6 +243,7 @@ def scenario(app: App, name: str, senders: int, total: int, rate: float | None,
             break
         time.sleep(0.05)
     done = time.monotonic()
+    cpu_after = app.cpu_seconds()
     after = _counters(app)
     p50, p99 = _latency(app.data_dir, first_id)
     stored = after["stored"] - before["stored"]
@@ -248,6 +258,10 @@ def scenario(app: App, name: str, senders: int, total: int, rate: float | None,
         "db_dropped": after["db_dropped"] - before["db_dropped"],
         "events_per_s": stored / (done - started) if done > started else 0.0,
         "p50_ms": p50, "p99_ms": p99,
+        # CPU of the app per stored event: unlike the rates, barely moved by other work on a
+        # shared machine (receiving, parsing and storing; the polling of this bench included)
+        "cpu_us": ((cpu_after - cpu_before) / stored * 1e6
+                   if stored and cpu_before is not None and cpu_after is not None else None),
     }
 
 
@@ -305,14 +319,15 @@ def _fmt(value, digits=0) -> str:
 def print_table(rows: list[dict], peak_rss: int | None, ceiling_row: dict, max_row: dict,
                 targets: list[tuple[str, bool, str]]) -> None:
     header = ("scenario", "senders", "rate/s", "sent", "received", "events", "stored", "lost",
-              "kern.drop", "q.drop", "events/s", "p50 ms", "p99 ms")
+              "kern.drop", "q.drop", "events/s", "p50 ms", "p99 ms", "CPU us/event")
     lines = [header]
     for r in rows:
         lines.append((r["scenario"], _fmt(r["senders"]), _fmt(r["rate"]) if r["rate"] else "max",
                       _fmt(r["sent"]), _fmt(r["received"]), _fmt(r.get("events")),
                       _fmt(r.get("stored")), _fmt(r["lost"]), _fmt(r.get("kernel_drops")),
                       _fmt(r.get("queue_dropped")), _fmt(r.get("events_per_s")),
-                      _fmt(r.get("p50_ms"), 1), _fmt(r.get("p99_ms"), 1)))
+                      _fmt(r.get("p50_ms"), 1), _fmt(r.get("p99_ms"), 1),
+                      _fmt(r.get("cpu_us"), 1)))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for k, line in enumerate(lines):
         print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)

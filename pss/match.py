@@ -155,19 +155,20 @@ class MatchState:
         ``received_ns`` orders hit levels against points (only differences matter);
         ``received_at`` (``now_iso()`` format) becomes ``updated_at``, now when not given.
         """
-        changed = False
         kind = event.type
+        plan = _PLANS.get(kind)
+        if plan is None:
+            return False  # unknown/invalid/avt-like messages change nothing a viewer sees
+        handler, may_start, may_change_status = plan
         s = self._s
-        if kind in STARTS_A_MATCH and starts_match(kind, s["loaded"]):
+        changed = False
+        if may_start and starts_match(kind, s["loaded"]):
             if kind == "fight_loaded":
                 self.reset()
                 s = self._s
             s["loaded"], s["status"], changed = True, "loaded", True
-        handler = _APPLY.get(kind)
-        if handler is None:
-            return changed  # unknown/invalid/avt-like messages change nothing a viewer sees
         changed |= handler(self, event, received_ns)
-        if kind in STATUS_EVENTS and s["loaded"]:
+        if may_change_status and s["loaded"]:
             status = next_status(s["status"], event)
             if status != s["status"]:
                 s["status"], changed = status, True
@@ -527,3 +528,12 @@ _APPLY = {
     "hardware_test": MatchState._hardware_test,
     "avt": MatchState._avt,
 }
+
+# What ``apply`` does for an event of each type, decided here once rather than per event (it runs
+# for every event of every court, most of them clock ticks): (handler, may start a match
+# (``starts_match``), may change the status (``next_status``)). A type without a handler changes
+# nothing, so every type that can start a match has one.
+_PLANS = {kind: (handler, kind in STARTS_A_MATCH, kind in STATUS_EVENTS)
+          for kind, handler in _APPLY.items()}
+if not STARTS_A_MATCH <= _PLANS.keys():
+    raise RuntimeError("every event type that can start a match needs a handler in _APPLY")

@@ -56,7 +56,6 @@ from .rows import (
     PROTOCOL_VERSION,
     STR,
     UNPLACED,
-    EventRow,
     Rows,
     Shapes,
     Source,
@@ -260,7 +259,6 @@ class BatchStore:
         rows.contexts.add(context)
         tournament_id, day_id = context[0] or 0, context[1] or 0
         now_ns = clock_ns
-        new_row = tuple.__new__
         for ev in events:
             event = ev.event
             # Shapes.get, its hit path inlined (most events)
@@ -283,11 +281,11 @@ class BatchStore:
                     placed = state.placement_cache = suffix_of(where) or suffixes.put(*where)
                 suffix = placed
             elapsed = now_ns() - ev.received_ns if ev.received_ns else -1
-            add_event(new_row(EventRow, (
+            add_event((  # EventRow's values (a plain tuple: see rows.EventRow)
                 next_id, ev.session_id, match_id, round_id, ev.received_at, ev.raw,
                 head + suffix, ev.seq, ev.index,
                 (elapsed + 500) // 1000 / 1000 if elapsed >= 0 else -1,
-                tournament_id, day_id) + tail))
+                tournament_id, day_id) + tail)
             src = sources.get(key)
             if src is None:
                 src = sources[key] = Source(ev, next_id)
