@@ -180,7 +180,7 @@ class BatchStore:
         # 6. The matches and rounds this batch changed.
         self._guarded(cur, safe, "match state", self._write_match_state, cur, now)
         # 7. The statistics' aggregates (statistics.py), folded from the events just inserted.
-        self._guarded(cur, safe, "statistics", update_aggregates, cur)
+        self._guarded(cur, safe, "statistics", update_aggregates, cur, rows.events)
         # 8. The per-sender and per-session counters.
         rows.write_counters(cur)
         return lost

@@ -66,6 +66,7 @@ from restrike.pss.statistics import (
 )
 
 from .pool import read_snapshot
+from .rows import EventRow
 
 # -- the fold ---------------------------------------------------------------------------------
 
@@ -75,18 +76,21 @@ _PENDING = "pending_rebuild"
 _CHUNK = 20_000  # events read at once by a rebuild
 _IN_LIST = 500  # ids per "IN (...)" (SQLite's default variable limit is 32766: far above)
 
-# Event categories (pss_event_types.category = the parser's type) folded one by one in Python:
-# the first four change counts (their JSON is read), the others a match's result or athletes
-# (what it adds to its athletes is recomputed). Every other event (clock ticks: most of the
-# feed) is only counted, by SQL, per match, round and minute.
-_FOLDED_TYPES = frozenset(("points", "hit_level", "warnings", "scores"))
-_RESULT_TYPES = ("athletes", "winner", "winner_side", "winner_rounds")
+# What a fold does with an event, by its category (pss_event_types.category = the parser's
+# type): "count" events change counts (their JSON is read and folded in Python); "result"
+# events may change a match's result or athletes (what it adds to its athletes is recomputed,
+# their JSON is not read). Every other event (clock ticks: most of the feed) is only counted
+# per match, round and minute, and never reaches the fold.
+_ROLES = {
+    "points": "count", "hit_level": "count", "warnings": "count", "scores": "count",
+    "athletes": "result", "winner": "result", "winner_side": "result", "winner_rounds": "result",
+}
+_FOLDED_TYPES = frozenset(c for c, role in _ROLES.items() if role == "count")
 _SELECT_FOLDED = (
     "SELECT e.id, e.match_id, t.category, e.parsed_data FROM {table} e "
     "JOIN pss_event_types t ON t.id = e.event_type_id WHERE e.id > ? AND e.id <= ? "
     "AND e.match_id IS NOT NULL AND e.event_type_id IN (SELECT id FROM pss_event_types "
-    "WHERE category IN (" + ", ".join(f"'{c}'" for c in (*sorted(_FOLDED_TYPES), *_RESULT_TYPES))
-    + ")) ORDER BY e.id"
+    "WHERE category IN (" + ", ".join(f"'{c}'" for c in sorted(_ROLES)) + ")) ORDER BY e.id"
 )
 # Events per match, round (the round current when they arrived: round_id, a pss_rounds id) and
 # minute.
@@ -130,14 +134,23 @@ _UPSERT_WIN_TYPE = (
     "losses = losses + excluded.losses"
 )
 _REPLACE_ROUND = (
-    f"INSERT OR REPLACE INTO stat_match_rounds (match_id, round_number, athlete, "
-    f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)})"
+    f"INSERT INTO stat_match_rounds (match_id, round_number, athlete, "
+    f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)}) "
+    f"ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ROUND_COLUMNS)
 )
 _MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_gam_jeom",
                   *POINT_KEYS, "hl_count", "hl_sum", "contribution")
 _REPLACE_MATCH = (
-    f"INSERT OR REPLACE INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
-    f"VALUES (?{', ?' * len(_MATCH_SUMMARY)})"
+    f"INSERT INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
+    f"VALUES (?{', ?' * len(_MATCH_SUMMARY)}) ON CONFLICT (match_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _MATCH_SUMMARY)
+)
+_ADD_TIMELINE = (
+    "INSERT INTO stat_match_timeline (match_id, event_id, round_number, clock, blue, red) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (match_id, event_id) DO UPDATE SET "
+    "round_number = excluded.round_number, clock = excluded.clock, blue = excluded.blue, "
+    "red = excluded.red"
 )
 _ADD_RATE = (
     "INSERT INTO stat_event_rates (minute, match_id, events) VALUES (?, ?, ?) "
@@ -189,15 +202,22 @@ class _Match:
 
 
 class _Cache:
-    """The ``_Match`` objects of one writing connection between batches, valid while
-    ``stat_state.generation`` is the one it was saved with. Bounded: beyond ``MAX_MATCHES``
-    it is emptied (the next batch reads its matches back from the tables)."""
+    """What one writing connection keeps between batches, valid while ``stat_state.generation``
+    is the one it was saved with: the ``_Match`` objects of the matches being fought (as their
+    rows hold them), the round numbers of ``pss_rounds`` ids, and the fold's role of each event
+    type id (``_ROLES``). Bounded: beyond ``MAX_MATCHES`` matches or ``MAX_ROUNDS`` round ids
+    the part is emptied (the next batch reads them back from the tables)."""
 
     MAX_MATCHES = 512
+    MAX_ROUNDS = 8192
+
+    __slots__ = ("generation", "matches", "round_numbers", "kinds")
 
     def __init__(self, generation: int):
         self.generation = generation
         self.matches: dict[int, _Match] = {}
+        self.round_numbers: dict[int, int] = {}
+        self.kinds: dict[int, str] | None = None  # event type id -> category, if in _ROLES
 
 
 # id(connection) -> (connection, _Cache). A connection cannot be weakly referenced: the entry
@@ -207,16 +227,14 @@ _CACHES: dict[int, tuple] = {}
 _MAX_CONNECTIONS = 8
 
 
-def _take_cache(conn, generation: int) -> dict[int, _Match]:
+def _take_cache(conn, generation: int) -> _Cache:
     entry = _CACHES.pop(id(conn), None)
     if entry is None or entry[0] is not conn or entry[1].generation != generation:
-        return {}
-    return entry[1].matches
+        return _Cache(generation)
+    return entry[1]
 
 
-def _keep_cache(conn, generation: int, matches: dict[int, _Match]) -> None:
-    cache = _Cache(generation)
-    cache.matches = matches
+def _keep_cache(conn, cache: _Cache) -> None:
     while len(_CACHES) >= _MAX_CONNECTIONS:
         del _CACHES[next(iter(_CACHES))]
     _CACHES[id(conn)] = (conn, cache)
@@ -283,11 +301,10 @@ def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Mat
     return found
 
 
-def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
-          cache: dict[int, _Match]) -> int:
-    """Fold the events of ``tables`` with ``after < id <= upto`` into the aggregates, in id
-    order; returns how many events there were (of a match). ``cache``: matches as the tables
-    hold them, updated here."""
+def _read_tables(cur, tables: tuple[str, ...], after: int, upto: int) -> tuple[list, list]:
+    """The events of ``tables`` with ``after < id <= upto`` as ``_fold`` takes them, read back
+    by SQL: the events to fold ``(id, match_id, category, parsed_data)`` in id order, and the
+    counts ``(match_id, round_id, minute, events)``."""
     rows: list = []
     counts: list = []
     for table in tables:
@@ -295,6 +312,35 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
         counts += cur.execute(_COUNT_EVENTS.format(table=table), (after, upto)).fetchall()
     if len(tables) > 1:
         rows.sort(key=lambda r: r[0])
+    return rows, counts
+
+
+_ID, _MATCH_ID, _ROUND_ID, _TIME, _PARSED, _TYPE = (EventRow._fields.index(f) for f in (
+    "id", "match_id", "round_id", "timestamp", "parsed_data", "event_type_id"))
+
+
+def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
+    """What ``_read_tables`` would read back, from the batch's ``rows.EventRow`` list just
+    inserted (0 stands for NULL there): the same rows, without a query."""
+    rows: list = []
+    add = rows.append
+    counts: dict[tuple, int] = defaultdict(int)
+    for e in events:
+        match_id = e[_MATCH_ID]
+        if not match_id:
+            continue
+        counts[(match_id, e[_ROUND_ID], e[_TIME][:16])] += 1
+        category = kinds.get(e[_TYPE])
+        if category is not None:
+            add((e[_ID], match_id, category, e[_PARSED]))
+    return rows, [(m, r or None, minute, n) for (m, r, minute), n in counts.items()]
+
+
+def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
+    """Fold events into the aggregates: ``rows`` (the events to fold, in id order) and
+    ``counts`` (every event of a match, counted), as ``_read_tables`` gives them; returns how
+    many events there were (of a match). ``cache``: what the tables hold, updated here."""
+    cached = cache.matches
     per_match: dict[int, list] = defaultdict(list)
     for event_id, match_id, category, parsed in rows:
         if parsed is None or category not in _FOLDED_TYPES:
@@ -304,46 +350,59 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
         if data.get("type") != category:  # an invalid pt1 keeps its code's category
             continue
         per_match[match_id].append((event_id, category, data))
+    events: dict[int, int] = defaultdict(int)
+    for match_id, _, _, n in counts:
+        events[match_id] += n
+    matches: dict[int, _Match] = {}
     if per_match:
-        matches = _load(cur, list(per_match), cache)
+        matches = _load(cur, list(per_match), cached)
         for match_id, items in per_match.items():
             m = matches[match_id]
+            m.events += events.pop(match_id, 0)  # written with its row below
             for item in items:
                 if item is not None:
                     _fold_event(m, *item)
         _write(cur, matches)
-        if len(cache) + len(matches) > _Cache.MAX_MATCHES:
-            cache.clear()
-        cache.update(matches)
-    events: dict[int, int] = defaultdict(int)
-    round_ids = sorted({r[1] for r in counts if r[1] is not None})
-    numbers: dict[int, int] = {}
+        if len(cached) + len(matches) > _Cache.MAX_MATCHES:
+            cached.clear()
+        cached.update(matches)
+    # The numbers of the rounds the events arrived in (a pss_rounds id never changes its
+    # number while the generation is the same: a rolled-back round changes the generation).
+    numbers = cache.round_numbers
+    round_ids = sorted({r[1] for r in counts if r[1] is not None and r[1] not in numbers})
+    if len(numbers) + len(round_ids) > _Cache.MAX_ROUNDS:
+        numbers.clear()
     for chunk in _chunks(round_ids):
         numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
                                    f"({', '.join('?' * len(chunk))})", chunk).fetchall())
     seen: set[tuple[int, int]] = set()
-    for match_id, round_id, _minute, n in counts:
-        events[match_id] += n
+    for match_id, round_id, _minute, _n in counts:
         number = numbers.get(round_id)
         if number:
             seen.add((match_id, number))
     cur.executemany(_ADD_EVENTS, list(events.items()))
     for match_id, n in events.items():
-        if match_id in cache:
-            cache[match_id].events += n
-    cur.executemany(_MARK_SEEN, [(m, r, a) for m, r in sorted(seen) for a in SIDES])
-    for match_id, number in seen:  # the cached rows as the tables now hold them
-        if match_id in cache:
+        if match_id in cached:
+            cached[match_id].events += n
+    marks = []
+    for match_id, number in sorted(seen):
+        m = cached.get(match_id)
+        if m is not None:  # the cached rows as the tables hold them: only a change is written
             for athlete in SIDES:
-                row = cache[match_id].rounds.get((number, athlete))
-                if row is None:  # as _MARK_SEEN made it
-                    row = cache[match_id].rounds[(number, athlete)] = _new_round()
-                row[_SEEN] = 1
+                row = m.rounds.get((number, athlete))
+                if row is None or not row[_SEEN]:
+                    marks.append((match_id, number, athlete))
+                    if row is None:  # as _MARK_SEEN makes it
+                        row = m.rounds[(number, athlete)] = _new_round()
+                    row[_SEEN] = 1
+        else:
+            marks += ((match_id, number, athlete) for athlete in SIDES)
+    cur.executemany(_MARK_SEEN, marks)
     rates: dict[tuple[str, int], int] = defaultdict(int)
     for match_id, _, minute, n in counts:
         rates[(minute, match_id)] += n
     cur.executemany(_ADD_RATE, [(*key, n) for key, n in rates.items()])
-    return sum(events.values())
+    return sum(n for _, _, _, n in counts)
 
 
 def _write(cur, matches: dict[int, _Match]) -> None:
@@ -375,8 +434,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
     cur.executemany(_REPLACE_ROUND, round_rows)
     cur.executemany(_REPLACE_MATCH, match_rows)
     if timeline:
-        cur.executemany("INSERT OR REPLACE INTO stat_match_timeline (match_id, event_id, "
-                        "round_number, clock, blue, red) VALUES (?, ?, ?, ?, ?, ?)", timeline)
+        cur.executemany(_ADD_TIMELINE, timeline)
     if athlete_changes:
         _apply_athletes(cur, athlete_changes)
 
@@ -438,8 +496,11 @@ def _contribution(sides: dict, info: dict) -> dict:
 
 
 def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
-    """Add each match's new contribution and take away its old one."""
+    """Add each match's new contribution and take away its old one (additions: one
+    statement per table for the batch)."""
     recompute_max: set[int] = set()
+    athletes: list[tuple] = []
+    win_types: list[tuple] = []
     for old, new in changes:
         for key in old.keys() | new.keys():
             athlete_id = int(key)
@@ -450,12 +511,14 @@ def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
             if after["v"][_HL_MAX_AT] < before["v"][_HL_MAX_AT]:
                 recompute_max.add(athlete_id)  # a max cannot be taken away: recount it
             if any(delta):
-                cur.execute(_UPSERT_ATHLETE, (athlete_id, *delta))
+                athletes.append((athlete_id, *delta))
             for kind in before["wt"].keys() | after["wt"].keys():
                 w0, l0 = before["wt"].get(kind, (0, 0))
                 w1, l1 = after["wt"].get(kind, (0, 0))
                 if (w1 - w0, l1 - l0) != (0, 0):
-                    cur.execute(_UPSERT_WIN_TYPE, (athlete_id, kind, w1 - w0, l1 - l0))
+                    win_types.append((athlete_id, kind, w1 - w0, l1 - l0))
+    cur.executemany(_UPSERT_ATHLETE, athletes)
+    cur.executemany(_UPSERT_WIN_TYPE, win_types)
     for athlete_id in recompute_max:
         cur.execute(
             "UPDATE stat_athletes SET hl_max = COALESCE((SELECT MAX(r.hl_max) FROM "
@@ -469,12 +532,15 @@ def _chunks(ids: list[int]):
         yield ids[start:start + _IN_LIST]
 
 
-def update_aggregates(cur) -> None:
+def update_aggregates(cur, events: list | None = None) -> None:
     """Fold the events stored since the last call into the statistics' aggregates.
 
     Called by the writer once per batch, inside its transaction, after the batch's events,
     matches and rounds are written (the one call: step 7 of ``batch.BatchStore.store_batch``).
-    Never commits."""
+    ``events``: the batch's ``rows.EventRow`` list as just inserted, so the fold need not read
+    them back; used only when they are exactly the events not folded yet (ids one after the
+    other from ``folded_up_to``), else (``None``, the careful path, events stored by other
+    means) the events are read from the table. Never commits."""
     state = dict(cur.execute("SELECT key, value FROM stat_state WHERE key IN (?, ?)",
                              (_FOLDED, _GENERATION)).fetchall())
     upto, generation = state[_FOLDED], state[_GENERATION]
@@ -482,11 +548,20 @@ def update_aggregates(cur) -> None:
     if newest <= upto:
         return
     # Taken out while the fold runs: an exception leaves no half-updated cache behind.
-    matches = _take_cache(cur.connection, generation)
-    _fold(cur, ("pss_events_v2",), upto, newest, matches)
+    cache = _take_cache(cur.connection, generation)
+    if (events and events[0][_ID] == upto + 1 and events[-1][_ID] == newest
+            and len(events) == newest - upto):
+        if cache.kinds is None:
+            cache.kinds = {type_id: category for type_id, category in cur.execute(
+                "SELECT id, category FROM pss_event_types") if category in _ROLES}
+        rows, counts = _read_batch(events, cache.kinds)
+    else:
+        rows, counts = _read_tables(cur, ("pss_events_v2",), upto, newest)
+    _fold(cur, rows, counts, cache)
     cur.executemany("UPDATE stat_state SET value = ? WHERE key = ?",
                     ((newest, _FOLDED), (generation + 1, _GENERATION)))
-    _keep_cache(cur.connection, generation + 1, matches)
+    cache.generation = generation + 1
+    _keep_cache(cur.connection, cache)
 
 
 def rebuild(conn: sqlite3.Connection) -> dict:
@@ -506,11 +581,11 @@ def rebuild(conn: sqlite3.Connection) -> dict:
         _CACHES.pop(id(conn), None)
         events = 0
         start = 0
-        matches: dict[int, _Match] = {}
+        cache = _Cache(0)
         while start < newest:
             end = start + _CHUNK
-            events += _fold(cur, ("pss_events_v2", "pss_events_v2_archive"), start, end,
-                            matches)
+            events += _fold(cur, *_read_tables(cur, ("pss_events_v2", "pss_events_v2_archive"),
+                                               start, end), cache)
             start = end
         cur.execute("UPDATE stat_state SET value = value + 1 WHERE key = ?", (_GENERATION,))
         cur.execute("UPDATE stat_state SET value = ? WHERE key = ?", (newest, _FOLDED))
