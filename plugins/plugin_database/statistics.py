@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,7 +275,9 @@ def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
             for key, value in per_round.items():
                 r = int(key)
                 known[r] = value
-                m.round(r, athlete)[_REPORTED] = value
+                row = m.rounds.get((r, athlete))
+                if row is None or row[_REPORTED] != value:  # snapshots mostly repeat
+                    m.round(r, athlete)[_REPORTED] = value
         totals = (sum(m.reported[1].values()), sum(m.reported[2].values()))
         if totals != m.timeline_last:
             m.timeline_last = totals
@@ -317,23 +320,24 @@ def _read_tables(cur, tables: tuple[str, ...], after: int, upto: int) -> tuple[l
 
 _ID, _MATCH_ID, _ROUND_ID, _TIME, _PARSED, _TYPE = (EventRow._fields.index(f) for f in (
     "id", "match_id", "round_id", "timestamp", "parsed_data", "event_type_id"))
+_MATCH_AND_ROUND = operator.itemgetter(_MATCH_ID, _ROUND_ID)
+_TIME_OF = operator.itemgetter(_TIME)
 
 
 def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
     """What ``_read_tables`` would read back, from the batch's ``rows.EventRow`` list just
-    inserted (0 stands for NULL there): the same rows, without a query."""
-    rows: list = []
-    add = rows.append
-    counts: dict[tuple, int] = defaultdict(int)
-    for e in events:
-        match_id = e[_MATCH_ID]
-        if not match_id:
-            continue
-        counts[(match_id, e[_ROUND_ID], e[_TIME][:16])] += 1
-        category = kinds.get(e[_TYPE])
-        if category is not None:
-            add((e[_ID], match_id, category, e[_PARSED]))
-    return rows, [(m, r or None, minute, n) for (m, r, minute), n in counts.items()]
+    inserted (0 stands for NULL there): the same rows, without a query. Counted by
+    ``Counter`` and filtered by comprehensions, no Python statement per event (most are clock
+    ticks that are only counted)."""
+    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED]) for e in events
+            if e[_TYPE] in kinds and e[_MATCH_ID]]
+    first, last = min(map(_TIME_OF, events))[:16], max(map(_TIME_OF, events))[:16]
+    if first == last:  # one minute (a batch is a fraction of a second): ISO text sorts by time
+        counts = Counter(map(_MATCH_AND_ROUND, events))
+        return rows, [(m, r or None, first, n) for (m, r), n in counts.items() if m]
+    by_minute = Counter(zip(map(_MATCH_AND_ROUND, events),
+                            [t[:16] for t in map(_TIME_OF, events)]))
+    return rows, [(m, r or None, minute, n) for ((m, r), minute), n in by_minute.items() if m]
 
 
 def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
@@ -356,13 +360,23 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     matches: dict[int, _Match] = {}
     if per_match:
         matches = _load(cur, list(per_match), cached)
+        changed: dict[int, _Match] = {}
         for match_id, items in per_match.items():
             m = matches[match_id]
-            m.events += events.pop(match_id, 0)  # written with its row below
+            result = False
             for item in items:
-                if item is not None:
+                if item is None:
+                    result = True
+                else:
                     _fold_event(m, *item)
-        _write(cur, matches)
+            # What a match adds to its athletes follows from its rows (``dirty`` says which
+            # changed) and from its result and athletes (changed only by "result" events):
+            # when neither changed, only its event count is added (below).
+            if result or m.dirty:
+                changed[match_id] = m
+                m.events += events.pop(match_id, 0)  # written with its row
+        if changed:
+            _write(cur, changed)
         if len(cached) + len(matches) > _Cache.MAX_MATCHES:
             cached.clear()
         cached.update(matches)
