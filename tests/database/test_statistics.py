@@ -349,18 +349,16 @@ def test_athlete_and_tournament_statistics_over_a_simulated_day(db_app, service)
     assert call(db_app, "get_tournament_statistics", tournament_id=other["id"])["matches"] == 0
 
 
-def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
-    sent = feed_courts(service, seed=44, courts=2, matches=1, rng=random.Random(4))
-    ids = match_ids_by_number(service)
-    target = tmp_path / "matches.xlsx"
-    result = call(db_app, "export_statistics", kind="matches", format="xlsx", path=str(target))
-    assert result == {"path": str(target), "rows": 2}
-    sheet = load_workbook(target, read_only=True).active
-    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+def assert_match_sheet(path, match_statistics) -> list[int]:
+    """Every row of the ``matches`` XLSX export at ``path`` holds both sides' totals as
+    ``match_statistics(match_id)`` (the command) answers them; returns the rows' match ids."""
+    with open(path, "rb") as f:  # a download's file has no .xlsx suffix for openpyxl to see
+        rows = [list(r) for r in load_workbook(f, read_only=True).active.iter_rows(
+            values_only=True)]
     header, body = rows[0], rows[1:]
     for row in body:
         got = dict(zip(header, row))
-        stats = call(db_app, "get_match_statistics", got["match_id"])
+        stats = match_statistics(got["match_id"])
         for side in ("blue", "red"):
             t = stats["total"][side]
             assert got[f"{side}_points"] == t["points"]
@@ -368,7 +366,17 @@ def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
             assert {k: got[f"{side}_{k}"] for k in POINT_KEYS} == t["points_by_type"]
             assert got[f"{side}_hit_level_count"] == t["hit_levels"]["count"]
             assert got[f"{side}_hit_level_max"] == t["hit_levels"]["max"]
-    assert sorted(r[0] for r in body) == sorted(ids.values())
+    return [r[0] for r in body]
+
+
+def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
+    sent = feed_courts(service, seed=44, courts=2, matches=1, rng=random.Random(4))
+    ids = match_ids_by_number(service)
+    target = tmp_path / "matches.xlsx"
+    result = call(db_app, "export_statistics", kind="matches", format="xlsx", path=str(target))
+    assert result == {"path": str(target), "rows": 2}
+    exported = assert_match_sheet(target, lambda m: call(db_app, "get_match_statistics", m))
+    assert sorted(exported) == sorted(ids.values())
 
     athletes_xlsx = tmp_path / "athletes.xlsx"
     call(db_app, "export_statistics", kind="athletes", format="xlsx", path=str(athletes_xlsx))
