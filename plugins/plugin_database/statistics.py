@@ -55,7 +55,7 @@ from typing import Any
 
 import orjson
 
-from restrike.host.timeutil import now_iso
+from restrike.host.timeutil import now_iso, parse_iso
 from restrike.pss.sides import SIDE_PAIRS, SIDES
 from restrike.pss.statistics import (
     HIT_LEVEL_BUCKETS,
@@ -140,8 +140,24 @@ _REPLACE_ROUND = (
     f"ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _ROUND_COLUMNS)
 )
+_GROUP_KEY = ("tournament_id", "tournament_day_id", "court", "hour", "finished",
+              "classification")
+# A stat_matches row's group, duration and sums (penalties, point types) as _Match.group.
+_GROUP_COLUMNS = ", ".join((*_GROUP_KEY, "duration_ms", "blue_gam_jeom + red_gam_jeom",
+                            *POINT_KEYS))
+_GROUP_VALUES = ("matches", "durations", "duration_ms", "penalties", *POINT_KEYS)
+_ADD_GROUP = (
+    f"INSERT INTO stat_tournament_groups ({', '.join(_GROUP_KEY)}, {', '.join(_GROUP_VALUES)}) "
+    f"VALUES ({', '.join('?' * (len(_GROUP_KEY) + len(_GROUP_VALUES)))}) "
+    f"ON CONFLICT ({', '.join(_GROUP_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = stat_tournament_groups.{c} + excluded.{c}" for c in _GROUP_VALUES)
+)
+_DROP_EMPTY_GROUP = (
+    "DELETE FROM stat_tournament_groups WHERE matches = 0 AND "
+    + " AND ".join(f"{c} = ?" for c in _GROUP_KEY)
+)
 _MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_gam_jeom",
-                  *POINT_KEYS, "hl_count", "hl_sum", "contribution")
+                  *POINT_KEYS, "hl_count", "hl_sum", "contribution", *_GROUP_KEY, "duration_ms")
 _REPLACE_MATCH = (
     f"INSERT INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
     f"VALUES (?{', ?' * len(_MATCH_SUMMARY)}) ON CONFLICT (match_id) DO UPDATE SET "
@@ -167,13 +183,15 @@ class _Match:
     """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
 
     __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
-                 "contribution", "contribution_text", "dirty")
+                 "contribution", "contribution_text", "dirty", "group")
 
     def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
         self.id = match_id
         self.events = row[0] if row else 0
         self.contribution_text = row[1] if row else "{}"
         self.contribution = orjson.loads(self.contribution_text)
+        # What its stat_matches row adds to stat_tournament_groups (None: no row yet).
+        self.group: tuple | None = (tuple(row[2:8]), row[8], tuple(row[9:])) if row else None
         self.rounds: dict[tuple[int, int], list] = {}
         for r in rounds:
             values = list(r[3:])
@@ -295,8 +313,8 @@ def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Mat
                              f"{', '.join(_ROUND_COLUMNS)} FROM stat_match_rounds "
                              f"WHERE match_id IN ({marks})", chunk):
             rounds[r[0]].append(r)
-        for row in cur.execute(f"SELECT match_id, events, contribution FROM stat_matches "
-                               f"WHERE match_id IN ({marks})", chunk):
+        for row in cur.execute(f"SELECT match_id, events, contribution, {_GROUP_COLUMNS} "
+                               f"FROM stat_matches WHERE match_id IN ({marks})", chunk):
             found[row[0]] = _Match(row[0], row[1:], rounds.pop(row[0], ()))
     for match_id in missing:
         if match_id not in found:
@@ -336,7 +354,7 @@ def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
         counts = Counter(map(_MATCH_AND_ROUND, events))
         return rows, [(m, r or None, first, n) for (m, r), n in counts.items() if m]
     by_minute = Counter(zip(map(_MATCH_AND_ROUND, events),
-                            [t[:16] for t in map(_TIME_OF, events)]))
+                            [t[:16] for t in map(_TIME_OF, events)], strict=True))
     return rows, [(m, r or None, minute, n) for ((m, r), minute), n in by_minute.items() if m]
 
 
@@ -357,29 +375,28 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     events: dict[int, int] = defaultdict(int)
     for match_id, _, _, n in counts:
         events[match_id] += n
-    matches: dict[int, _Match] = {}
-    if per_match:
-        matches = _load(cur, list(per_match), cached)
-        changed: dict[int, _Match] = {}
-        for match_id, items in per_match.items():
-            m = matches[match_id]
-            result = False
-            for item in items:
-                if item is None:
-                    result = True
-                else:
-                    _fold_event(m, *item)
-            # What a match adds to its athletes follows from its rows (``dirty`` says which
-            # changed) and from its result and athletes (changed only by "result" events):
-            # when neither changed, only its event count is added (below).
-            if result or m.dirty:
-                changed[match_id] = m
-                m.events += events.pop(match_id, 0)  # written with its row
-        if changed:
-            _write(cur, changed)
-        if len(cached) + len(matches) > _Cache.MAX_MATCHES:
-            cached.clear()
-        cached.update(matches)
+    # Every match with events: a match without its stat_matches row yet is written whole
+    # (its tournament group counts it from its first event on).
+    matches = _load(cur, list(events.keys() | per_match.keys()), cached)
+    changed: dict[int, _Match] = {}
+    for match_id, m in matches.items():
+        result = False
+        for item in per_match.get(match_id, ()):
+            if item is None:
+                result = True
+            else:
+                _fold_event(m, *item)
+        # What a match adds to its athletes and its tournament group follows from its rows
+        # (``dirty`` says which changed) and from its result and athletes (changed only by
+        # "result" events): when neither changed, only its event count is added (below).
+        if result or m.dirty or m.group is None:
+            changed[match_id] = m
+            m.events += events.pop(match_id, 0)  # written with its row
+    if changed:
+        _write(cur, changed)
+    if len(cached) + len(matches) > _Cache.MAX_MATCHES:
+        cached.clear()
+    cached.update(matches)
     # The numbers of the rounds the events arrived in (a pss_rounds id never changes its
     # number while the generation is the same: a rolled-back round changes the generation).
     numbers = cache.round_numbers
@@ -426,6 +443,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
     match_rows = []
     timeline = []
     athlete_changes: list[tuple[dict, dict]] = []
+    groups: dict[tuple, list] = {}  # group key -> what the batch adds to it (_GROUP_VALUES)
     for match_id, m in matches.items():
         for number, athlete in m.dirty:
             row = list(m.rounds[(number, athlete)])
@@ -441,12 +459,22 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         m.timeline = []
         m.dirty = set()
         blue, red = sides[1], sides[2]
+        key, duration = _group_of(info.get(match_id, _NO_INFO))
+        sums = (blue[_G] + red[_G], *(blue[i] + red[i] for i in range(5)))
+        group = (key, duration, sums)
+        if group != m.group:
+            _move_group(groups, m.group, group)
+            m.group = group
         match_rows.append((
-            match_id, m.events, blue[_P], red[_P], blue[_G], red[_G],
-            *(blue[i] + red[i] for i in range(5)), blue[_HC] + red[_HC], blue[_HS] + red[_HS],
-            m.contribution_text))
+            match_id, m.events, blue[_P], red[_P], blue[_G], red[_G], *sums[1:],
+            blue[_HC] + red[_HC], blue[_HS] + red[_HS], m.contribution_text, *key, duration))
     cur.executemany(_REPLACE_ROUND, round_rows)
     cur.executemany(_REPLACE_MATCH, match_rows)
+    changes = [(*key, *values) for key, values in groups.items() if any(values)]
+    if changes:
+        cur.executemany(_ADD_GROUP, changes)
+        cur.executemany(_DROP_EMPTY_GROUP, [key for key, values in groups.items()
+                                            if values[0] < 0])
     if timeline:
         cur.executemany(_ADD_TIMELINE, timeline)
     if athlete_changes:
@@ -454,19 +482,53 @@ def _write(cur, matches: dict[int, _Match]) -> None:
 
 
 _NO_INFO: dict[str, Any] = {"winner": None, "classification": None, "athletes": {},
-                            "round_winners": {}}
+                            "round_winners": {}, "group": (None,) * 8}
+
+
+def _group_of(info: dict) -> tuple[tuple, int | None]:
+    """The stat_tournament_groups key of a match and its duration in ms (finished: load to
+    end), from its pss_matches columns (``_match_info``'s ``group``)."""
+    ip, port, tournament_id, day_id, loaded_at, status, ended_at, winner = info["group"]
+    finished = status == "finished"
+    duration = None
+    if finished and ended_at and loaded_at:
+        try:
+            duration = round((parse_iso(ended_at) - parse_iso(loaded_at)).total_seconds() * 1000)
+        except ValueError:
+            duration = None  # not a time: counted without a duration
+    key = (tournament_id or 0, day_id or 0, _court(ip, port), (loaded_at or "")[:13],
+           int(finished), (info["classification"] or "") if finished and winner else "")
+    return key, duration
+
+
+def _move_group(groups: dict[tuple, list], old: tuple | None, new: tuple) -> None:
+    """Take a match's old group contribution (``_Match.group``; None: none yet) away and add
+    its new one, in ``groups`` (key -> the batch's additions, ``_GROUP_VALUES`` order)."""
+    for sign, group in ((-1, old), (1, new)):
+        if group is None:
+            continue
+        key, duration, sums = group
+        values = groups.setdefault(key, [0] * len(_GROUP_VALUES))
+        values[0] += sign
+        if duration is not None:
+            values[1] += sign
+            values[2] += sign * duration
+        for i, n in enumerate(sums, start=3):
+            values[i] += sign * n
 
 
 def _match_info(cur, ids: list[int]) -> dict[int, dict]:
-    """What the tracking tables say of these matches: winner, athletes, round winners."""
+    """What the tracking tables say of these matches: winner, athletes, round winners, and
+    the columns their tournament group follows from (``_group_of``)."""
     info: dict[int, dict] = {}
     for chunk in _chunks(ids):
         marks = ", ".join("?" * len(chunk))
-        for match_id, winner, classification in cur.execute(
-                f"SELECT id, winner, win_classification FROM pss_matches WHERE id IN ({marks})",
-                chunk):
+        for match_id, winner, classification, *group in cur.execute(
+                f"SELECT id, winner, win_classification, source_ip, source_port, tournament_id, "
+                f"tournament_day_id, loaded_at, status, ended_at, winner FROM pss_matches "
+                f"WHERE id IN ({marks})", chunk):
             info[match_id] = {"winner": winner, "classification": classification,
-                              "athletes": {}, "round_winners": {}}
+                              "athletes": {}, "round_winners": {}, "group": group}
         for match_id, position, athlete_id in cur.execute(
                 f"SELECT match_id, athlete_position, athlete_id FROM pss_match_athletes "
                 f"WHERE match_id IN ({marks})", chunk):
@@ -587,7 +649,8 @@ def rebuild(conn: sqlite3.Connection) -> dict:
     with transaction(conn):
         cur = conn.cursor()
         for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
-                      "stat_athletes", "stat_athlete_win_types", "stat_event_rates"):
+                      "stat_athletes", "stat_athlete_win_types", "stat_event_rates",
+                      "stat_tournament_groups"):
             cur.execute(f"DELETE FROM {table}")
         newest = max(cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2").fetchone()[0],
                      cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2_archive")
@@ -843,14 +906,6 @@ def athlete_statistics(conn: sqlite3.Connection, athlete_id: int, match_limit: i
     }
 
 
-def _p90(values: list[float]) -> float | None:
-    """The 90th percentile (nearest rank)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
 def match_filter(tournament_id: int | None, day_id: int | None,
                  prefix: str = "") -> tuple[list[str], list[int]]:
     """The conditions (on ``pss_matches`` columns, ``prefix`` its alias) and their parameters
@@ -865,42 +920,50 @@ def match_filter(tournament_id: int | None, day_id: int | None,
 
 def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
                           day_id: int | None, now: str | None = None) -> dict:
-    """``get_tournament_statistics``'s answer (see the command). Aggregated by SQL (a day of
-    thousands of matches is a few index scans), the last hour's rates from
-    ``stat_event_rates``."""
-    where, params = match_filter(tournament_id, day_id, "m.")
+    """``get_tournament_statistics``'s answer (see the command). Read from the groups the
+    writer keeps (``stat_tournament_groups``: a few rows per court and hour, whatever the
+    number of matches), the p90 duration from an index of ``stat_matches`` (nearest rank),
+    the last hour's rates from ``stat_event_rates``."""
+    where, params = match_filter(tournament_id, day_id)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    finished_clause = ("WHERE " + " AND ".join([*where, "m.status = 'finished'"]))
     now = now or now_iso()
     since = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(hours=1))
     since_minute = since.strftime("%Y-%m-%dT%H:%M")
+    rate_where, _ = match_filter(tournament_id, day_id, "m.")
     with read_snapshot(conn):
-        groups = conn.execute(
-            f"SELECT m.source_ip, m.source_port, substr(m.loaded_at, 1, 13), "
-            f"m.status = 'finished', COUNT(*) FROM pss_matches m {clause} GROUP BY 1, 2, 3, 4",
-            params).fetchall()
-        sums = conn.execute(
-            "SELECT COUNT(s.match_id), COALESCE(SUM(s.blue_gam_jeom + s.red_gam_jeom), 0), "
-            + ", ".join(f"COALESCE(SUM(s.{k}), 0)" for k in POINT_KEYS)
-            + f" FROM pss_matches m JOIN stat_matches s ON s.match_id = m.id {clause}",
-            params).fetchone()
-        durations = [r[0] for r in conn.execute(
-            f"SELECT (julianday(m.ended_at) - julianday(m.loaded_at)) * 86400.0 AS d "
-            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL ORDER BY d",
-            params)]
-        classifications = conn.execute(
-            f"SELECT m.win_classification, COUNT(*) FROM pss_matches m {finished_clause} "
-            f"AND m.winner IS NOT NULL GROUP BY 1", params).fetchall()
+        rows = conn.execute(
+            "SELECT court, hour, finished, classification, SUM(matches), SUM(durations), "
+            "SUM(duration_ms), SUM(penalties), "
+            + ", ".join(f"SUM({k})" for k in POINT_KEYS)
+            + f" FROM stat_tournament_groups {clause} "
+            f"GROUP BY court, hour, finished, classification", params).fetchall()
+        durations = sum(r[5] for r in rows)
+        p90 = None
+        if durations:
+            p90 = conn.execute(
+                f"SELECT duration_ms FROM stat_matches WHERE "
+                f"{' AND '.join([*where, 'duration_ms IS NOT NULL'])} "
+                f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                (*params, math.ceil(0.9 * durations) - 1)).fetchone()[0]
         rates = conn.execute(
             f"SELECT r.minute, m.source_ip, m.source_port, SUM(r.events) FROM stat_event_rates r "
             f"JOIN pss_matches m ON m.id = r.match_id WHERE r.minute >= ? "
-            f"{'AND ' + ' AND '.join(where) if where else ''} GROUP BY 1, 2, 3 ORDER BY 1",
-            (since_minute, *params)).fetchall()
+            f"{'AND ' + ' AND '.join(rate_where) if rate_where else ''} GROUP BY 1, 2, 3 "
+            f"ORDER BY 1", (since_minute, *params)).fetchall()
+    groups: dict[tuple, int] = defaultdict(int)
+    classifications: dict[str, int] = defaultdict(int)
+    duration_ms = 0
+    totals = [0] * (1 + len(POINT_KEYS))  # penalties, then the point types
+    for court, hour, done, classification, count, _timed, summed, *sums in rows:
+        groups[(court, hour, done)] += count
+        if done:
+            classifications[classification] += count
+        duration_ms += summed
+        totals = [a + b for a, b in zip(totals, sums, strict=True)]
     finished = in_progress = 0
     per_court: dict[str, dict] = {}
     per_hour: dict[str, dict] = {}
-    for ip, port, hour, is_finished, count in groups:
-        court = _court(ip, port)
+    for (court, hour, is_finished), count in groups.items():
         hour = hour + ":00:00Z"
         key = "finished" if is_finished else "in_progress"
         c = per_court.setdefault(court, {"court": court, "finished": 0, "in_progress": 0})
@@ -914,11 +977,11 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
         else:
             in_progress += count
     kinds: dict[str, int] = defaultdict(int)
-    for classification, count in classifications:
+    for classification, count in classifications.items():
         kind = win_type(classification)
         if kind:
             kinds[kind] += count
-    penalties = sums[1]
+    penalties = totals[0]
     live: dict[str, list] = defaultdict(list)
     for minute, ip, port, events in rates:
         live[_court(ip, port)].append({"minute": minute + "Z", "events": events})
@@ -928,11 +991,11 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
         "matches": total, "finished": finished, "in_progress": in_progress,
         "per_court": sorted(per_court.values(), key=lambda c: c["court"]),
         "per_hour": [per_hour[h] for h in sorted(per_hour)],
-        "duration_s": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
-                       "p90": None if (p90 := _p90(durations)) is None else round(p90, 3),
-                       "count": len(durations)},
+        "duration_s": {"mean": round(duration_ms / durations / 1000, 3) if durations else None,
+                       "p90": None if p90 is None else round(p90 / 1000, 3),
+                       "count": durations},
         "win_types": dict(sorted(kinds.items())),
-        "technique_mix": dict(zip(POINT_KEYS, sums[2:], strict=False)),
+        "technique_mix": dict(zip(POINT_KEYS, totals[1:], strict=True)),
         "penalties": penalties,
         "penalties_per_match": round(penalties / total, 3) if total else None,
         "event_rates": {"since": since_minute + "Z", "per_court": dict(sorted(live.items()))},

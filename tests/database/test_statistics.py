@@ -19,6 +19,7 @@ import pytest
 from openpyxl import load_workbook
 
 from restrike.host.errors import CommandError
+from restrike.host.timeutil import now_iso
 from restrike.plugins.plugin_database import statistics
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
@@ -177,7 +178,7 @@ def match_ids_by_number(service) -> dict[str, int]:
 
 def stat_tables(service) -> dict:
     tables = ("stat_match_rounds", "stat_matches", "stat_match_timeline", "stat_athletes",
-              "stat_athlete_win_types", "stat_event_rates")
+              "stat_athlete_win_types", "stat_event_rates", "stat_tournament_groups")
     return {t: sorted(read(service, f"SELECT * FROM {t}")) for t in tables}
 
 
@@ -457,7 +458,7 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                 "AND name LIKE 'stat\\_%' ESCAPE '\\'").fetchall():
         conn.execute(f"DROP TABLE {name}")
-    conn.execute("DELETE FROM schema_version WHERE version = 7")
+    conn.execute("DELETE FROM schema_version WHERE version >= 7")
     conn.commit()
     conn.close()
     service = open_db(path)
@@ -468,6 +469,47 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     with service.pool.connection() as c:
         assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is False
         assert statistics.match_statistics(c, 1)["total"]["blue"]["points_by_type"]["head"] == 1
+
+
+def test_a_version_7_file_gets_its_tournament_groups_from_its_statistics(open_db, tmp_path):
+    """Migration 9 fills the tournament groups from the statistics a version 7 file holds:
+    the tournament figures are the same before and after, and a rebuild's equal them."""
+    path = tmp_path / "v7.db"
+    service = open_db(path)
+    feed_courts(service, seed=71, courts=3, matches=2, rng=random.Random(7))
+    now = now_iso()
+
+    def figures(service) -> dict:
+        with service.pool.connection() as c:
+            out = statistics.tournament_statistics(c, None, None, now)
+        durations = out.pop("duration_s")  # the migration's from julianday: +-1 ms
+        return {**out, "durations": durations["count"], "mean": durations["mean"]}
+
+    before = figures(service)
+    assert before["matches"] == 6 and before["durations"] == 6
+    service.close()
+    # the file as version 7 left it: no groups, stat_matches without their columns
+    conn = sqlite3.connect(path)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                "AND tbl_name = 'stat_matches' AND sql IS NOT NULL").fetchall():
+        conn.execute(f"DROP INDEX {name}")
+    conn.execute("DROP TABLE stat_tournament_groups")
+    for column in ("tournament_id", "tournament_day_id", "court", "hour", "finished",
+                   "classification", "duration_ms"):
+        conn.execute(f"ALTER TABLE stat_matches DROP COLUMN {column}")
+    conn.execute("DELETE FROM schema_version WHERE version = 9")
+    conn.commit()
+    conn.close()
+    service = open_db(path)
+    after = figures(service)
+    assert after["mean"] == pytest.approx(before["mean"], abs=0.002)
+    assert {**after, "mean": 0} == {**before, "mean": 0}
+    groups = read(service, "SELECT * FROM stat_tournament_groups ORDER BY 1, 2, 3, 4, 5, 6")
+    service.writer.run(statistics.rebuild)
+    rebuilt = read(service, "SELECT * FROM stat_tournament_groups ORDER BY 1, 2, 3, 4, 5, 6")
+    without_ms = [r[:8] + r[9:] for r in groups]  # duration sums: julianday against ISO times
+    assert without_ms == [r[:8] + r[9:] for r in rebuilt]
+    assert figures(service) == {**before, "mean": figures(service)["mean"]}
 
 
 def test_aggregates_stay_exact_when_batches_fail_and_are_retried(db_app, service):
