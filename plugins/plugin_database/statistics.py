@@ -78,17 +78,21 @@ _CHUNK = 20_000  # events read at once by a rebuild
 _IN_LIST = 500  # ids per "IN (...)" (SQLite's default variable limit is 32766: far above)
 
 # What a fold does with an event, by its category (pss_event_types.category = the parser's
-# type): "count" events change counts (their JSON is read and folded in Python); "result"
-# events may change a match's result or athletes (what it adds to its athletes is recomputed,
-# their JSON is not read). Every other event (clock ticks: most of the feed) is only counted
-# per match, round and minute, and never reaches the fold.
+# type). "count": it adds to counts (points, hit levels): its JSON is read and folded.
+# "snapshot": it states a running value whole (the reported scores, the gam-jeom counts), so
+# the same message again right after changes nothing: folded unless its text repeats the
+# match's previous one of that category (most score snapshots do), then not even parsed.
+# "result": it may change a match's result or athletes (what the match adds to its athletes
+# and its tournament group is recomputed; its JSON is not read). Every other event (clock
+# ticks: most of the feed) is only counted per match, round and minute, never folded.
 _ROLES = {
-    "points": "count", "hit_level": "count", "warnings": "count", "scores": "count",
+    "points": "count", "hit_level": "count", "warnings": "snapshot", "scores": "snapshot",
     "athletes": "result", "winner": "result", "winner_side": "result", "winner_rounds": "result",
 }
-_FOLDED_TYPES = frozenset(c for c, role in _ROLES.items() if role == "count")
+_FOLDED_TYPES = frozenset(c for c, role in _ROLES.items() if role != "result")
+_SNAPSHOT_TYPES = frozenset(c for c, role in _ROLES.items() if role == "snapshot")
 _SELECT_FOLDED = (
-    "SELECT e.id, e.match_id, t.category, e.parsed_data FROM {table} e "
+    "SELECT e.id, e.match_id, t.category, e.parsed_data, e.raw_data FROM {table} e "
     "JOIN pss_event_types t ON t.id = e.event_type_id WHERE e.id > ? AND e.id <= ? "
     "AND e.match_id IS NOT NULL AND e.event_type_id IN (SELECT id FROM pss_event_types "
     "WHERE category IN (" + ", ".join(f"'{c}'" for c in sorted(_ROLES)) + ")) ORDER BY e.id"
@@ -183,7 +187,7 @@ class _Match:
     """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
 
     __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
-                 "contribution", "contribution_text", "dirty", "group")
+                 "contribution", "contribution_text", "dirty", "group", "snapshots")
 
     def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
         self.id = match_id
@@ -209,6 +213,7 @@ class _Match:
                               if any(self.reported.values()) else None)
         self.timeline: list[tuple] = []
         self.dirty: set[tuple[int, int]] = set()  # rounds changed since written
+        self.snapshots: dict[str, str] = {}  # category -> the text of its last folded snapshot
 
     def round(self, number: int, athlete: int) -> list:
         """The row of a round and athlete, to change (it is written with the batch)."""
@@ -324,8 +329,8 @@ def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Mat
 
 def _read_tables(cur, tables: tuple[str, ...], after: int, upto: int) -> tuple[list, list]:
     """The events of ``tables`` with ``after < id <= upto`` as ``_fold`` takes them, read back
-    by SQL: the events to fold ``(id, match_id, category, parsed_data)`` in id order, and the
-    counts ``(match_id, round_id, minute, events)``."""
+    by SQL: the events to fold ``(id, match_id, category, parsed_data, raw_data)`` in id order,
+    and the counts ``(match_id, round_id, minute, events)``."""
     rows: list = []
     counts: list = []
     for table in tables:
@@ -336,8 +341,8 @@ def _read_tables(cur, tables: tuple[str, ...], after: int, upto: int) -> tuple[l
     return rows, counts
 
 
-_ID, _MATCH_ID, _ROUND_ID, _TIME, _PARSED, _TYPE = (EventRow._fields.index(f) for f in (
-    "id", "match_id", "round_id", "timestamp", "parsed_data", "event_type_id"))
+_ID, _MATCH_ID, _ROUND_ID, _TIME, _RAW, _PARSED, _TYPE = (EventRow._fields.index(f) for f in (
+    "id", "match_id", "round_id", "timestamp", "raw_data", "parsed_data", "event_type_id"))
 _MATCH_AND_ROUND = operator.itemgetter(_MATCH_ID, _ROUND_ID)
 _TIME_OF = operator.itemgetter(_TIME)
 
@@ -347,7 +352,7 @@ def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
     inserted (0 stands for NULL there): the same rows, without a query. Counted by
     ``Counter`` and filtered by comprehensions, no Python statement per event (most are clock
     ticks that are only counted)."""
-    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED]) for e in events
+    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED], e[_RAW]) for e in events
             if e[_TYPE] in kinds and e[_MATCH_ID]]
     first, last = min(map(_TIME_OF, events))[:16], max(map(_TIME_OF, events))[:16]
     if first == last:  # one minute (a batch is a fraction of a second): ISO text sorts by time
@@ -364,14 +369,8 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     many events there were (of a match). ``cache``: what the tables hold, updated here."""
     cached = cache.matches
     per_match: dict[int, list] = defaultdict(list)
-    for event_id, match_id, category, parsed in rows:
-        if parsed is None or category not in _FOLDED_TYPES:
-            per_match[match_id].append(None)  # its match's result or athletes may change
-            continue
-        data = orjson.loads(parsed)
-        if data.get("type") != category:  # an invalid pt1 keeps its code's category
-            continue
-        per_match[match_id].append((event_id, category, data))
+    for row in rows:
+        per_match[row[1]].append(row)
     events: dict[int, int] = defaultdict(int)
     for match_id, _, _, n in counts:
         events[match_id] += n
@@ -381,11 +380,18 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     changed: dict[int, _Match] = {}
     for match_id, m in matches.items():
         result = False
-        for item in per_match.get(match_id, ()):
-            if item is None:
-                result = True
-            else:
-                _fold_event(m, *item)
+        last = m.snapshots
+        for event_id, _, category, parsed, raw in per_match.get(match_id, ()):
+            if parsed is None or category not in _FOLDED_TYPES:
+                result = True  # its match's result or athletes may change
+                continue
+            if category in _SNAPSHOT_TYPES:
+                if last.get(category) == raw:
+                    continue  # the same snapshot again: nothing changes
+                last[category] = raw
+            data = orjson.loads(parsed)
+            if data.get("type") == category:  # an invalid pt1 keeps its code's category
+                _fold_event(m, event_id, category, data)
         # What a match adds to its athletes and its tournament group follows from its rows
         # (``dirty`` says which changed) and from its result and athletes (changed only by
         # "result" events): when neither changed, only its event count is added (below).
