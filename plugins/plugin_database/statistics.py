@@ -298,8 +298,8 @@ def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
             for key, value in per_round.items():
                 r = int(key)
                 known[r] = value
-                row = m.rounds.get((r, athlete))
-                if row is None or row[_REPORTED] != value:  # snapshots mostly repeat
+                stored = m.rounds.get((r, athlete))
+                if stored is None or stored[_REPORTED] != value:  # snapshots mostly repeat
                     m.round(r, athlete)[_REPORTED] = value
         totals = (sum(m.reported[1].values()), sum(m.reported[2].values()))
         if totals != m.timeline_last:
@@ -423,14 +423,14 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
             cached[match_id].events += n
     marks = []
     for match_id, number in sorted(seen):
-        m = cached.get(match_id)
-        if m is not None:  # the cached rows as the tables hold them: only a change is written
+        kept = cached.get(match_id)
+        if kept is not None:  # the cached rows as the tables hold them: only a change is written
             for athlete in SIDES:
-                row = m.rounds.get((number, athlete))
+                row = kept.rounds.get((number, athlete))
                 if row is None or not row[_SEEN]:
                     marks.append((match_id, number, athlete))
                     if row is None:  # as _MARK_SEEN makes it
-                        row = m.rounds[(number, athlete)] = _new_round()
+                        row = kept.rounds[(number, athlete)] = _new_round()
                     row[_SEEN] = 1
         else:
             marks += ((match_id, number, athlete) for athlete in SIDES)
@@ -554,6 +554,7 @@ def _contribution(sides: dict, info: dict) -> dict:
     out: dict[str, dict] = {}
     winner = info["winner"]
     kind = win_type(info["classification"]) if winner else None
+    rounds_won = list(info["round_winners"].values())
     for position, side in SIDE_PAIRS:
         athlete_id = info["athletes"].get(position)
         if athlete_id is None:
@@ -562,19 +563,23 @@ def _contribution(sides: dict, info: dict) -> dict:
         me, them = sides[position], sides[other]
         won, lost = int(winner == side), int(winner == SIDES[other])
         vector = [
-            1, won, lost,
-            sum(1 for w in info["round_winners"].values() if w == position),
-            sum(1 for w in info["round_winners"].values() if w == other),
+            1, won, lost, rounds_won.count(position), rounds_won.count(other),
             *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC], me[_HS], me[_HM],
         ]
-        entry = out.setdefault(str(athlete_id), {"v": [0] * len(vector), "wt": {}})
-        entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1], strict=False)] + [
-            max(entry["v"][-1], vector[-1])]
+        entry = out.get(key := str(athlete_id))
+        if entry is None:
+            entry = out[key] = {"v": vector, "wt": {}}
+        else:  # the same athlete on both sides: one match, both sides' numbers
+            entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1], strict=True)] + [
+                max(entry["v"][-1], vector[-1])]
         if kind and (won or lost):
             counts = entry["wt"].setdefault(kind, [0, 0])
             counts[0] += won
             counts[1] += lost
     return out
+
+
+_NO_CONTRIBUTION: dict[str, Any] = {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}}  # read only
 
 
 def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
@@ -586,8 +591,10 @@ def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
     for old, new in changes:
         for key in old.keys() | new.keys():
             athlete_id = int(key)
-            before = old.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
-            after = new.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
+            before = old.get(key, _NO_CONTRIBUTION)
+            after = new.get(key, _NO_CONTRIBUTION)
+            if before == after:
+                continue
             delta = [a - b for a, b in zip(after["v"], before["v"], strict=False)]
             delta[_HL_MAX_AT] = after["v"][_HL_MAX_AT]
             if after["v"][_HL_MAX_AT] < before["v"][_HL_MAX_AT]:
