@@ -187,7 +187,7 @@ class _Match:
     """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
 
     __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
-                 "contribution", "contribution_text", "dirty", "group", "snapshots")
+                 "contribution", "contribution_text", "dirty", "group", "snapshots", "info")
 
     def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
         self.id = match_id
@@ -214,6 +214,7 @@ class _Match:
         self.timeline: list[tuple] = []
         self.dirty: set[tuple[int, int]] = set()  # rounds changed since written
         self.snapshots: dict[str, str] = {}  # category -> the text of its last folded snapshot
+        self.info: dict | None = None  # _match_info's (None: to read)
 
     def round(self, number: int, athlete: int) -> list:
         """The row of a round and athlete, to change (it is written with the batch)."""
@@ -395,6 +396,8 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
         # What a match adds to its athletes and its tournament group follows from its rows
         # (``dirty`` says which changed) and from its result and athletes (changed only by
         # "result" events): when neither changed, only its event count is added (below).
+        if result:
+            m.info = None  # read again from the tracking tables
         if result or m.dirty or m.group is None:
             changed[match_id] = m
             m.events += events.pop(match_id, 0)  # written with its row
@@ -443,8 +446,13 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
 
 
 def _write(cur, matches: dict[int, _Match]) -> None:
-    ids = list(matches)
-    info = _match_info(cur, ids)
+    # What the tracking tables say of a match changes only with its "result" events (its
+    # athletes, round winners, winner, status finished, end): read for the matches that had
+    # one (``info`` None), kept with the match otherwise.
+    info = _match_info(cur, [match_id for match_id, m in matches.items() if m.info is None])
+    for match_id, m in matches.items():
+        if m.info is None:
+            m.info = info.get(match_id, _NO_INFO)
     round_rows = []
     match_rows = []
     timeline = []
@@ -457,7 +465,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
             round_rows.append((match_id, number, athlete, *row))
         timeline += m.timeline
         sides = _lean_sides(m.rounds)
-        new = _contribution(sides, info.get(match_id, _NO_INFO))
+        new = _contribution(sides, m.info)
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
             m.contribution = new
@@ -465,7 +473,7 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         m.timeline = []
         m.dirty = set()
         blue, red = sides[1], sides[2]
-        key, duration = _group_of(info.get(match_id, _NO_INFO))
+        key, duration = _group_of(m.info)
         sums = (blue[_G] + red[_G], *(blue[i] + red[i] for i in range(5)))
         group = (key, duration, sums)
         if group != m.group:
