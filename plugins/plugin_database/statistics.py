@@ -1,27 +1,33 @@
 """Statistics: cached aggregates the writer keeps exact, and the queries that read them.
 
-Aggregates (schema version 7)
+Aggregates (schema versions 7 and 9)
     ``stat_match_rounds`` (per match, round and athlete: scoring actions by type, points scored,
     gam-jeoms, hit levels and their histogram, the reported score), ``stat_matches`` (a match's
-    totals and what it added to the athletes), ``stat_match_timeline`` (the
-    reported score of both sides after each score snapshot), ``stat_athletes`` and
-    ``stat_athlete_win_types`` (per athlete, the sum of their matches), ``stat_event_rates``
-    (events per minute per match). The rules (what counts as what) are ``pss.statistics``.
+    totals, what it added to the athletes, the tournament group it is counted in and its
+    duration), ``stat_match_timeline`` (the reported score of both sides after each score
+    snapshot), ``stat_athletes`` and ``stat_athlete_win_types`` (per athlete, the sum of their
+    matches), ``stat_event_rates`` (events per minute per match), ``stat_tournament_groups``
+    (per tournament, day, court, hour, finished and win classification: the sum of its
+    matches). The rules (what counts as what) are ``pss.statistics``.
 
 Kept in the writer's transaction
-    ``update_aggregates(cur)`` is called once per batch inside the writer's transaction, after
-    the batch's events, matches and rounds are written: it folds every event whose id is above
-    ``stat_state.folded_up_to`` (the batch's) into the aggregates, so they commit or roll back
-    with the events they summarise, and are never stale nor half-updated. A match's totals
+    ``update_aggregates(cur, events)`` is called once per batch inside the writer's transaction,
+    after the batch's events, matches and rounds are written: it folds every event whose id is
+    above ``stat_state.folded_up_to`` (the batch's) into the aggregates, so they commit or roll
+    back with the events they summarise, and are never stale nor half-updated. A match's totals
     depend on the order of its events (running gam-jeom counts, score snapshots), so events are
     folded in id order; what a fold needs from earlier events (the last gam-jeom count, the
     last reported scores) follows from the round rows.
 
-    Cost: SQL counts the events per match, round and minute (clock ticks, most of the feed,
-    never reach Python); Python folds the scoring events and the results. The matches being
-    fought stay in a small cache (``_Cache``) between batches, so a batch does not read back
-    what the previous one wrote; ``stat_state.generation`` says whether the cache is still the
-    database's (a rolled-back batch or a rebuild changes it, and the cache is dropped).
+    Cost: the batch's rows (``events``) are folded as they were inserted, nothing read back;
+    every event is counted per match, round and minute by ``Counter``; what else an event does
+    is its category's role (``_ROLES``): clock ticks, most of the feed, only count; a repeated
+    snapshot (most ``s1n`` score messages) is not even parsed. A match's facts from the tracking
+    tables (athletes, round winners, winner, status) are read again only after its "result"
+    events. The matches being fought stay in a small cache (``_Cache``) between batches, so a
+    batch does not read back what the previous one wrote; ``stat_state.generation`` says whether
+    the cache is still the database's (a rolled-back batch or a rebuild changes it, and the
+    cache is dropped).
 
 Archival and restore
     The aggregates are keyed by match, athlete and minute, never by event, and folding looks
@@ -31,10 +37,13 @@ Archival and restore
     a later ``rebuild_statistics`` forgets those matches (it recomputes from the events still
     stored).
 
-Athletes
-    A match's contribution to its two athletes is recomputed whenever the match gets events
-    (its result, rounds, athletes can change) and the difference from what it added before is
-    applied, so an athlete relinked by a late ``at1`` message moves their numbers with them.
+Athletes and tournament groups
+    A match's contribution to its two athletes and to its tournament group is recomputed
+    whenever its rows change or a "result" event arrives (its result, athletes, status
+    finished), and the difference from what it added before is applied, so an athlete relinked
+    by a late ``at1`` message moves their numbers with them, and a finished match moves from
+    the in-progress group to its finished one. Every other change of the tracking tables
+    follows from events of those roles (``pss.match``: only ``win``/``wmh`` finish a match).
 
 Rebuild
     ``rebuild(conn)`` empties the aggregates and folds every stored event (main and archive, in
