@@ -448,19 +448,26 @@ def test_unknown_match_and_athlete_are_not_found(db_app):
         assert (err.value.type, err.value.field) == ("not_found", field)
 
 
+def as_version(path, version: int, statements) -> None:
+    """Make the (closed) file at ``path`` what schema ``version`` left: run the statements
+    ``statements(conn)`` lists, forget every migration after ``version``."""
+    conn = sqlite3.connect(path)
+    for statement in list(statements(conn)):
+        conn.execute(statement)
+    conn.execute("DELETE FROM schema_version WHERE version > ?", (version,))
+    conn.commit()
+    conn.close()
+
+
 def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp_path, feed):
     path = tmp_path / "old.db"
     service = open_db(path)
     store(service, feed.events(["pre;FightLoaded\r\n", "rnd;1\r\n", "pt1;3\r\n"]))
     service.close()
     # the file as version 6 left it: events, no aggregates
-    conn = sqlite3.connect(path)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                "AND name LIKE 'stat\\_%' ESCAPE '\\'").fetchall():
-        conn.execute(f"DROP TABLE {name}")
-    conn.execute("DELETE FROM schema_version WHERE version >= 7")
-    conn.commit()
-    conn.close()
+    as_version(path, 6, lambda conn: [f"DROP TABLE {name}" for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND name LIKE 'stat\\_%' ESCAPE '\\'")])
     service = open_db(path)
     with service.pool.connection() as c:
         assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is True
@@ -489,17 +496,14 @@ def test_a_version_7_file_gets_its_tournament_groups_from_its_statistics(open_db
     assert before["matches"] == 6 and before["durations"] == 6
     service.close()
     # the file as version 7 left it: no groups, stat_matches without their columns
-    conn = sqlite3.connect(path)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                "AND tbl_name = 'stat_matches' AND sql IS NOT NULL").fetchall():
-        conn.execute(f"DROP INDEX {name}")
-    conn.execute("DROP TABLE stat_tournament_groups")
-    for column in ("tournament_id", "tournament_day_id", "court", "hour", "finished",
-                   "classification", "duration_ms"):
-        conn.execute(f"ALTER TABLE stat_matches DROP COLUMN {column}")
-    conn.execute("DELETE FROM schema_version WHERE version = 9")
-    conn.commit()
-    conn.close()
+    as_version(path, 7, lambda conn: [
+        *(f"DROP INDEX {name}" for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'stat_matches' "
+            "AND sql IS NOT NULL")),
+        "DROP TABLE stat_tournament_groups",
+        *(f"ALTER TABLE stat_matches DROP COLUMN {column}" for column in (
+            "tournament_id", "tournament_day_id", "court", "hour", "finished", "classification",
+            "duration_ms"))])
     service = open_db(path)
     after = figures(service)
     assert after["mean"] == pytest.approx(before["mean"], abs=0.002)

@@ -14,8 +14,7 @@ from playwright.sync_api import expect
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.database.test_statistics import POINT_KEYS, assert_match_sheet, expected_match, oracle
 from tests.e2e.conftest import SCREENSHOTS, goto_tab, parsed, wait_for
-from tests.e2e.test_errors import SAVE_DIALOG
-from tests.e2e.xkeys import Display
+from tests.e2e.xkeys import Display, save_in
 
 TIMEOUT = 30_000
 SEED = 77
@@ -265,15 +264,8 @@ def test_the_window_saves_the_statistics_export_where_the_dialog_says(window_app
     page.uncheck("#st-export-overwrite")
     display = Display()
     try:
-        page.fill("#st-export-path", f"{tmp_path}/")
-        page.click("#st-export-choose")
-        display.wait_focused_window(SAVE_DIALOG)
-        display.press("Return")
-        chosen = page.locator("#st-export-path")
-        expect(chosen).to_have_value(re.compile(
-            re.escape(f"{tmp_path}/") + r"restrike-statistics-matches-\d{4}-\d{2}-\d{2}\.xlsx"),
-            timeout=TIMEOUT)
-        path = chosen.input_value()
+        path = save_in(display, page, "#st-export-path", "#st-export-choose", tmp_path,
+                       r"restrike-statistics-matches-\d{4}-\d{2}-\d{2}\.xlsx")
         page.click("#st-export")
         expect(page.locator(".toast-ok").last).to_contain_text(f"rows written to {path}",
                                                                timeout=TIMEOUT)
