@@ -459,9 +459,6 @@ def _write(cur, matches: dict[int, _Match]) -> None:
     # athletes, round winners, winner, status finished, end): read for the matches that had
     # one (``info`` None), kept with the match otherwise.
     info = _match_info(cur, [match_id for match_id, m in matches.items() if m.info is None])
-    for match_id, m in matches.items():
-        if m.info is None:
-            m.info = info.get(match_id, _NO_INFO)
     round_rows = []
     match_rows = []
     timeline = []
@@ -474,6 +471,8 @@ def _write(cur, matches: dict[int, _Match]) -> None:
             round_rows.append((match_id, number, athlete, *row))
         timeline += m.timeline
         sides = _lean_sides(m.rounds)
+        if m.info is None:
+            m.info = info.get(match_id, _NO_INFO)
         new = _contribution(sides, m.info)
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
