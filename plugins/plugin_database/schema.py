@@ -443,8 +443,9 @@ _V7 = (
 # Version 9 (8 is the courts' column): the tournament figures pre-aggregated by the writer.
 # Each stat_matches row records the group it is counted in (tournament, day, court, hour of
 # loading, finished, win classification: '' / 0 for none) and its duration in ms (finished
-# matches); stat_tournament_groups sums the rows of each group, so get_tournament_statistics
-# reads a few rows per court and hour instead of every match of the day. Filled here from the
+# matches); stat_tournament_groups sums the rows of each group and stat_court_rates the events
+# per minute of each court, so get_tournament_statistics reads a few rows per court and hour
+# instead of every match of the day. Filled here from the
 # tracking tables for a file that already has statistics (its durations by SQLite's julianday;
 # the writer's fold computes them from the ISO times, to the same millisecond).
 _DURATION_MS = ("CAST(ROUND((julianday(m.ended_at) - julianday(m.loaded_at)) * 86400000.0) "
@@ -486,6 +487,20 @@ _V9 = (
      "SUM(blue_gam_jeom + red_gam_jeom), SUM(punch), SUM(body), SUM(head), "
      "SUM(technical_body), SUM(technical_head) FROM stat_matches "
      "GROUP BY tournament_id, tournament_day_id, court, hour, finished, classification"),
+    # Events per minute per court (and tournament, day): the last hour's rates are a row per
+    # minute and court, however many matches were fought.
+    """CREATE TABLE stat_court_rates (
+        minute TEXT NOT NULL,
+        tournament_id INTEGER NOT NULL,
+        tournament_day_id INTEGER NOT NULL,
+        court TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (minute, tournament_id, tournament_day_id, court)
+    ) WITHOUT ROWID""",
+    ("INSERT INTO stat_court_rates SELECT r.minute, COALESCE(s.tournament_id, 0), "
+     "COALESCE(s.tournament_day_id, 0), COALESCE(s.court, 'unknown'), SUM(r.events) "
+     "FROM stat_event_rates r LEFT JOIN stat_matches s ON s.match_id = r.match_id "
+     "GROUP BY 1, 2, 3, 4"),
     # The p90 duration: the nearest rank read from an index, for all matches, a tournament or
     # a day (partial: only finished matches have a duration).
     ("CREATE INDEX idx_stat_matches_duration ON stat_matches (duration_ms) "

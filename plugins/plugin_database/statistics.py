@@ -8,7 +8,8 @@ Aggregates (schema versions 7 and 9)
     snapshot), ``stat_athletes`` and ``stat_athlete_win_types`` (per athlete, the sum of their
     matches), ``stat_event_rates`` (events per minute per match), ``stat_tournament_groups``
     (per tournament, day, court, hour, finished and win classification: the sum of its
-    matches). The rules (what counts as what) are ``pss.statistics``.
+    matches), ``stat_court_rates`` (events per minute per tournament, day and court). The
+    rules (what counts as what) are ``pss.statistics``.
 
 Kept in the writer's transaction
     ``update_aggregates(cur, events)`` is called once per batch inside the writer's transaction,
@@ -185,6 +186,11 @@ _ADD_TIMELINE = (
 _ADD_RATE = (
     "INSERT INTO stat_event_rates (minute, match_id, events) VALUES (?, ?, ?) "
     "ON CONFLICT (minute, match_id) DO UPDATE SET events = events + excluded.events"
+)
+_ADD_COURT_RATE = (
+    "INSERT INTO stat_court_rates (minute, tournament_id, tournament_day_id, court, events) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (minute, tournament_id, tournament_day_id, court) "
+    "DO UPDATE SET events = stat_court_rates.events + excluded.events"
 )
 
 
@@ -448,9 +454,14 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
             marks += ((match_id, number, athlete) for athlete in SIDES)
     cur.executemany(_MARK_SEEN, marks)
     rates: dict[tuple[str, int], int] = defaultdict(int)
+    court_rates: dict[tuple, int] = defaultdict(int)
     for match_id, _, minute, n in counts:
         rates[(minute, match_id)] += n
+        group = matches[match_id].group  # every match with events has one by now (_write)
+        if group is not None:
+            court_rates[(minute, *group[0][:3])] += n
     cur.executemany(_ADD_RATE, [(*key, n) for key, n in rates.items()])
+    cur.executemany(_ADD_COURT_RATE, [(*key, n) for key, n in court_rates.items()])
     return sum(n for _, _, _, n in counts)
 
 
@@ -679,7 +690,7 @@ def rebuild(conn: sqlite3.Connection) -> dict:
         cur = conn.cursor()
         for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
                       "stat_athletes", "stat_athlete_win_types", "stat_event_rates",
-                      "stat_tournament_groups"):
+                      "stat_tournament_groups", "stat_court_rates"):
             cur.execute(f"DELETE FROM {table}")
         newest = max(cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2").fetchone()[0],
                      cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2_archive")
@@ -952,13 +963,12 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
     """``get_tournament_statistics``'s answer (see the command). Read from the groups the
     writer keeps (``stat_tournament_groups``: a few rows per court and hour, whatever the
     number of matches), the p90 duration from an index of ``stat_matches`` (nearest rank),
-    the last hour's rates from ``stat_event_rates``."""
+    the last hour's rates from ``stat_court_rates`` (a row per minute and court)."""
     where, params = match_filter(tournament_id, day_id)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     now = now or now_iso()
     since = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(hours=1))
     since_minute = since.strftime("%Y-%m-%dT%H:%M")
-    rate_where, _ = match_filter(tournament_id, day_id, "m.")
     with read_snapshot(conn):
         rows = conn.execute(
             "SELECT court, hour, finished, classification, SUM(matches), SUM(durations), "
@@ -975,10 +985,9 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
                 f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
                 (*params, math.ceil(0.9 * durations) - 1)).fetchone()[0]
         rates = conn.execute(
-            f"SELECT r.minute, m.source_ip, m.source_port, SUM(r.events) FROM stat_event_rates r "
-            f"JOIN pss_matches m ON m.id = r.match_id WHERE r.minute >= ? "
-            f"{'AND ' + ' AND '.join(rate_where) if rate_where else ''} GROUP BY 1, 2, 3 "
-            f"ORDER BY 1", (since_minute, *params)).fetchall()
+            f"SELECT minute, court, SUM(events) FROM stat_court_rates WHERE "
+            f"{' AND '.join(['minute >= ?', *where])} GROUP BY minute, court ORDER BY minute",
+            (since_minute, *params)).fetchall()
     groups: dict[tuple, int] = defaultdict(int)
     classifications: dict[str, int] = defaultdict(int)
     duration_ms = 0
@@ -1012,8 +1021,8 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
             kinds[kind] += count
     penalties = totals[0]
     live: dict[str, list] = defaultdict(list)
-    for minute, ip, port, events in rates:
-        live[_court(ip, port)].append({"minute": minute + "Z", "events": events})
+    for minute, court, events in rates:
+        live[court].append({"minute": minute + "Z", "events": events})
     total = finished + in_progress
     return {
         "tournament_id": tournament_id, "tournament_day_id": day_id,

@@ -178,7 +178,8 @@ def match_ids_by_number(service) -> dict[str, int]:
 
 def stat_tables(service) -> dict:
     tables = ("stat_match_rounds", "stat_matches", "stat_match_timeline", "stat_athletes",
-              "stat_athlete_win_types", "stat_event_rates", "stat_tournament_groups")
+              "stat_athlete_win_types", "stat_event_rates", "stat_tournament_groups",
+              "stat_court_rates")
     return {t: sorted(read(service, f"SELECT * FROM {t}")) for t in tables}
 
 
@@ -500,7 +501,7 @@ def test_a_version_7_file_gets_its_tournament_groups_from_its_statistics(open_db
         *(f"DROP INDEX {name}" for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'stat_matches' "
             "AND sql IS NOT NULL")),
-        "DROP TABLE stat_tournament_groups",
+        "DROP TABLE stat_tournament_groups", "DROP TABLE stat_court_rates",
         *(f"ALTER TABLE stat_matches DROP COLUMN {column}" for column in (
             "tournament_id", "tournament_day_id", "court", "hour", "finished", "classification",
             "duration_ms"))])
