@@ -501,6 +501,8 @@ _V9 = (
      "COALESCE(s.tournament_day_id, 0), COALESCE(s.court, 'unknown'), SUM(r.events) "
      "FROM stat_event_rates r LEFT JOIN stat_matches s ON s.match_id = r.match_id "
      "GROUP BY 1, 2, 3, 4"),
+    # ... which replace the per-match rates (nothing else read them; one table less to write)
+    "DROP TABLE stat_event_rates",
     # The p90 duration: the nearest rank read from an index, for all matches, a tournament or
     # a day (partial: only finished matches have a duration).
     ("CREATE INDEX idx_stat_matches_duration ON stat_matches (duration_ms) "

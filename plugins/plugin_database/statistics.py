@@ -6,9 +6,9 @@ Aggregates (schema versions 7 and 9)
     totals, what it added to the athletes, the tournament group it is counted in and its
     duration), ``stat_match_timeline`` (the reported score of both sides after each score
     snapshot), ``stat_athletes`` and ``stat_athlete_win_types`` (per athlete, the sum of their
-    matches), ``stat_event_rates`` (events per minute per match), ``stat_tournament_groups``
-    (per tournament, day, court, hour, finished and win classification: the sum of its
-    matches), ``stat_court_rates`` (events per minute per tournament, day and court). The
+    matches), ``stat_tournament_groups`` (per tournament, day, court, hour, finished and win
+    classification: the sum of its matches), ``stat_court_rates`` (events per minute per
+    tournament, day and court; version 7's ``stat_event_rates``, per match, is gone). The
     rules (what counts as what) are ``pss.statistics``.
 
 Kept in the writer's transaction
@@ -117,11 +117,6 @@ _ADD_EVENTS = (
     "INSERT INTO stat_matches (match_id, events, contribution) VALUES (?, ?, '{}') "
     "ON CONFLICT (match_id) DO UPDATE SET events = events + excluded.events"
 )
-_MARK_SEEN = (
-    "INSERT INTO stat_match_rounds (match_id, round_number, athlete, seen, hl_histogram) "
-    "VALUES (?, ?, ?, 1, '" + "[" + ",".join("0" * 10) + "]" + "') "
-    "ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET seen = 1 WHERE seen = 0"
-)
 
 # A round row: the stat_match_rounds columns after the key, in order.
 _ROUND_COLUMNS = ("seen", *POINT_KEYS, "scored", "gam_jeom", "hl_count", "hl_sum", "hl_max",
@@ -182,10 +177,6 @@ _ADD_TIMELINE = (
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (match_id, event_id) DO UPDATE SET "
     "round_number = excluded.round_number, clock = excluded.clock, blue = excluded.blue, "
     "red = excluded.red"
-)
-_ADD_RATE = (
-    "INSERT INTO stat_event_rates (minute, match_id, events) VALUES (?, ?, ?) "
-    "ON CONFLICT (minute, match_id) DO UPDATE SET events = events + excluded.events"
 )
 _ADD_COURT_RATE = (
     "INSERT INTO stat_court_rates (minute, tournament_id, tournament_day_id, court, events) "
@@ -390,6 +381,20 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     events: dict[int, int] = defaultdict(int)
     for match_id, _, _, n in counts:
         events[match_id] += n
+    # The numbers of the rounds the events arrived in (a pss_rounds id never changes its
+    # number while the generation is the same: a rolled-back round changes the generation).
+    numbers = cache.round_numbers
+    round_ids = sorted({r[1] for r in counts if r[1] is not None and r[1] not in numbers})
+    if len(numbers) + len(round_ids) > _Cache.MAX_ROUNDS:
+        numbers.clear()
+    for chunk in _chunks(round_ids):
+        numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
+                                   f"({', '.join('?' * len(chunk))})", chunk).fetchall())
+    seen: dict[int, set[int]] = defaultdict(set)  # match -> the rounds fought (in this batch)
+    for match_id, round_id, _minute, _n in counts:
+        number = numbers.get(round_id)
+        if number:
+            seen[match_id].add(number)
     # Every match with events: a match without its stat_matches row yet is written whole
     # (its tournament group counts it from its first event on).
     matches = _load(cur, list(events.keys() | per_match.keys()), cached)
@@ -408,6 +413,11 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
             data = orjson.loads(parsed)
             if data.get("type") == category:  # an invalid pt1 keeps its code's category
                 _fold_event(m, event_id, category, data)
+        for number in seen.get(match_id, ()):  # a round fought is listed (``_listed``)
+            for athlete in SIDES:
+                row = m.rounds.get((number, athlete))
+                if row is None or not row[_SEEN]:
+                    m.round(number, athlete)[_SEEN] = 1
         # What a match adds to its athletes and its tournament group follows from its rows
         # (``dirty`` says which changed) and from its result and athletes (changed only by
         # "result" events): when neither changed, only its event count is added (below).
@@ -421,46 +431,14 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     if len(cached) + len(matches) > _Cache.MAX_MATCHES:
         cached.clear()
     cached.update(matches)
-    # The numbers of the rounds the events arrived in (a pss_rounds id never changes its
-    # number while the generation is the same: a rolled-back round changes the generation).
-    numbers = cache.round_numbers
-    round_ids = sorted({r[1] for r in counts if r[1] is not None and r[1] not in numbers})
-    if len(numbers) + len(round_ids) > _Cache.MAX_ROUNDS:
-        numbers.clear()
-    for chunk in _chunks(round_ids):
-        numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
-                                   f"({', '.join('?' * len(chunk))})", chunk).fetchall())
-    seen: set[tuple[int, int]] = set()
-    for match_id, round_id, _minute, _n in counts:
-        number = numbers.get(round_id)
-        if number:
-            seen.add((match_id, number))
     cur.executemany(_ADD_EVENTS, list(events.items()))
     for match_id, n in events.items():
-        if match_id in cached:
-            cached[match_id].events += n
-    marks = []
-    for match_id, number in sorted(seen):
-        kept = cached.get(match_id)
-        if kept is not None:  # the cached rows as the tables hold them: only a change is written
-            for athlete in SIDES:
-                row = kept.rounds.get((number, athlete))
-                if row is None or not row[_SEEN]:
-                    marks.append((match_id, number, athlete))
-                    if row is None:  # as _MARK_SEEN makes it
-                        row = kept.rounds[(number, athlete)] = _new_round()
-                    row[_SEEN] = 1
-        else:
-            marks += ((match_id, number, athlete) for athlete in SIDES)
-    cur.executemany(_MARK_SEEN, marks)
-    rates: dict[tuple[str, int], int] = defaultdict(int)
+        matches[match_id].events += n
     court_rates: dict[tuple, int] = defaultdict(int)
     for match_id, _, minute, n in counts:
-        rates[(minute, match_id)] += n
         group = matches[match_id].group  # every match with events has one by now (_write)
         if group is not None:
             court_rates[(minute, *group[0][:3])] += n
-    cur.executemany(_ADD_RATE, [(*key, n) for key, n in rates.items()])
     cur.executemany(_ADD_COURT_RATE, [(*key, n) for key, n in court_rates.items()])
     return sum(n for _, _, _, n in counts)
 
@@ -689,8 +667,8 @@ def rebuild(conn: sqlite3.Connection) -> dict:
     with transaction(conn):
         cur = conn.cursor()
         for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
-                      "stat_athletes", "stat_athlete_win_types", "stat_event_rates",
-                      "stat_tournament_groups", "stat_court_rates"):
+                      "stat_athletes", "stat_athlete_win_types", "stat_tournament_groups",
+                      "stat_court_rates"):
             cur.execute(f"DELETE FROM {table}")
         newest = max(cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2").fetchone()[0],
                      cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2_archive")

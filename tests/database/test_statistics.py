@@ -178,8 +178,7 @@ def match_ids_by_number(service) -> dict[str, int]:
 
 def stat_tables(service) -> dict:
     tables = ("stat_match_rounds", "stat_matches", "stat_match_timeline", "stat_athletes",
-              "stat_athlete_win_types", "stat_event_rates", "stat_tournament_groups",
-              "stat_court_rates")
+              "stat_athlete_win_types", "stat_tournament_groups", "stat_court_rates")
     return {t: sorted(read(service, f"SELECT * FROM {t}")) for t in tables}
 
 
@@ -496,12 +495,17 @@ def test_a_version_7_file_gets_its_tournament_groups_from_its_statistics(open_db
     before = figures(service)
     assert before["matches"] == 6 and before["durations"] == 6
     service.close()
-    # the file as version 7 left it: no groups, stat_matches without their columns
+    # the file as version 7 left it: no groups, stat_matches without their columns, the
+    # events per match and minute
     as_version(path, 7, lambda conn: [
         *(f"DROP INDEX {name}" for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'stat_matches' "
             "AND sql IS NOT NULL")),
         "DROP TABLE stat_tournament_groups", "DROP TABLE stat_court_rates",
+        "CREATE TABLE stat_event_rates (minute TEXT NOT NULL, match_id INTEGER NOT NULL, "
+        "events INTEGER NOT NULL, PRIMARY KEY (minute, match_id)) WITHOUT ROWID",
+        "INSERT INTO stat_event_rates SELECT substr(timestamp, 1, 16), match_id, COUNT(*) "
+        "FROM pss_events_v2 WHERE match_id IS NOT NULL GROUP BY 1, 2",
         *(f"ALTER TABLE stat_matches DROP COLUMN {column}" for column in (
             "tournament_id", "tournament_day_id", "court", "hour", "finished", "classification",
             "duration_ms"))])
