@@ -14,6 +14,7 @@ import random
 import re
 import sqlite3
 from collections import defaultdict
+from itertools import zip_longest
 
 import pytest
 from openpyxl import load_workbook
@@ -358,7 +359,7 @@ def assert_match_sheet(path, match_statistics) -> list[int]:
             values_only=True)]
     header, body = rows[0], rows[1:]
     for row in body:
-        got = dict(zip(header, row))
+        got = dict(zip_longest(header, row))  # a row ends at its last non-empty cell
         stats = match_statistics(got["match_id"])
         for side in ("blue", "red"):
             t = stats["total"][side]
