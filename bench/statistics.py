@@ -67,7 +67,7 @@ def writer_rates(tmp: Path, args) -> tuple[list[tuple], list[tuple]]:
     try:
         for feed in feeds:
             kept.append(measure_inserts(with_aggregates, feed, args.batch))
-            batch_module.update_aggregates = lambda cur: None
+            batch_module.update_aggregates = lambda cur, events=None: None
             try:
                 bare.append(measure_inserts(without, feed, args.batch))
             finally:

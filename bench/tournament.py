@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import psycopg  # noqa: E402
 
 from ingest import App, run_senders  # noqa: E402
-from tests.pg_server import throwaway_postgres  # noqa: E402
+from tests.pg_server import PgServer, server_bindir  # noqa: E402
 
 REAL_COURT_EVENTS_PER_S = 3.0
 """What one real court sends at its busiest (protocol.md: a clock tick a second, a few score,
@@ -62,16 +62,30 @@ class Court(App):
 
     def spool_depth(self) -> int:
         storage = self.call("get_udp_stats").get("storage") or {}
-        return int((storage.get("spool") or {}).get("depth_events", 0))
+        return int(((storage.get("spool") or {}).get("depth") or {}).get("events", 0))
 
     def settled(self) -> bool:
         """Everything received is parsed and committed (to the server, not the spool)."""
         stats = self.call("get_udp_stats")
         storage = stats.get("storage") or {}
-        spool = storage.get("spool") or {}
+        depth = (storage.get("spool") or {}).get("depth") or {}
         return (stats["dispatched_datagrams"] >= stats["datagrams"]
                 and storage.get("pending", 0) == 0 and not storage.get("held")
-                and not spool.get("depth_events", 0))
+                and not depth.get("events", 0))
+
+
+@contextlib.contextmanager
+def throwaway_server():
+    """The tests' throwaway cluster (``tests/pg_server.py``), stopped at the end."""
+    bindir = server_bindir()
+    if bindir is None:
+        raise SystemExit("the PostgreSQL server is not installed (Debian: apt-get install "
+                         "postgresql)")
+    server = PgServer(bindir)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def _free(kind: int) -> int:
@@ -184,13 +198,13 @@ def outage(url: str, server, courts: list[Court], rate: float, feed_s: float,
     feeding = threading.Thread(target=sender)
     feeding.start()
     time.sleep(min(5.0, feed_s / 4))  # a bench, not a test: the outage starts mid-feed
-    server["stop"]("immediate")
+    server.stop("immediate")
     down_until = time.monotonic() + down_s
     while time.monotonic() < down_until:
         peak[0] = max(peak[0], sum(c.spool_depth() for c in courts))
         time.sleep(0.5)
     peak[0] = max(peak[0], sum(c.spool_depth() for c in courts))
-    server["start"]()
+    server.start()
     back = time.monotonic()
     feeding.join()
     done = wait_settled(courts)
@@ -235,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"tournament bench: {args.courts} courts; {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
-    own = contextlib.nullcontext(None) if args.database_url else throwaway_postgres()
+    own = contextlib.nullcontext(None) if args.database_url else throwaway_server()
     with own as server, tempfile.TemporaryDirectory(prefix="restrike-") as tmp:
-        url = args.database_url or server["url"]
+        url = args.database_url or server.database()
         courts: list[Court] = []
         try:
             for i in range(args.courts):

@@ -8,7 +8,7 @@
 //
 // Export: in the desktop window the operator picks the file with the native "Save as" dialog
 // (Choose…, the window's choose_save_file command) or types its path; in a browser the file is
-// downloaded (POST /api/download/export_events).
+// downloaded (POST /api/download/export_events). Both ways are savefile.js's.
 //
 // Long operations are jobs on the Python side, one at a time (host/jobs.py): a second one is
 // refused with a `conflict` naming the running one. job_progress pushes (and get_job_status when
@@ -18,6 +18,7 @@
 import { $, setText, fillDl, runFor, confirmDialog, clearErrors, poller, fmtNumber, fmtBytes,
   fmtDateTime, labelOf, toast, h, showError } from './ui.js';
 import { check, describe } from './errors.js';
+import { chooseFile, datedName, downloads, saveWith } from './savefile.js';
 
 let ctx;
 let poolPoll;
@@ -260,32 +261,14 @@ function setupOperations() {
     }
   });
   $('#export-form').addEventListener('submit', exportEvents);
-  $('#export-choose').addEventListener('click', chooseFile);
+  $('#export-choose').addEventListener('click', chooseExportFile);
   if (downloads()) $('#export-form').classList.add('export-download');
 }
 
-/** In a browser (HTTP mode) the file is downloaded; the window writes where the operator chose. */
-function downloads() {
-  return window.pywebview?.platform === 'http';
-}
-
-function exportFilename(format) {
-  const day = new Date().toISOString().slice(0, 10);
-  return `restrike-events-${day}.${format}`;
-}
-
 /** The native "Save as" dialog (window only): fills the File field. */
-async function chooseFile() {
-  const form = $('#export-form');
-  const typed = $('#export-path').value.trim();
-  const chosen = await runFor(form, 'choose_save_file', {
-    suggestedName: typed.split('/').pop() || exportFilename($('#export-format').value),
-    directory: typed.includes('/') ? typed.slice(0, typed.lastIndexOf('/')) : '',
-  });
-  if (!chosen) return;  // cancelled (null) or an error (shown)
-  $('#export-path').value = chosen.path;
-  // The dialog already asked whether to replace an existing file: that answer was yes.
-  $('#export-overwrite').checked = Boolean(chosen.exists);
+function chooseExportFile() {
+  return chooseFile($('#export-form'), $('#export-path'), $('#export-overwrite'),
+    datedName('events', $('#export-format').value));
 }
 
 async function exportEvents(ev) {
@@ -306,40 +289,12 @@ async function exportEvents(ev) {
   setText(out, 'Exporting…');
   out.className = 'result';
   ownJob = 'export_events';
-  const r = await (downloads() ? download(form, { filters, format }, exportFilename(format))
-    : runFor(form, 'export_events', { filters, format, path, overwrite: $('#export-overwrite').checked })
-  ).finally(() => { ownJob = null; });
+  const r = await saveWith(form, 'export_events', { filters, format }, {
+    path, overwrite: $('#export-overwrite').checked, filename: datedName('events', format),
+  }).finally(() => { ownJob = null; });
   if (r === undefined) { setText(out, ''); return; }
   out.className = 'result result-ok';
   setText(out, `Exported ${events(r.rows)} to ${r.path}.`);
-}
-
-/** POST /api/download/export_events, then save the answer as a file (browser mode). */
-async function download(form, args, filename) {
-  const buttons = [...form.querySelectorAll('button')];
-  for (const b of buttons) b.disabled = true;
-  try {
-    const token = sessionStorage.getItem('restrike_token') || '';
-    const res = await fetch(`/api/download/export_events?filename=${encodeURIComponent(filename)}`, {
-      method: 'POST', body: JSON.stringify(args),
-      headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    });
-    if (!res.ok) {
-      const body = await res.json().catch(() => ({}));
-      throw body.error ?? { type: 'internal_error', message: `HTTP ${res.status}` };
-    }
-    const result = JSON.parse(res.headers.get('X-Command-Result') || '{}');
-    const url = URL.createObjectURL(await res.blob());
-    h('a', { href: url, download: filename }).click();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    clearErrors(form.closest('.panel'));
-    return { rows: result.rows, path: `the browser's downloads (${filename})` };
-  } catch (err) {
-    showError(err, form, 'export_events');
-    return undefined;
-  } finally {
-    for (const b of buttons) b.disabled = false;
-  }
 }
 
 /** "2026-11-28" -> "2026-11-29" (the export's until is exclusive); other text unchanged. */

@@ -18,6 +18,7 @@ export const FIELDS = {
     path: ['File', 'file'], format: ['Format', 'choice'], matchId: ['Match', 'choice'],
     since: ['From (optional)', 'date'], until: ['To, inclusive (optional)', 'date'],
   },
+  export_statistics: { path: ['File', 'file'], format: ['Format', 'choice'], kind: ['Export', 'choice'] },
   update_udp_settings: { bind: ['Bind address', 'address'], port: ['Port', 'port'] },
   start_udp_server: { bind: ['Bind address', 'address'], port: ['Port', 'port'] },
   tournament_create: {

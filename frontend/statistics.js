@@ -6,6 +6,7 @@
 // reload it at most every RATE_REFRESH_MS while the view is shown.
 
 import { h, $, $$, setText, toast, fillDl } from './ui.js';
+import { chooseFile, datedName, downloads, saveWith } from './savefile.js';
 
 const RATE_REFRESH_MS = 5000;
 const POINT_KEYS = ['punch', 'body', 'head', 'technical_body', 'technical_head'];
@@ -294,15 +295,23 @@ async function rebuild() {
   }
 }
 
-async function exportStatistics() {
-  const args = { kind: $('#st-export-kind').value, format: $('#st-export-format').value,
-    path: $('#st-export-path').value.trim(), overwrite: $('#st-export-overwrite').checked };
-  try {
-    const r = await ctx.invoke('export_statistics', args);
-    toast(`${r.rows} rows written to ${r.path}`, 'ok');
-  } catch (err) {
-    toast(`Export failed: ${err.message}`);
-  }
+/** Export through the event export's path (savefile.js): a download in a browser, the file
+ * chosen (native "Save as", or typed) in the window. */
+async function exportStatistics(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const kind = $('#st-export-kind').value;
+  const format = $('#st-export-format').value;
+  const r = await saveWith(form, 'export_statistics', { kind, format }, {
+    path: $('#st-export-path').value.trim(), overwrite: $('#st-export-overwrite').checked,
+    filename: datedName(`statistics-${kind}`, format),
+  });
+  if (r !== undefined) toast(`${r.rows} rows written to ${r.path}`, 'ok');
+}
+
+function chooseExportFile() {
+  return chooseFile($('#st-export-form'), $('#st-export-path'), $('#st-export-overwrite'),
+    datedName(`statistics-${$('#st-export-kind').value}`, $('#st-export-format').value));
 }
 
 export function init(c) {
@@ -319,7 +328,9 @@ export function init(c) {
   $('#st-tournament-select').addEventListener('change', async () => { await loadDays(); await loadTournament(); });
   $('#st-day-select').addEventListener('change', loadTournament);
   $('#st-rebuild').addEventListener('click', rebuild);
-  $('#st-export').addEventListener('click', exportStatistics);
+  $('#st-export-form').addEventListener('submit', exportStatistics);
+  $('#st-export-choose').addEventListener('click', chooseExportFile);
+  if (downloads()) $('#st-export-form').classList.add('export-download');
   $('#st-match-print').addEventListener('click', () => window.print());
   window.addEventListener('beforeprint', () => inkCharts(true));
   window.addEventListener('afterprint', () => inkCharts(false));

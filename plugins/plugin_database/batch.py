@@ -187,11 +187,12 @@ class BatchStore:
         if not safe and not self._postgres:
             rows.check_references(cur)
         # 5. The event, detail, score and warning rows: a few many-row statements.
+        inserted = rows.events  # the list ``insert`` lets go of, folded at step 7
         rows.insert(cur)
         # 6. The matches and rounds this batch changed.
         self._guarded(cur, safe, "match state", self._write_match_state, cur, now)
         # 7. The statistics' aggregates (statistics.py), folded from the events just inserted.
-        self._guarded(cur, safe, "statistics", update_aggregates, cur)
+        self._guarded(cur, safe, "statistics", update_aggregates, cur, inserted)
         # 8. The per-sender and per-session counters.
         rows.write_counters(cur)
         # 9. On PostgreSQL: tell every instance's Courts screen, at commit (``listen.py``).

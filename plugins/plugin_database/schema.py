@@ -487,6 +487,85 @@ PG_SPELLINGS: dict[str, str] = {
              "THEN 1 ELSE 0 END"),
 }
 
+# Version 9 (8 is the courts' column): the tournament figures pre-aggregated by the writer.
+# Each stat_matches row records the group it is counted in (tournament, day, court, hour of
+# loading, finished, win classification: '' / 0 for none) and its duration in ms (finished
+# matches); stat_tournament_groups sums the rows of each group and stat_court_rates the events
+# per minute of each court, so get_tournament_statistics reads a few rows per court and hour
+# instead of every match of the day. Filled here from the
+# tracking tables for a file that already has statistics (its durations by SQLite's julianday;
+# the writer's fold computes them from the ISO times, to the same millisecond).
+_DURATION_MS = ("CAST(ROUND((julianday(m.ended_at) - julianday(m.loaded_at)) * 86400000.0) "
+                "AS INTEGER)")
+_V9 = (
+    "ALTER TABLE stat_matches ADD COLUMN tournament_id INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE stat_matches ADD COLUMN tournament_day_id INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE stat_matches ADD COLUMN court TEXT NOT NULL DEFAULT 'unknown'",
+    "ALTER TABLE stat_matches ADD COLUMN hour TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE stat_matches ADD COLUMN finished INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE stat_matches ADD COLUMN classification TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE stat_matches ADD COLUMN duration_ms INTEGER",
+    ("UPDATE stat_matches SET (tournament_id, tournament_day_id, court, hour, finished, "
+     "classification, duration_ms) = (SELECT COALESCE(m.tournament_id, 0), "
+     "COALESCE(m.tournament_day_id, 0), "
+     "COALESCE(m.court, m.source_ip || ':' || m.source_port, 'unknown'), "
+     "COALESCE(substr(m.loaded_at, 1, 13), ''), "
+     "CASE WHEN m.status = 'finished' THEN 1 ELSE 0 END, "
+     "CASE WHEN m.status = 'finished' AND m.winner IS NOT NULL "
+     "THEN COALESCE(m.win_classification, '') ELSE '' END, "
+     f"CASE WHEN m.status = 'finished' AND m.ended_at IS NOT NULL THEN {_DURATION_MS} END "
+     "FROM pss_matches m WHERE m.id = stat_matches.match_id) "
+     "WHERE match_id IN (SELECT id FROM pss_matches)"),
+    f"""CREATE TABLE stat_tournament_groups (
+        tournament_id INTEGER NOT NULL,
+        tournament_day_id INTEGER NOT NULL,
+        court TEXT NOT NULL,
+        hour TEXT NOT NULL,
+        finished INTEGER NOT NULL,
+        classification TEXT NOT NULL,
+        matches INTEGER NOT NULL DEFAULT 0,
+        durations INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER NOT NULL DEFAULT 0,
+        penalties INTEGER NOT NULL DEFAULT 0,
+        {_STAT_COUNTS},
+        PRIMARY KEY (tournament_id, tournament_day_id, court, hour, finished, classification)
+    ) WITHOUT ROWID""",
+    ("INSERT INTO stat_tournament_groups SELECT tournament_id, tournament_day_id, court, hour, "
+     "finished, classification, COUNT(*), COUNT(duration_ms), COALESCE(SUM(duration_ms), 0), "
+     "SUM(blue_gam_jeom + red_gam_jeom), SUM(punch), SUM(body), SUM(head), "
+     "SUM(technical_body), SUM(technical_head) FROM stat_matches "
+     "GROUP BY tournament_id, tournament_day_id, court, hour, finished, classification"),
+    # Events per minute per court (and tournament, day): the last hour's rates are a row per
+    # minute and court, however many matches were fought.
+    """CREATE TABLE stat_court_rates (
+        minute TEXT NOT NULL,
+        tournament_id INTEGER NOT NULL,
+        tournament_day_id INTEGER NOT NULL,
+        court TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        PRIMARY KEY (minute, tournament_id, tournament_day_id, court)
+    ) WITHOUT ROWID""",
+    ("INSERT INTO stat_court_rates SELECT r.minute, COALESCE(s.tournament_id, 0), "
+     "COALESCE(s.tournament_day_id, 0), COALESCE(s.court, 'unknown'), SUM(r.events) "
+     "FROM stat_event_rates r LEFT JOIN stat_matches s ON s.match_id = r.match_id "
+     "GROUP BY 1, 2, 3, 4"),
+    # ... which replace the per-match rates (nothing else read them; one table less to write)
+    "DROP TABLE stat_event_rates",
+    # The p90 duration: the nearest rank read from an index, for all matches, a tournament or
+    # a day (partial: only finished matches have a duration).
+    ("CREATE INDEX idx_stat_matches_duration ON stat_matches (duration_ms) "
+     "WHERE duration_ms IS NOT NULL"),
+    ("CREATE INDEX idx_stat_matches_tournament_duration ON stat_matches "
+     "(tournament_id, duration_ms) WHERE duration_ms IS NOT NULL"),
+    ("CREATE INDEX idx_stat_matches_day_duration ON stat_matches "
+     "(tournament_day_id, duration_ms) WHERE duration_ms IS NOT NULL"),
+)
+
+# Version 9's backfill on PostgreSQL: the same durations without SQLite's julianday.
+PG_SPELLINGS[_V9[7]] = _V9[7].replace(_DURATION_MS, (
+    "CAST(ROUND(EXTRACT(EPOCH FROM (CAST(m.ended_at AS timestamptz) - "
+    "CAST(m.loaded_at AS timestamptz))) * 1000) AS BIGINT)"))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "PSS events, details, archive, matches, sessions, tournaments", _V1),
     Migration(2, "pss_event_details with a CHECK that is cheap per inserted row", _V2),
@@ -496,6 +575,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "recorded_videos and recorded_video_events: instant replay clips", _V6),
     Migration(7, "statistics: cached per-match, per-athlete and per-minute aggregates", _V7),
     Migration(8, "courts: the court of sessions and matches, the natural key of events", _V8),
+    Migration(9, "statistics: tournament figures pre-aggregated per court and hour", _V9),
 )
 """Every schema step, in order. Add a step; never edit one that has shipped."""
 

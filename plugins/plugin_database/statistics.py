@@ -1,27 +1,34 @@
 """Statistics: cached aggregates the writer keeps exact, and the queries that read them.
 
-Aggregates (schema version 7)
+Aggregates (schema versions 7 and 9)
     ``stat_match_rounds`` (per match, round and athlete: scoring actions by type, points scored,
     gam-jeoms, hit levels and their histogram, the reported score), ``stat_matches`` (a match's
-    totals and what it added to the athletes), ``stat_match_timeline`` (the
-    reported score of both sides after each score snapshot), ``stat_athletes`` and
-    ``stat_athlete_win_types`` (per athlete, the sum of their matches), ``stat_event_rates``
-    (events per minute per match). The rules (what counts as what) are ``pss.statistics``.
+    totals, what it added to the athletes, the tournament group it is counted in and its
+    duration), ``stat_match_timeline`` (the reported score of both sides after each score
+    snapshot), ``stat_athletes`` and ``stat_athlete_win_types`` (per athlete, the sum of their
+    matches), ``stat_tournament_groups`` (per tournament, day, court, hour, finished and win
+    classification: the sum of its matches), ``stat_court_rates`` (events per minute per
+    tournament, day and court; version 7's ``stat_event_rates``, per match, is gone). The
+    rules (what counts as what) are ``pss.statistics``.
 
 Kept in the writer's transaction
-    ``update_aggregates(cur)`` is called once per batch inside the writer's transaction, after
-    the batch's events, matches and rounds are written: it folds every event whose id is above
-    ``stat_state.folded_up_to`` (the batch's) into the aggregates, so they commit or roll back
-    with the events they summarise, and are never stale nor half-updated. A match's totals
+    ``update_aggregates(cur, events)`` is called once per batch inside the writer's transaction,
+    after the batch's events, matches and rounds are written: it folds every event whose id is
+    above ``stat_state.folded_up_to`` (the batch's) into the aggregates, so they commit or roll
+    back with the events they summarise, and are never stale nor half-updated. A match's totals
     depend on the order of its events (running gam-jeom counts, score snapshots), so events are
     folded in id order; what a fold needs from earlier events (the last gam-jeom count, the
     last reported scores) follows from the round rows.
 
-    Cost: SQL counts the events per match, round and minute (clock ticks, most of the feed,
-    never reach Python); Python folds the scoring events and the results. The matches being
-    fought stay in a small cache (``_Cache``) between batches, so a batch does not read back
-    what the previous one wrote; ``stat_state.generation`` says whether the cache is still the
-    database's (a rolled-back batch or a rebuild changes it, and the cache is dropped).
+    Cost: the batch's rows (``events``) are folded as they were inserted, nothing read back;
+    every event is counted per match, round and minute by ``Counter``; what else an event does
+    is its category's role (``_ROLES``): clock ticks, most of the feed, only count; a repeated
+    snapshot (most ``s1n`` score messages) is not even parsed. A match's facts from the tracking
+    tables (athletes, round winners, winner, status) are read again only after its "result"
+    events. The matches being fought stay in a small cache (``_Cache``) between batches, so a
+    batch does not read back what the previous one wrote; ``stat_state.generation`` says whether
+    the cache is still the database's (a rolled-back batch or a rebuild changes it, and the
+    cache is dropped).
 
 Archival and restore
     The aggregates are keyed by match, athlete and minute, never by event, and folding looks
@@ -31,10 +38,13 @@ Archival and restore
     a later ``rebuild_statistics`` forgets those matches (it recomputes from the events still
     stored).
 
-Athletes
-    A match's contribution to its two athletes is recomputed whenever the match gets events
-    (its result, rounds, athletes can change) and the difference from what it added before is
-    applied, so an athlete relinked by a late ``at1`` message moves their numbers with them.
+Athletes and tournament groups
+    A match's contribution to its two athletes and to its tournament group is recomputed
+    whenever its rows change or a "result" event arrives (its result, athletes, status
+    finished), and the difference from what it added before is applied, so an athlete relinked
+    by a late ``at1`` message moves their numbers with them, and a finished match moves from
+    the in-progress group to its finished one. Every other change of the tracking tables
+    follows from events of those roles (``pss.match``: only ``win``/``wmh`` finish a match).
 
 Rebuild
     ``rebuild(conn)`` empties the aggregates and folds every stored event (main and archive, in
@@ -46,8 +56,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +77,7 @@ from restrike.pss.statistics import (
 )
 
 from .pool import read_snapshot
+from .rows import EventRow
 
 # -- the fold ---------------------------------------------------------------------------------
 
@@ -75,18 +87,25 @@ _PENDING = "pending_rebuild"
 _CHUNK = 20_000  # events read at once by a rebuild
 _IN_LIST = 500  # ids per "IN (...)" (SQLite's default variable limit is 32766: far above)
 
-# Event categories (pss_event_types.category = the parser's type) folded one by one in Python:
-# the first four change counts (their JSON is read), the others a match's result or athletes
-# (what it adds to its athletes is recomputed). Every other event (clock ticks: most of the
-# feed) is only counted, by SQL, per match, round and minute.
-_FOLDED_TYPES = frozenset(("points", "hit_level", "warnings", "scores"))
-_RESULT_TYPES = ("athletes", "winner", "winner_side", "winner_rounds")
+# What a fold does with an event, by its category (pss_event_types.category = the parser's
+# type). "count": it adds to counts (points, hit levels): its JSON is read and folded.
+# "snapshot": it states a running value whole (the reported scores, the gam-jeom counts), so
+# the same message again right after changes nothing: folded unless its text repeats the
+# match's previous one of that category (most score snapshots do), then not even parsed.
+# "result": it may change a match's result or athletes (what the match adds to its athletes
+# and its tournament group is recomputed; its JSON is not read). Every other event (clock
+# ticks: most of the feed) is only counted per match, round and minute, never folded.
+_ROLES = {
+    "points": "count", "hit_level": "count", "warnings": "snapshot", "scores": "snapshot",
+    "athletes": "result", "winner": "result", "winner_side": "result", "winner_rounds": "result",
+}
+_FOLDED_TYPES = frozenset(c for c, role in _ROLES.items() if role != "result")
+_SNAPSHOT_TYPES = frozenset(c for c, role in _ROLES.items() if role == "snapshot")
 _SELECT_FOLDED = (
-    "SELECT e.id, e.match_id, t.category, e.parsed_data FROM {table} e "
+    "SELECT e.id, e.match_id, t.category, e.parsed_data, e.raw_data FROM {table} e "
     "JOIN pss_event_types t ON t.id = e.event_type_id WHERE e.id > ? AND e.id <= ? "
     "AND e.match_id IS NOT NULL AND e.event_type_id IN (SELECT id FROM pss_event_types "
-    "WHERE category IN (" + ", ".join(f"'{c}'" for c in (*sorted(_FOLDED_TYPES), *_RESULT_TYPES))
-    + ")) ORDER BY e.id"
+    "WHERE category IN (" + ", ".join(f"'{c}'" for c in sorted(_ROLES)) + ")) ORDER BY e.id"
 )
 # Events per match, round (the round current when they arrived: round_id, a pss_rounds id) and
 # minute.
@@ -97,12 +116,6 @@ _COUNT_EVENTS = (
 _ADD_EVENTS = (
     "INSERT INTO stat_matches (match_id, events, contribution) VALUES (?, ?, '{}') "
     "ON CONFLICT (match_id) DO UPDATE SET events = stat_matches.events + excluded.events"
-)
-_MARK_SEEN = (
-    "INSERT INTO stat_match_rounds (match_id, round_number, athlete, seen, hl_histogram) "
-    "VALUES (?, ?, ?, 1, '" + "[" + ",".join("0" * 10) + "]" + "') "
-    "ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET seen = 1 "
-    "WHERE stat_match_rounds.seen = 0"
 )
 
 # A round row: the stat_match_rounds columns after the key, in order.
@@ -132,25 +145,45 @@ _UPSERT_WIN_TYPE = (
     "wins = stat_athlete_win_types.wins + excluded.wins, "
     "losses = stat_athlete_win_types.losses + excluded.losses"
 )
-def _replace(table: str, key: tuple[str, ...], columns: tuple[str, ...]) -> str:
-    """An insert that replaces the row of the same key (``INSERT OR REPLACE`` as SQLite and
-    PostgreSQL both spell it)."""
-    return (f"INSERT INTO {table} ({', '.join(key + columns)}) VALUES "
-            f"({', '.join('?' * (len(key) + len(columns)))}) ON CONFLICT ({', '.join(key)}) "
-            f"DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns))
-
-
-_REPLACE_ROUND = _replace("stat_match_rounds", ("match_id", "round_number", "athlete"),
-                          _ROUND_COLUMNS)
+_REPLACE_ROUND = (
+    f"INSERT INTO stat_match_rounds (match_id, round_number, athlete, "
+    f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)}) "
+    f"ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ROUND_COLUMNS)
+)
+_GROUP_KEY = ("tournament_id", "tournament_day_id", "court", "hour", "finished",
+              "classification")
+# A stat_matches row's group, duration and sums (penalties, point types) as _Match.group.
+_GROUP_COLUMNS = ", ".join((*_GROUP_KEY, "duration_ms", "blue_gam_jeom + red_gam_jeom",
+                            *POINT_KEYS))
+_GROUP_VALUES = ("matches", "durations", "duration_ms", "penalties", *POINT_KEYS)
+_ADD_GROUP = (
+    f"INSERT INTO stat_tournament_groups ({', '.join(_GROUP_KEY)}, {', '.join(_GROUP_VALUES)}) "
+    f"VALUES ({', '.join('?' * (len(_GROUP_KEY) + len(_GROUP_VALUES)))}) "
+    f"ON CONFLICT ({', '.join(_GROUP_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = stat_tournament_groups.{c} + excluded.{c}" for c in _GROUP_VALUES)
+)
+_DROP_EMPTY_GROUP = (
+    "DELETE FROM stat_tournament_groups WHERE matches = 0 AND "
+    + " AND ".join(f"{c} = ?" for c in _GROUP_KEY)
+)
 _MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_gam_jeom",
-                  *POINT_KEYS, "hl_count", "hl_sum", "contribution")
-_REPLACE_MATCH = _replace("stat_matches", ("match_id",), _MATCH_SUMMARY)
-_REPLACE_TIMELINE = _replace("stat_match_timeline", ("match_id", "event_id"),
-                             ("round_number", "clock", "blue", "red"))
-_ADD_RATE = (
-    "INSERT INTO stat_event_rates (minute, match_id, events) VALUES (?, ?, ?) "
-    "ON CONFLICT (minute, match_id) DO UPDATE SET events = stat_event_rates.events "
-    "+ excluded.events"
+                  *POINT_KEYS, "hl_count", "hl_sum", "contribution", *_GROUP_KEY, "duration_ms")
+_REPLACE_MATCH = (
+    f"INSERT INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
+    f"VALUES (?{', ?' * len(_MATCH_SUMMARY)}) ON CONFLICT (match_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _MATCH_SUMMARY)
+)
+_ADD_TIMELINE = (
+    "INSERT INTO stat_match_timeline (match_id, event_id, round_number, clock, blue, red) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (match_id, event_id) DO UPDATE SET "
+    "round_number = excluded.round_number, clock = excluded.clock, blue = excluded.blue, "
+    "red = excluded.red"
+)
+_ADD_COURT_RATE = (
+    "INSERT INTO stat_court_rates (minute, tournament_id, tournament_day_id, court, events) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (minute, tournament_id, tournament_day_id, court) "
+    "DO UPDATE SET events = stat_court_rates.events + excluded.events"
 )
 
 
@@ -162,13 +195,15 @@ class _Match:
     """One match's aggregates while a fold runs (loaded from, and written back to, its rows)."""
 
     __slots__ = ("id", "events", "warnings", "reported", "timeline_last", "rounds", "timeline",
-                 "contribution", "contribution_text", "dirty")
+                 "contribution", "contribution_text", "dirty", "group", "snapshots", "info")
 
     def __init__(self, match_id: int, row=None, rounds: Iterable = ()):
         self.id = match_id
         self.events = row[0] if row else 0
         self.contribution_text = row[1] if row else "{}"
         self.contribution = orjson.loads(self.contribution_text)
+        # What its stat_matches row adds to stat_tournament_groups (None: no row yet).
+        self.group: tuple | None = (tuple(row[2:8]), row[8], tuple(row[9:])) if row else None
         self.rounds: dict[tuple[int, int], list] = {}
         for r in rounds:
             values = list(r[3:])
@@ -186,6 +221,8 @@ class _Match:
                               if any(self.reported.values()) else None)
         self.timeline: list[tuple] = []
         self.dirty: set[tuple[int, int]] = set()  # rounds changed since written
+        self.snapshots: dict[str, str] = {}  # category -> the text of its last folded snapshot
+        self.info: dict | None = None  # _match_info's (None: to read)
 
     def round(self, number: int, athlete: int) -> list:
         """The row of a round and athlete, to change (it is written with the batch)."""
@@ -198,15 +235,22 @@ class _Match:
 
 
 class _Cache:
-    """The ``_Match`` objects of one writing connection between batches, valid while
-    ``stat_state.generation`` is the one it was saved with. Bounded: beyond ``MAX_MATCHES``
-    it is emptied (the next batch reads its matches back from the tables)."""
+    """What one writing connection keeps between batches, valid while ``stat_state.generation``
+    is the one it was saved with: the ``_Match`` objects of the matches being fought (as their
+    rows hold them), the round numbers of ``pss_rounds`` ids, and the fold's role of each event
+    type id (``_ROLES``). Bounded: beyond ``MAX_MATCHES`` matches or ``MAX_ROUNDS`` round ids
+    the part is emptied (the next batch reads them back from the tables)."""
 
     MAX_MATCHES = 512
+    MAX_ROUNDS = 8192
+
+    __slots__ = ("generation", "matches", "round_numbers", "kinds")
 
     def __init__(self, generation: int):
         self.generation = generation
         self.matches: dict[int, _Match] = {}
+        self.round_numbers: dict[int, int] = {}
+        self.kinds: dict[int, str] | None = None  # event type id -> category, if in _ROLES
 
 
 # id(connection) -> (connection, _Cache). A connection cannot be weakly referenced: the entry
@@ -216,16 +260,14 @@ _CACHES: dict[int, tuple] = {}
 _MAX_CONNECTIONS = 8
 
 
-def _take_cache(conn, generation: int) -> dict[int, _Match]:
+def _take_cache(conn, generation: int) -> _Cache:
     entry = _CACHES.pop(id(conn), None)
     if entry is None or entry[0] is not conn or entry[1].generation != generation:
-        return {}
-    return entry[1].matches
+        return _Cache(generation)
+    return entry[1]
 
 
-def _keep_cache(conn, generation: int, matches: dict[int, _Match]) -> None:
-    cache = _Cache(generation)
-    cache.matches = matches
+def _keep_cache(conn, cache: _Cache) -> None:
     while len(_CACHES) >= _MAX_CONNECTIONS:
         del _CACHES[next(iter(_CACHES))]
     _CACHES[id(conn)] = (conn, cache)
@@ -265,7 +307,9 @@ def _fold_event(m: _Match, event_id: int, category: str, parsed: dict) -> None:
             for key, value in per_round.items():
                 r = int(key)
                 known[r] = value
-                m.round(r, athlete)[_REPORTED] = value
+                stored = m.rounds.get((r, athlete))
+                if stored is None or stored[_REPORTED] != value:  # snapshots mostly repeat
+                    m.round(r, athlete)[_REPORTED] = value
         totals = (sum(m.reported[1].values()), sum(m.reported[2].values()))
         if totals != m.timeline_last:
             m.timeline_last = totals
@@ -283,8 +327,8 @@ def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Mat
                              f"{', '.join(_ROUND_COLUMNS)} FROM stat_match_rounds "
                              f"WHERE match_id IN ({marks})", chunk):
             rounds[r[0]].append(r)
-        for row in cur.execute(f"SELECT match_id, events, contribution FROM stat_matches "
-                               f"WHERE match_id IN ({marks})", chunk):
+        for row in cur.execute(f"SELECT match_id, events, contribution, {_GROUP_COLUMNS} "
+                               f"FROM stat_matches WHERE match_id IN ({marks})", chunk):
             found[row[0]] = _Match(row[0], row[1:], rounds.pop(row[0], ()))
     for match_id in missing:
         if match_id not in found:
@@ -292,11 +336,10 @@ def _load(cur, match_ids: list[int], cache: dict[int, _Match]) -> dict[int, _Mat
     return found
 
 
-def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
-          cache: dict[int, _Match]) -> int:
-    """Fold the events of ``tables`` with ``after < id <= upto`` into the aggregates, in id
-    order; returns how many events there were (of a match). ``cache``: matches as the tables
-    hold them, updated here."""
+def _read_tables(cur, tables: tuple[str, ...], after: int, upto: int) -> tuple[list, list]:
+    """The events of ``tables`` with ``after < id <= upto`` as ``_fold`` takes them, read back
+    by SQL: the events to fold ``(id, match_id, category, parsed_data, raw_data)`` in id order,
+    and the counts ``(match_id, round_id, minute, events)``."""
     rows: list = []
     counts: list = []
     for table in tables:
@@ -304,64 +347,114 @@ def _fold(cur, tables: tuple[str, ...], after: int, upto: int,
         counts += cur.execute(_COUNT_EVENTS.format(table=table), (after, upto)).fetchall()
     if len(tables) > 1:
         rows.sort(key=lambda r: r[0])
+    return rows, counts
+
+
+_ID, _MATCH_ID, _ROUND_ID, _TIME, _RAW, _PARSED, _TYPE = (EventRow._fields.index(f) for f in (
+    "id", "match_id", "round_id", "timestamp", "raw_data", "parsed_data", "event_type_id"))
+_MATCH_AND_ROUND = operator.itemgetter(_MATCH_ID, _ROUND_ID)
+_TIME_OF = operator.itemgetter(_TIME)
+
+
+def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
+    """What ``_read_tables`` would read back, from the batch's ``rows.EventRow`` list just
+    inserted (0 stands for NULL there): the same rows, without a query. Counted by
+    ``Counter`` and filtered by comprehensions, no Python statement per event (most are clock
+    ticks that are only counted)."""
+    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED], e[_RAW]) for e in events
+            if e[_TYPE] in kinds and e[_MATCH_ID]]
+    first, last = min(map(_TIME_OF, events))[:16], max(map(_TIME_OF, events))[:16]
+    if first == last:  # one minute (a batch is a fraction of a second): ISO text sorts by time
+        counts = Counter(map(_MATCH_AND_ROUND, events))
+        return rows, [(m, r or None, first, n) for (m, r), n in counts.items() if m]
+    by_minute = Counter(zip(map(_MATCH_AND_ROUND, events),
+                            [t[:16] for t in map(_TIME_OF, events)], strict=True))
+    return rows, [(m, r or None, minute, n) for ((m, r), minute), n in by_minute.items() if m]
+
+
+def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
+    """Fold events into the aggregates: ``rows`` (the events to fold, in id order) and
+    ``counts`` (every event of a match, counted), as ``_read_tables`` gives them; returns how
+    many events there were (of a match). ``cache``: what the tables hold, updated here."""
+    cached = cache.matches
     per_match: dict[int, list] = defaultdict(list)
-    for event_id, match_id, category, parsed in rows:
-        if parsed is None or category not in _FOLDED_TYPES:
-            per_match[match_id].append(None)  # its match's result or athletes may change
-            continue
-        data = orjson.loads(parsed)
-        if data.get("type") != category:  # an invalid pt1 keeps its code's category
-            continue
-        per_match[match_id].append((event_id, category, data))
-    if per_match:
-        matches = _load(cur, list(per_match), cache)
-        for match_id, items in per_match.items():
-            m = matches[match_id]
-            for item in items:
-                if item is not None:
-                    _fold_event(m, *item)
-        _write(cur, matches)
-        if len(cache) + len(matches) > _Cache.MAX_MATCHES:
-            cache.clear()
-        cache.update(matches)
+    for row in rows:
+        per_match[row[1]].append(row)
     events: dict[int, int] = defaultdict(int)
-    round_ids = sorted({r[1] for r in counts if r[1] is not None})
-    numbers: dict[int, int] = {}
+    for match_id, _, _, n in counts:
+        events[match_id] += n
+    # The numbers of the rounds the events arrived in (a pss_rounds id never changes its
+    # number while the generation is the same: a rolled-back round changes the generation).
+    numbers = cache.round_numbers
+    round_ids = sorted({r[1] for r in counts if r[1] is not None and r[1] not in numbers})
+    if len(numbers) + len(round_ids) > _Cache.MAX_ROUNDS:
+        numbers.clear()
     for chunk in _chunks(round_ids):
         numbers.update(cur.execute(f"SELECT id, round_number FROM pss_rounds WHERE id IN "
                                    f"({', '.join('?' * len(chunk))})", chunk).fetchall())
-    seen: set[tuple[int, int]] = set()
-    for match_id, round_id, _minute, n in counts:
-        events[match_id] += n
+    seen: dict[int, set[int]] = defaultdict(set)  # match -> the rounds fought (in this batch)
+    for match_id, round_id, _minute, _n in counts:
         number = numbers.get(round_id)
         if number:
-            seen.add((match_id, number))
+            seen[match_id].add(number)
+    # Every match with events: a match without its stat_matches row yet is written whole
+    # (its tournament group counts it from its first event on).
+    matches = _load(cur, list(events.keys() | per_match.keys()), cached)
+    changed: dict[int, _Match] = {}
+    for match_id, m in matches.items():
+        result = False
+        last = m.snapshots
+        for event_id, _, category, parsed, raw in per_match.get(match_id, ()):
+            if parsed is None or category not in _FOLDED_TYPES:
+                result = True  # its match's result or athletes may change
+                continue
+            if category in _SNAPSHOT_TYPES:
+                if last.get(category) == raw:
+                    continue  # the same snapshot again: nothing changes
+                last[category] = raw
+            data = orjson.loads(parsed)
+            if data.get("type") == category:  # an invalid pt1 keeps its code's category
+                _fold_event(m, event_id, category, data)
+        for number in seen.get(match_id, ()):  # a round fought is listed (``_listed``)
+            for athlete in SIDES:
+                row = m.rounds.get((number, athlete))
+                if row is None or not row[_SEEN]:
+                    m.round(number, athlete)[_SEEN] = 1
+        # What a match adds to its athletes and its tournament group follows from its rows
+        # (``dirty`` says which changed) and from its result and athletes (changed only by
+        # "result" events): when neither changed, only its event count is added (below).
+        if result:
+            m.info = None  # read again from the tracking tables
+        if result or m.dirty or m.group is None:
+            changed[match_id] = m
+            m.events += events.pop(match_id, 0)  # written with its row
+    if changed:
+        _write(cur, changed)
+    if len(cached) + len(matches) > _Cache.MAX_MATCHES:
+        cached.clear()
+    cached.update(matches)
     cur.executemany(_ADD_EVENTS, list(events.items()))
     for match_id, n in events.items():
-        if match_id in cache:
-            cache[match_id].events += n
-    cur.executemany(_MARK_SEEN, [(m, r, a) for m, r in sorted(seen) for a in SIDES])
-    for match_id, number in seen:  # the cached rows as the tables now hold them
-        if match_id in cache:
-            for athlete in SIDES:
-                row = cache[match_id].rounds.get((number, athlete))
-                if row is None:  # as _MARK_SEEN made it
-                    row = cache[match_id].rounds[(number, athlete)] = _new_round()
-                row[_SEEN] = 1
-    rates: dict[tuple[str, int], int] = defaultdict(int)
+        matches[match_id].events += n
+    court_rates: dict[tuple, int] = defaultdict(int)
     for match_id, _, minute, n in counts:
-        rates[(minute, match_id)] += n
-    cur.executemany(_ADD_RATE, [(*key, n) for key, n in rates.items()])
-    return sum(events.values())
+        group = matches[match_id].group  # every match with events has one by now (_write)
+        if group is not None:
+            court_rates[(minute, *group[0][:3])] += n
+    cur.executemany(_ADD_COURT_RATE, [(*key, n) for key, n in court_rates.items()])
+    return sum(n for _, _, _, n in counts)
 
 
 def _write(cur, matches: dict[int, _Match]) -> None:
-    ids = list(matches)
-    info = _match_info(cur, ids)
+    # What the tracking tables say of a match changes only with its "result" events (its
+    # athletes, round winners, winner, status finished, end): read for the matches that had
+    # one (``info`` None), kept with the match otherwise.
+    info = _match_info(cur, [match_id for match_id, m in matches.items() if m.info is None])
     round_rows = []
     match_rows = []
     timeline = []
     athlete_changes: list[tuple[dict, dict]] = []
+    groups: dict[tuple, list] = {}  # group key -> what the batch adds to it (_GROUP_VALUES)
     for match_id, m in matches.items():
         for number, athlete in m.dirty:
             row = list(m.rounds[(number, athlete)])
@@ -369,7 +462,9 @@ def _write(cur, matches: dict[int, _Match]) -> None:
             round_rows.append((match_id, number, athlete, *row))
         timeline += m.timeline
         sides = _lean_sides(m.rounds)
-        new = _contribution(sides, info.get(match_id, _NO_INFO))
+        if m.info is None:
+            m.info = info.get(match_id, _NO_INFO)
+        new = _contribution(sides, m.info)
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
             m.contribution = new
@@ -377,32 +472,77 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         m.timeline = []
         m.dirty = set()
         blue, red = sides[1], sides[2]
+        key, duration = _group_of(m.info)
+        sums = (blue[_G] + red[_G], *(blue[i] + red[i] for i in range(5)))
+        group = (key, duration, sums)
+        if group != m.group:
+            _move_group(groups, m.group, group)
+            m.group = group
         match_rows.append((
-            match_id, m.events, blue[_P], red[_P], blue[_G], red[_G],
-            *(blue[i] + red[i] for i in range(5)), blue[_HC] + red[_HC], blue[_HS] + red[_HS],
-            m.contribution_text))
+            match_id, m.events, blue[_P], red[_P], blue[_G], red[_G], *sums[1:],
+            blue[_HC] + red[_HC], blue[_HS] + red[_HS], m.contribution_text, *key, duration))
     cur.executemany(_REPLACE_ROUND, round_rows)
     cur.executemany(_REPLACE_MATCH, match_rows)
+    changes = [(*key, *values) for key, values in groups.items() if any(values)]
+    if changes:
+        cur.executemany(_ADD_GROUP, changes)
+        cur.executemany(_DROP_EMPTY_GROUP, [key for key, values in groups.items()
+                                            if values[0] < 0])
     if timeline:
-        cur.executemany(_REPLACE_TIMELINE, timeline)
+        cur.executemany(_ADD_TIMELINE, timeline)
     if athlete_changes:
         _apply_athletes(cur, athlete_changes)
 
 
 _NO_INFO: dict[str, Any] = {"winner": None, "classification": None, "athletes": {},
-                            "round_winners": {}}
+                            "round_winners": {}, "group": (None,) * 9}
+
+
+def _group_of(info: dict) -> tuple[tuple, int | None]:
+    """The stat_tournament_groups key of a match and its duration in ms (finished: load to
+    end), from its pss_matches columns (``_match_info``'s ``group``)."""
+    court, ip, port, tournament_id, day_id, loaded_at, status, ended_at, winner = info["group"]
+    finished = status == "finished"
+    duration = None
+    if finished and ended_at and loaded_at:
+        try:
+            duration = round((parse_iso(ended_at) - parse_iso(loaded_at)).total_seconds() * 1000)
+        except ValueError:
+            duration = None  # not a time: counted without a duration
+    key = (tournament_id or 0, day_id or 0, court_of(court, ip, port), (loaded_at or "")[:13],
+           int(finished), (info["classification"] or "") if finished and winner else "")
+    return key, duration
+
+
+def _move_group(groups: dict[tuple, list], old: tuple | None, new: tuple) -> None:
+    """Take a match's old group contribution (``_Match.group``; None: none yet) away and add
+    its new one, in ``groups`` (key -> the batch's additions, ``_GROUP_VALUES`` order)."""
+    for sign, group in ((-1, old), (1, new)):
+        if group is None:
+            continue
+        key, duration, sums = group
+        values = groups.setdefault(key, [0] * len(_GROUP_VALUES))
+        values[0] += sign
+        if duration is not None:
+            values[1] += sign
+            values[2] += sign * duration
+        for i, n in enumerate(sums, start=3):
+            values[i] += sign * n
 
 
 def _match_info(cur, ids: list[int]) -> dict[int, dict]:
-    """What the tracking tables say of these matches: winner, athletes, round winners."""
+    """What the tracking tables say of these matches: winner, athletes, round winners, and
+    the columns their tournament group follows from (``_group_of``)."""
     info: dict[int, dict] = {}
     for chunk in _chunks(ids):
         marks = ", ".join("?" * len(chunk))
-        for match_id, winner, classification in cur.execute(
-                f"SELECT id, winner, win_classification FROM pss_matches WHERE id IN ({marks})",
-                chunk):
+        for match_id, winner, classification, *group in cur.execute(
+                f"SELECT id, winner, win_classification, court, source_ip, source_port, "
+                f"tournament_id, "
+                f"tournament_day_id, loaded_at, status, ended_at, winner FROM pss_matches "
+                f"WHERE id IN ({marks})", chunk):
             info[match_id] = {"winner": winner, "classification": classification,
-                              "athletes": {}, "round_winners": {}}
+                              "athletes": {}, "round_winners": {}, "group": group}
         for match_id, position, athlete_id in cur.execute(
                 f"SELECT match_id, athlete_position, athlete_id FROM pss_match_athletes "
                 f"WHERE match_id IN ({marks})", chunk):
@@ -422,6 +562,7 @@ def _contribution(sides: dict, info: dict) -> dict:
     out: dict[str, dict] = {}
     winner = info["winner"]
     kind = win_type(info["classification"]) if winner else None
+    rounds_won = list(info["round_winners"].values())
     for position, side in SIDE_PAIRS:
         athlete_id = info["athletes"].get(position)
         if athlete_id is None:
@@ -430,14 +571,15 @@ def _contribution(sides: dict, info: dict) -> dict:
         me, them = sides[position], sides[other]
         won, lost = int(winner == side), int(winner == SIDES[other])
         vector = [
-            1, won, lost,
-            sum(1 for w in info["round_winners"].values() if w == position),
-            sum(1 for w in info["round_winners"].values() if w == other),
+            1, won, lost, rounds_won.count(position), rounds_won.count(other),
             *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC], me[_HS], me[_HM],
         ]
-        entry = out.setdefault(str(athlete_id), {"v": [0] * len(vector), "wt": {}})
-        entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1], strict=False)] + [
-            max(entry["v"][-1], vector[-1])]
+        entry = out.get(key := str(athlete_id))
+        if entry is None:
+            entry = out[key] = {"v": vector, "wt": {}}
+        else:  # the same athlete on both sides: one match, both sides' numbers
+            entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1], strict=True)] + [
+                max(entry["v"][-1], vector[-1])]
         if kind and (won or lost):
             counts = entry["wt"].setdefault(kind, [0, 0])
             counts[0] += won
@@ -445,25 +587,35 @@ def _contribution(sides: dict, info: dict) -> dict:
     return out
 
 
+_NO_CONTRIBUTION: dict[str, Any] = {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}}  # read only
+
+
 def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
-    """Add each match's new contribution and take away its old one."""
+    """Add each match's new contribution and take away its old one (additions: one
+    statement per table for the batch)."""
     recompute_max: set[int] = set()
+    athletes: list[tuple] = []
+    win_types: list[tuple] = []
     for old, new in changes:
         for key in old.keys() | new.keys():
             athlete_id = int(key)
-            before = old.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
-            after = new.get(key, {"v": [0] * len(_ATHLETE_COLUMNS), "wt": {}})
+            before = old.get(key, _NO_CONTRIBUTION)
+            after = new.get(key, _NO_CONTRIBUTION)
+            if before == after:
+                continue
             delta = [a - b for a, b in zip(after["v"], before["v"], strict=False)]
             delta[_HL_MAX_AT] = after["v"][_HL_MAX_AT]
             if after["v"][_HL_MAX_AT] < before["v"][_HL_MAX_AT]:
                 recompute_max.add(athlete_id)  # a max cannot be taken away: recount it
             if any(delta):
-                cur.execute(_UPSERT_ATHLETE, (athlete_id, *delta))
+                athletes.append((athlete_id, *delta))
             for kind in before["wt"].keys() | after["wt"].keys():
                 w0, l0 = before["wt"].get(kind, (0, 0))
                 w1, l1 = after["wt"].get(kind, (0, 0))
                 if (w1 - w0, l1 - l0) != (0, 0):
-                    cur.execute(_UPSERT_WIN_TYPE, (athlete_id, kind, w1 - w0, l1 - l0))
+                    win_types.append((athlete_id, kind, w1 - w0, l1 - l0))
+    cur.executemany(_UPSERT_ATHLETE, athletes)
+    cur.executemany(_UPSERT_WIN_TYPE, win_types)
     for athlete_id in recompute_max:
         cur.execute(
             "UPDATE stat_athletes SET hl_max = COALESCE((SELECT MAX(r.hl_max) FROM "
@@ -477,12 +629,15 @@ def _chunks(ids: list[int]):
         yield ids[start:start + _IN_LIST]
 
 
-def update_aggregates(cur) -> None:
+def update_aggregates(cur, events: list | None = None) -> None:
     """Fold the events stored since the last call into the statistics' aggregates.
 
     Called by the writer once per batch, inside its transaction, after the batch's events,
     matches and rounds are written (the one call: step 7 of ``batch.BatchStore.store_batch``).
-    Never commits."""
+    ``events``: the batch's ``rows.EventRow`` list as just inserted, so the fold need not read
+    them back; used only when they are exactly the events not folded yet (ids one after the
+    other from ``folded_up_to``), else (``None``, the careful path, events stored by other
+    means) the events are read from the table. Never commits."""
     state = dict(cur.execute("SELECT key, value FROM stat_state WHERE key IN (?, ?)",
                              (_FOLDED, _GENERATION)).fetchall())
     upto, generation = state[_FOLDED], state[_GENERATION]
@@ -490,11 +645,20 @@ def update_aggregates(cur) -> None:
     if newest <= upto:
         return
     # Taken out while the fold runs: an exception leaves no half-updated cache behind.
-    matches = _take_cache(cur.connection, generation)
-    _fold(cur, ("pss_events_v2",), upto, newest, matches)
+    cache = _take_cache(cur.connection, generation)
+    if (events and events[0][_ID] == upto + 1 and events[-1][_ID] == newest
+            and len(events) == newest - upto):
+        if cache.kinds is None:
+            cache.kinds = {type_id: category for type_id, category in cur.execute(
+                "SELECT id, category FROM pss_event_types") if category in _ROLES}
+        rows, counts = _read_batch(events, cache.kinds)
+    else:
+        rows, counts = _read_tables(cur, ("pss_events_v2",), upto, newest)
+    _fold(cur, rows, counts, cache)
     cur.executemany("UPDATE stat_state SET value = ? WHERE key = ?",
                     ((newest, _FOLDED), (generation + 1, _GENERATION)))
-    _keep_cache(cur.connection, generation + 1, matches)
+    cache.generation = generation + 1
+    _keep_cache(cur.connection, cache)
 
 
 def rebuild(conn: sqlite3.Connection) -> dict:
@@ -506,7 +670,8 @@ def rebuild(conn: sqlite3.Connection) -> dict:
     with transaction(conn):
         cur = conn.cursor()
         for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
-                      "stat_athletes", "stat_athlete_win_types", "stat_event_rates"):
+                      "stat_athletes", "stat_athlete_win_types", "stat_tournament_groups",
+                      "stat_court_rates"):
             cur.execute(f"DELETE FROM {table}")
         newest = max(cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2").fetchone()[0],
                      cur.execute("SELECT COALESCE(MAX(id), 0) FROM pss_events_v2_archive")
@@ -514,11 +679,11 @@ def rebuild(conn: sqlite3.Connection) -> dict:
         _CACHES.pop(id(conn), None)
         events = 0
         start = 0
-        matches: dict[int, _Match] = {}
+        cache = _Cache(0)
         while start < newest:
             end = start + _CHUNK
-            events += _fold(cur, ("pss_events_v2", "pss_events_v2_archive"), start, end,
-                            matches)
+            events += _fold(cur, *_read_tables(cur, ("pss_events_v2", "pss_events_v2_archive"),
+                                               start, end), cache)
             start = end
         cur.execute("UPDATE stat_state SET value = value + 1 WHERE key = ?", (_GENERATION,))
         cur.execute("UPDATE stat_state SET value = ? WHERE key = ?", (newest, _FOLDED))
@@ -763,14 +928,6 @@ def athlete_statistics(conn: sqlite3.Connection, athlete_id: int, match_limit: i
     }
 
 
-def _p90(values: list[float]) -> float | None:
-    """The 90th percentile (nearest rank)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
 def match_filter(tournament_id: int | None, day_id: int | None,
                  prefix: str = "") -> tuple[list[str], list[int]]:
     """The conditions (on ``pss_matches`` columns, ``prefix`` its alias) and their parameters
@@ -786,47 +943,53 @@ def match_filter(tournament_id: int | None, day_id: int | None,
 def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
                           day_id: int | None, now: str | None = None,
                           court: str | None = None) -> dict:
-    """``get_tournament_statistics``'s answer (see the command). Aggregated by SQL (a day of
-    thousands of matches is a few index scans), the last hour's rates from
-    ``stat_event_rates``; ``court``: only the matches of that court (``pss_matches.court``)."""
-    where, ids = match_filter(tournament_id, day_id, "m.")
+    """``get_tournament_statistics``'s answer (see the command). Read from the groups the
+    writer keeps (``stat_tournament_groups``: a few rows per court and hour, whatever the
+    number of matches), the p90 duration from an index of ``stat_matches`` (nearest rank),
+    the last hour's rates from ``stat_court_rates`` (a row per minute and court); ``court``:
+    only that court's matches (``court_of``)."""
+    where, ids = match_filter(tournament_id, day_id)
     params: list[int | str] = list(ids)
     if court is not None:
-        where.append("m.court = ?")
+        where.append("court = ?")
         params.append(court)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    finished_clause = ("WHERE " + " AND ".join([*where, "m.status = 'finished'"]))
     now = now or now_iso()
     since = (datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(hours=1))
     since_minute = since.strftime("%Y-%m-%dT%H:%M")
     with read_snapshot(conn):
-        groups = conn.execute(
-            f"SELECT m.source_ip, m.source_port, substr(m.loaded_at, 1, 13), "
-            f"m.status = 'finished', COUNT(*) FROM pss_matches m {clause} GROUP BY 1, 2, 3, 4",
-            params).fetchall()
-        sums = conn.execute(
-            "SELECT COUNT(s.match_id), COALESCE(SUM(s.blue_gam_jeom + s.red_gam_jeom), 0), "
-            + ", ".join(f"COALESCE(SUM(s.{k}), 0)" for k in POINT_KEYS)
-            + f" FROM pss_matches m JOIN stat_matches s ON s.match_id = m.id {clause}",
-            params).fetchone()
-        # computed here, not with SQLite's julianday: the same on both backends
-        durations = sorted((parse_iso(ended) - parse_iso(loaded)).total_seconds()
-                           for ended, loaded in conn.execute(
-            f"SELECT m.ended_at, m.loaded_at "
-            f"FROM pss_matches m {finished_clause} AND m.ended_at IS NOT NULL", params))
-        classifications = conn.execute(
-            f"SELECT m.win_classification, COUNT(*) FROM pss_matches m {finished_clause} "
-            f"AND m.winner IS NOT NULL GROUP BY 1", params).fetchall()
+        rows = conn.execute(
+            "SELECT court, hour, finished, classification, SUM(matches), SUM(durations), "
+            "SUM(duration_ms), SUM(penalties), "
+            + ", ".join(f"SUM({k})" for k in POINT_KEYS)
+            + f" FROM stat_tournament_groups {clause} "
+            f"GROUP BY court, hour, finished, classification", params).fetchall()
+        durations = sum(r[5] for r in rows)
+        p90 = None
+        if durations:
+            p90 = conn.execute(
+                f"SELECT duration_ms FROM stat_matches WHERE "
+                f"{' AND '.join([*where, 'duration_ms IS NOT NULL'])} "
+                f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                (*params, math.ceil(0.9 * durations) - 1)).fetchone()[0]
         rates = conn.execute(
-            f"SELECT r.minute, m.source_ip, m.source_port, SUM(r.events) FROM stat_event_rates r "
-            f"JOIN pss_matches m ON m.id = r.match_id WHERE r.minute >= ? "
-            f"{'AND ' + ' AND '.join(where) if where else ''} GROUP BY 1, 2, 3 ORDER BY 1",
+            f"SELECT minute, court, SUM(events) FROM stat_court_rates WHERE "
+            f"{' AND '.join(['minute >= ?', *where])} GROUP BY minute, court ORDER BY minute",
             (since_minute, *params)).fetchall()
+    groups: dict[tuple, int] = defaultdict(int)
+    classifications: dict[str, int] = defaultdict(int)
+    duration_ms = 0
+    totals = [0] * (1 + len(POINT_KEYS))  # penalties, then the point types
+    for court, hour, done, classification, count, _timed, summed, *sums in rows:
+        groups[(court, hour, done)] += count
+        if done:
+            classifications[classification] += count
+        duration_ms += summed
+        totals = [a + b for a, b in zip(totals, sums, strict=True)]
     finished = in_progress = 0
     per_court: dict[str, dict] = {}
     per_hour: dict[str, dict] = {}
-    for ip, port, hour, is_finished, count in groups:
-        court = _court(ip, port)
+    for (court, hour, is_finished), count in groups.items():
         hour = hour + ":00:00Z"
         key = "finished" if is_finished else "in_progress"
         c = per_court.setdefault(court, {"court": court, "finished": 0, "in_progress": 0})
@@ -840,25 +1003,25 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
         else:
             in_progress += count
     kinds: dict[str, int] = defaultdict(int)
-    for classification, count in classifications:
+    for classification, count in classifications.items():
         kind = win_type(classification)
         if kind:
             kinds[kind] += count
-    penalties = sums[1]
+    penalties = totals[0]
     live: dict[str, list] = defaultdict(list)
-    for minute, ip, port, events in rates:
-        live[_court(ip, port)].append({"minute": minute + "Z", "events": events})
+    for minute, court, events in rates:
+        live[court].append({"minute": minute + "Z", "events": events})
     total = finished + in_progress
     return {
         "tournament_id": tournament_id, "tournament_day_id": day_id,
         "matches": total, "finished": finished, "in_progress": in_progress,
         "per_court": sorted(per_court.values(), key=lambda c: c["court"]),
         "per_hour": [per_hour[h] for h in sorted(per_hour)],
-        "duration_s": {"mean": round(sum(durations) / len(durations), 3) if durations else None,
-                       "p90": None if (p90 := _p90(durations)) is None else round(p90, 3),
-                       "count": len(durations)},
+        "duration_s": {"mean": round(duration_ms / durations / 1000, 3) if durations else None,
+                       "p90": None if p90 is None else round(p90 / 1000, 3),
+                       "count": durations},
         "win_types": dict(sorted(kinds.items())),
-        "technique_mix": dict(zip(POINT_KEYS, sums[2:], strict=False)),
+        "technique_mix": dict(zip(POINT_KEYS, totals[1:], strict=True)),
         "penalties": penalties,
         "penalties_per_match": round(penalties / total, 3) if total else None,
         "event_rates": {"since": since_minute + "Z", "per_court": dict(sorted(live.items()))},
@@ -866,8 +1029,11 @@ def tournament_statistics(conn: sqlite3.Connection, tournament_id: int | None,
     }
 
 
-def _court(ip: str | None, port: int | None) -> str:
-    """A court's name until courts have their own column: its sender's address."""
+def court_of(court: str | None, ip: str | None, port: int | None) -> str:
+    """A match's court in the statistics: the ``--court`` of the instance that stored it; a
+    match stored before courts existed (schema 8) is named by its sender's address."""
+    if court:
+        return court
     return f"{ip}:{port}" if ip else "unknown"
 
 

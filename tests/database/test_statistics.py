@@ -14,11 +14,13 @@ import random
 import re
 import sqlite3
 from collections import defaultdict
+from itertools import zip_longest
 
 import pytest
 from openpyxl import load_workbook
 
 from restrike.host.errors import CommandError
+from restrike.host.timeutil import now_iso
 from restrike.plugins.plugin_database import statistics
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
@@ -177,7 +179,7 @@ def match_ids_by_number(service) -> dict[str, int]:
 
 def stat_tables(service) -> dict:
     tables = ("stat_match_rounds", "stat_matches", "stat_match_timeline", "stat_athletes",
-              "stat_athlete_win_types", "stat_event_rates")
+              "stat_athlete_win_types", "stat_tournament_groups", "stat_court_rates")
     return {t: sorted(read(service, f"SELECT * FROM {t}")) for t in tables}
 
 
@@ -349,18 +351,16 @@ def test_athlete_and_tournament_statistics_over_a_simulated_day(db_app, service)
     assert call(db_app, "get_tournament_statistics", tournament_id=other["id"])["matches"] == 0
 
 
-def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
-    sent = feed_courts(service, seed=44, courts=2, matches=1, rng=random.Random(4))
-    ids = match_ids_by_number(service)
-    target = tmp_path / "matches.xlsx"
-    result = call(db_app, "export_statistics", kind="matches", format="xlsx", path=str(target))
-    assert result == {"path": str(target), "rows": 2}
-    sheet = load_workbook(target, read_only=True).active
-    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+def assert_match_sheet(path, match_statistics) -> list[int]:
+    """Every row of the ``matches`` XLSX export at ``path`` holds both sides' totals as
+    ``match_statistics(match_id)`` (the command) answers them; returns the rows' match ids."""
+    with open(path, "rb") as f:  # a download's file has no .xlsx suffix for openpyxl to see
+        rows = [list(r) for r in load_workbook(f, read_only=True).active.iter_rows(
+            values_only=True)]
     header, body = rows[0], rows[1:]
     for row in body:
-        got = dict(zip(header, row))
-        stats = call(db_app, "get_match_statistics", got["match_id"])
+        got = dict(zip_longest(header, row))  # a row ends at its last non-empty cell
+        stats = match_statistics(got["match_id"])
         for side in ("blue", "red"):
             t = stats["total"][side]
             assert got[f"{side}_points"] == t["points"]
@@ -368,7 +368,17 @@ def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
             assert {k: got[f"{side}_{k}"] for k in POINT_KEYS} == t["points_by_type"]
             assert got[f"{side}_hit_level_count"] == t["hit_levels"]["count"]
             assert got[f"{side}_hit_level_max"] == t["hit_levels"]["max"]
-    assert sorted(r[0] for r in body) == sorted(ids.values())
+    return [r[0] for r in body]
+
+
+def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
+    sent = feed_courts(service, seed=44, courts=2, matches=1, rng=random.Random(4))
+    ids = match_ids_by_number(service)
+    target = tmp_path / "matches.xlsx"
+    result = call(db_app, "export_statistics", kind="matches", format="xlsx", path=str(target))
+    assert result == {"path": str(target), "rows": 2}
+    exported = assert_match_sheet(target, lambda m: call(db_app, "get_match_statistics", m))
+    assert sorted(exported) == sorted(ids.values())
 
     athletes_xlsx = tmp_path / "athletes.xlsx"
     call(db_app, "export_statistics", kind="athletes", format="xlsx", path=str(athletes_xlsx))
@@ -449,6 +459,17 @@ UNDO_VERSION_8 = (
 """What takes a file of schema version 8 back to version 7 (courts, tests only)."""
 
 
+def as_version(path, version: int, statements) -> None:
+    """Make the (closed) file at ``path`` what schema ``version`` left: run the statements
+    ``statements(conn)`` lists, forget every migration after ``version``."""
+    conn = sqlite3.connect(path)
+    for statement in list(statements(conn)):
+        conn.execute(statement)
+    conn.execute("DELETE FROM schema_version WHERE version > ?", (version,))
+    conn.commit()
+    conn.close()
+
+
 @pytest.mark.sqlite_only(reason="builds an old SQLite file by hand")
 def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp_path, feed):
     path = tmp_path / "old.db"
@@ -456,15 +477,9 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     store(service, feed.events(["pre;FightLoaded\r\n", "rnd;1\r\n", "pt1;3\r\n"]))
     service.close()
     # the file as version 6 left it: events, no aggregates
-    conn = sqlite3.connect(path)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                "AND name LIKE 'stat\\_%' ESCAPE '\\'").fetchall():
-        conn.execute(f"DROP TABLE {name}")
-    conn.execute("DELETE FROM schema_version WHERE version >= 7")
-    for statement in UNDO_VERSION_8:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
+    as_version(path, 6, lambda conn: [*(f"DROP TABLE {name}" for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND name LIKE 'stat\\_%' ESCAPE '\\'")), *UNDO_VERSION_8])
     service = open_db(path)
     with service.pool.connection() as c:
         assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is True
@@ -473,6 +488,51 @@ def test_a_file_written_before_the_aggregates_says_so_until_rebuilt(open_db, tmp
     with service.pool.connection() as c:
         assert statistics.tournament_statistics(c, None, None)["pending_rebuild"] is False
         assert statistics.match_statistics(c, 1)["total"]["blue"]["points_by_type"]["head"] == 1
+
+
+@pytest.mark.sqlite_only(reason="builds an old SQLite file by hand")
+def test_a_version_8_file_gets_its_tournament_groups_from_its_statistics(open_db, tmp_path):
+    """Migration 9 fills the tournament groups from the statistics a version 8 file holds
+    (version 7's aggregates, version 8's courts): the tournament figures are the same before
+    and after, and a rebuild's equal them."""
+    path = tmp_path / "v8.db"
+    service = open_db(path)
+    feed_courts(service, seed=71, courts=3, matches=2, rng=random.Random(7))
+    now = now_iso()
+
+    def figures(service) -> dict:
+        with service.pool.connection() as c:
+            out = statistics.tournament_statistics(c, None, None, now)
+        durations = out.pop("duration_s")  # the migration's from julianday: +-1 ms
+        return {**out, "durations": durations["count"], "mean": durations["mean"]}
+
+    before = figures(service)
+    assert before["matches"] == 6 and before["durations"] == 6
+    service.close()
+    # the file as version 8 left it: no groups, stat_matches without their columns, the
+    # events per match and minute
+    as_version(path, 8, lambda conn: [
+        *(f"DROP INDEX {name}" for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'stat_matches' "
+            "AND sql IS NOT NULL")),
+        "DROP TABLE stat_tournament_groups", "DROP TABLE stat_court_rates",
+        "CREATE TABLE stat_event_rates (minute TEXT NOT NULL, match_id INTEGER NOT NULL, "
+        "events INTEGER NOT NULL, PRIMARY KEY (minute, match_id)) WITHOUT ROWID",
+        "INSERT INTO stat_event_rates SELECT substr(timestamp, 1, 16), match_id, COUNT(*) "
+        "FROM pss_events_v2 WHERE match_id IS NOT NULL GROUP BY 1, 2",
+        *(f"ALTER TABLE stat_matches DROP COLUMN {column}" for column in (
+            "tournament_id", "tournament_day_id", "court", "hour", "finished", "classification",
+            "duration_ms"))])
+    service = open_db(path)
+    after = figures(service)
+    assert after["mean"] == pytest.approx(before["mean"], abs=0.002)
+    assert {**after, "mean": 0} == {**before, "mean": 0}
+    groups = read(service, "SELECT * FROM stat_tournament_groups ORDER BY 1, 2, 3, 4, 5, 6")
+    service.writer.run(statistics.rebuild)
+    rebuilt = read(service, "SELECT * FROM stat_tournament_groups ORDER BY 1, 2, 3, 4, 5, 6")
+    without_ms = [r[:8] + r[9:] for r in groups]  # duration sums: julianday against ISO times
+    assert without_ms == [r[:8] + r[9:] for r in rebuilt]
+    assert figures(service) == {**before, "mean": figures(service)["mean"]}
 
 
 @pytest.mark.sqlite_only(reason="fails writes with SQLite's max_page_count")

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import TOKEN, goto_tab, wait_for
-from tests.e2e.xkeys import Display
+from tests.e2e.xkeys import Display, save_as, save_in
 from tests.tmpfs import fill, tmpfs
 
 pytestmark = pytest.mark.e2e
@@ -220,9 +220,6 @@ def test_a_refused_download_is_an_error_answer_not_a_file(browser_app):
              "no download directory left")
 
 
-SAVE_DIALOG = "Save file"  # the title pywebview gives Qt's "Save as" dialog
-
-
 def test_choose_opens_the_native_save_as_dialog(window_app, tmp_path):
     page = window_app.page
     goto_tab(page, "database")
@@ -231,23 +228,16 @@ def test_choose_opens_the_native_save_as_dialog(window_app, tmp_path):
     display = Display()
     try:
         # The dialog opens in the folder typed so far, with a suggested name; Return accepts.
-        page.fill("#export-path", f"{tmp_path}/")
-        page.click("#export-choose")
-        display.wait_focused_window(SAVE_DIALOG)
-        display.press("Return")
+        save_in(display, page, "#export-path", "#export-choose", tmp_path,
+                r"restrike-events-\d{4}-\d{2}-\d{2}\.csv")
         chosen = page.locator("#export-path")
-        expect(chosen).to_have_value(re.compile(
-            re.escape(f"{tmp_path}/") + r"restrike-events-\d{4}-\d{2}-\d{2}\.csv"),
-            timeout=TIMEOUT)
         expect(page.locator("#export-overwrite")).not_to_be_checked()
         page.click("#export-run")
         expect(page.locator("#export-result")).to_contain_text(f"to {chosen.input_value()}",
                                                                timeout=TIMEOUT)
         assert open(chosen.input_value(), encoding="utf-8").readline().startswith("id,")
         # Escape cancels: nothing changes, no message.
-        page.click("#export-choose")
-        display.wait_focused_window(SAVE_DIALOG)
-        display.press("Escape")
+        save_as(display, page, "#export-choose", "Escape")
         expect(page.locator("#export-choose")).to_be_enabled(timeout=TIMEOUT)
         expect(chosen).to_have_value(re.compile(r".*\.csv$"))
         expect(page.locator("#export-path-error")).to_have_text("")

@@ -12,8 +12,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
-from tests.database.test_statistics import POINT_KEYS, expected_match, oracle
+from tests.database.test_statistics import POINT_KEYS, assert_match_sheet, expected_match, oracle
 from tests.e2e.conftest import SCREENSHOTS, goto_tab, parsed, wait_for
+from tests.e2e.xkeys import Display, save_in
 
 TIMEOUT = 30_000
 SEED = 77
@@ -211,7 +212,7 @@ def test_statistics_screen_fits_1024_wide_without_overflow(browser_app):
         goto_tab(page, "events")
 
 
-def test_rebuild_and_export_from_the_screen(browser_app, tmp_path):
+def test_rebuild_from_the_screen(browser_app):
     page = browser_app.page
     goto_tab(page, "statistics")
     before = browser_app.invoke("get_tournament_statistics")
@@ -220,14 +221,64 @@ def test_rebuild_and_export_from_the_screen(browser_app, tmp_path):
     after = browser_app.invoke("get_tournament_statistics")
     for key in ("matches", "finished", "technique_mix", "win_types", "penalties"):
         assert after[key] == before[key]
-    target = tmp_path / "matches.csv"
-    page.select_option("#st-export-kind", "matches")
-    page.select_option("#st-export-format", "csv")
-    page.fill("#st-export-path", str(target))
-    page.click("#st-export")
-    expect(page.locator(".toast-ok").last).to_contain_text("rows written", timeout=TIMEOUT)
-    assert target.read_text(encoding="utf-8").startswith("match_id,")
     json.dumps(after)  # JSON-ready
+    goto_tab(page, "events")
+
+
+def test_a_browser_downloads_the_statistics_export(browser_app):
+    """The statistics export goes the event export's way in a browser: POST
+    /api/download/export_statistics, the file saved as a download, nothing to type."""
+    page = browser_app.page
+    sent = send_once(browser_app)
+    goto_tab(page, "statistics")
+    for hidden in ("#st-export-path", "#st-export-choose", "#st-export-overwrite"):
+        expect(page.locator(hidden)).to_be_hidden()
+    page.select_option("#st-export-kind", "matches")
+    page.select_option("#st-export-format", "xlsx")
+    with page.expect_download(timeout=TIMEOUT) as info:
+        page.click("#st-export")
+    download = info.value
+    assert re.fullmatch(r"restrike-statistics-matches-\d{4}-\d{2}-\d{2}\.xlsx",
+                        download.suggested_filename)
+    ids = assert_match_sheet(download.path(),
+                             lambda m: browser_app.invoke("get_match_statistics", [m]))
+    for court in COURTS:
+        (m,) = oracle(sent[court])
+        assert newest_match_id(browser_app, m["number"]) in ids
+    expect(page.locator(".toast-ok").last).to_contain_text(
+        f"{len(ids)} rows written to the browser's downloads", timeout=TIMEOUT)
+    wait_for(lambda: not list(browser_app.data_dir.glob(".download-*")), 10, 0.05,
+             "the server's temporary copy removed")
+    goto_tab(page, "events")
+
+
+def test_the_window_saves_the_statistics_export_where_the_dialog_says(window_app, tmp_path):
+    """In the window the statistics export goes the event export's way: Choose… opens the
+    native "Save as" dialog, the file is written where it says, and an existing one is
+    refused under the File field until Replace is ticked."""
+    page = window_app.page
+    sent = send_once(window_app)
+    goto_tab(page, "statistics")
+    page.select_option("#st-export-kind", "matches")
+    page.select_option("#st-export-format", "xlsx")
+    page.uncheck("#st-export-overwrite")
+    display = Display()
+    try:
+        path = save_in(display, page, "#st-export-path", "#st-export-choose", tmp_path,
+                       r"restrike-statistics-matches-\d{4}-\d{2}-\d{2}\.xlsx")
+        page.click("#st-export")
+        expect(page.locator(".toast-ok").last).to_contain_text(f"rows written to {path}",
+                                                               timeout=TIMEOUT)
+        ids = assert_match_sheet(path, lambda m: window_app.invoke("get_match_statistics", [m]))
+        for court in COURTS:
+            (m,) = oracle(sent[court])
+            assert newest_match_id(window_app, m["number"]) in ids
+        page.click("#st-export")  # again, without Replace
+        expect(page.locator("#st-export-path-error")).to_have_text(
+            "A file with this name exists. Tick “Replace” to overwrite it.", timeout=TIMEOUT)
+    finally:
+        display.close()
+    page.fill("#st-export-path", "")
     goto_tab(page, "events")
 
 

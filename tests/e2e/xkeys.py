@@ -7,8 +7,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import wait_for
 
@@ -94,3 +96,26 @@ class Display:
         for down in (1, 0):
             self.xtst.XTestFakeKeyEvent(self.d, code, down, 0)
         self.x11.XFlush(self.d)
+
+
+SAVE_DIALOG = "Save file"  # the title pywebview gives Qt's "Save as" dialog
+
+
+def save_as(display: Display, page, choose: str, key: str = "Return") -> None:
+    """Click the page's ``choose`` button (the window's native "Save as" dialog opens) and
+    answer the dialog with ``key``: Return accepts the folder and name it suggests, Escape
+    cancels."""
+    page.click(choose)
+    display.wait_focused_window(SAVE_DIALOG)
+    display.press(key)
+
+
+def save_in(display: Display, page, field: str, choose: str, folder, name: str) -> str:
+    """Type ``folder`` into the page's File ``field``, accept what the "Save as" dialog
+    (``choose``) suggests there, wait until the field holds ``folder`` and a name matching
+    the pattern ``name``; returns that path."""
+    page.fill(field, f"{folder}/")
+    save_as(display, page, choose)
+    chosen = page.locator(field)
+    expect(chosen).to_have_value(re.compile(re.escape(f"{folder}/") + name), timeout=30_000)
+    return chosen.input_value()
