@@ -417,14 +417,19 @@ def shared_context(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
 
 def follow_context(service: DatabaseService) -> None:
     """Stamp this instance's new events with the context saved in the database (another
-    instance changed it, ``listen.CONTEXT``; or the listening connection is back). Runs on the
-    listening thread: read through the pool, then one assignment (``Writer.set_context``)."""
-    with service.pool.connection() as conn:
+    instance changed it, ``listen.CONTEXT``; or the listening connection is back). Called on
+    the listening thread; the read and the assignment run on the writer thread, in order with
+    the commands that save a context there: a read begun before such a command committed can
+    never put the older context back after it."""
+
+    def follow(conn) -> None:
         context = shared_context(conn)
-    if context != tuple(service.writer.context):
-        service.writer.set_context(*context)
-        log.info("UDP tournament context now tournament %s, day %s (set by an instance of "
-                 "this database)", *context)
+        if context != tuple(service.writer.context):
+            service.writer.set_context(*context)
+            log.info("UDP tournament context now tournament %s, day %s (set by an instance "
+                     "of this database)", *context)
+
+    service.write(follow)
 
 
 def _fitting(conn: sqlite3.Connection, value: str) -> tuple[int | None, int | None]:
