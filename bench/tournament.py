@@ -11,6 +11,10 @@ cluster (``tests/pg_server.py``) unless ``--database-url`` names one. Scenarios,
 - ``paced``: ``--rate`` datagrams/s per court for ``--duration`` s (100/s is about 40 times what
   a real court sends);
 - ``flat out``: ``--flat`` datagrams per court, sent as fast as the senders can;
+- ``writer``: ``bench/database.py``'s writer benchmark (the real ``Writer`` in this process,
+  ``--writer-rounds`` rounds of 12 interleaved courts' events) on a temporary SQLite file and on
+  a fresh database of the server, side by side: events/s, the writer thread's CPU per event, and
+  on PostgreSQL the server's CPU per event;
 - ``outage``: ``--rate`` per court for ``--outage-feed`` s; ``--outage`` s into it the server is
   stopped (``pg_ctl -m immediate``, a crash to its clients) for ``--outage`` s, then started:
   every instance spools to its local SQLite file meanwhile and forwards when the server is
@@ -43,8 +47,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import psycopg  # noqa: E402
-
+from database import SEED, interleaved_events, measure_inserts  # noqa: E402
 from ingest import App, run_senders  # noqa: E402
+
+from restrike.plugins.plugin_database.service import (  # noqa: E402
+    DB_FILE,
+    DatabaseConfig,
+    DatabaseService,
+)
 from tests.pg_server import PgServer, server_bindir  # noqa: E402
 
 REAL_COURT_EVENTS_PER_S = 3.0
@@ -212,6 +222,30 @@ def outage(url: str, server, courts: list[Court], rate: float, feed_s: float,
                      done - started, 0.0, peak_spool=peak[0], catch_up_s=done - back)
 
 
+def writer_side_by_side(url: str, rounds: int) -> list[tuple[str, float, float, float | None]]:
+    """``(backend, events/s, writer CPU µs/event, server CPU µs/event)``, medians of ``rounds``
+    rounds of the same feed on each backend."""
+    results = []
+    feeds = [interleaved_events(12, 1, SEED + r) for r in range(rounds)]
+    with tempfile.TemporaryDirectory(prefix="restrike-writer-") as tmp:
+        for name, target in (("SQLite", str(Path(tmp) / DB_FILE)), ("PostgreSQL", url)):
+            service = DatabaseService.open(target, DatabaseConfig(
+                queue_max_events=1_000_000, pool_max_size=4))
+            try:
+                measured = []
+                for feed in feeds:
+                    cpu0 = server_cpu_s()
+                    rate, cpu = measure_inserts(service, feed, 256)
+                    measured.append((rate, cpu, (server_cpu_s() - cpu0) / len(feed)))
+            finally:
+                service.close()
+            measured.sort()
+            rate, cpu, server = measured[len(measured) // 2]
+            results.append((name, rate, cpu * 1e6,
+                            server * 1e6 if name == "PostgreSQL" else None))
+    return results
+
+
 def _fmt(value, digits=0) -> str:
     if value is None:
         return "-"
@@ -244,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage-feed", type=float, default=60, help="seconds of feed")
     parser.add_argument("--database-url", default=None, help="an existing server (its "
                         "database is written to); default: a throwaway cluster")
+    parser.add_argument("--writer-rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -252,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     own = contextlib.nullcontext(None) if args.database_url else throwaway_server()
     with own as server, tempfile.TemporaryDirectory(prefix="restrike-") as tmp:
         url = args.database_url or server.database()
+        writer = writer_side_by_side(
+            server.database() if server is not None else url, args.writer_rounds)
         courts: list[Court] = []
         try:
             for i in range(args.courts):
@@ -270,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for court in courts:
                 court.stop()
+    print()
+    print("| writer (bench/database.py's feed) | events/s | writer CPU µs/event | "
+          "server CPU µs/event |")
+    print("|---|---:|---:|---:|")
+    for name, rate, cpu, server_cpu in writer:
+        print(f"| {name} | {rate:,.0f} | {cpu:.1f} | {_fmt(server_cpu, 1)} |")
     print()
     print_table(rows)
     flat = rows[1]
