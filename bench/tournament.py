@@ -93,6 +93,9 @@ def throwaway_server():
                          "postgresql)")
     server = PgServer(bindir)
     try:
+        # As a real server: what it acknowledged survives its crash (the outage scenario stops
+        # it with -m immediate); the test cluster's synchronous_commit=off would not.
+        server.admin("ALTER ROLE postgres SET synchronous_commit = on")
         yield server
     finally:
         server.close()
@@ -170,16 +173,22 @@ def wait_settled(courts: list[Court], timeout: float = 600) -> float:
 
 def scenario(name: str, url: str, courts: list[Court], per_court: int, rate: float | None,
              seed: int, before: dict) -> dict:
+    got = received(courts)
     cpu0 = server_cpu_s()
     started = time.monotonic()
     sent = feed(courts, per_court, rate, seed)
     done = wait_settled(courts)
     cpu = server_cpu_s() - cpu0
-    return summarize(name, url, courts, sent, before, done - started, cpu)
+    return summarize(name, url, courts, sent, before, done - started, cpu, got)
+
+
+def received(courts: list[Court]) -> int:
+    """Datagrams the courts' UDP receivers got so far (their own counters)."""
+    return sum(c.call("get_udp_stats")["datagrams"] for c in courts)
 
 
 def summarize(name: str, url: str, courts: list[Court], sent: list[int], before: dict,
-              elapsed: float, cpu: float, **extra) -> dict:
+              elapsed: float, cpu: float, received_before: int, **extra) -> dict:
     after = counts(url)
 
     def delta(court: str, key: str) -> int:
@@ -189,7 +198,8 @@ def summarize(name: str, url: str, courts: list[Court], sent: list[int], before:
     keys = sum(delta(c.name, "keys") for c in courts)
     datagrams = sum(delta(c.name, "datagrams") for c in courts)
     p99 = max((after.get(c.name, {}).get("p99") or 0.0) for c in courts)
-    return {"scenario": name, "courts": len(courts), "sent": sum(sent), "stored": datagrams,
+    return {"scenario": name, "courts": len(courts), "sent": sum(sent),
+            "received": received(courts) - received_before, "stored": datagrams,
             "lost": sum(sent) - datagrams, "duplicates": events - keys, "events": events,
             "events_per_s": events / elapsed if elapsed else 0.0, "p99_ms": p99,
             "server_cpu_us_per_event": cpu / events * 1e6 if events else None, **extra}
@@ -198,6 +208,7 @@ def summarize(name: str, url: str, courts: list[Court], sent: list[int], before:
 def outage(url: str, server, courts: list[Court], rate: float, feed_s: float,
            down_s: float, seed: int, before: dict) -> dict:
     per_court = int(rate * feed_s)
+    got = received(courts)
     peak = [0]
     result: dict = {}
     started = time.monotonic()
@@ -219,7 +230,7 @@ def outage(url: str, server, courts: list[Court], rate: float, feed_s: float,
     feeding.join()
     done = wait_settled(courts)
     return summarize(f"outage ({down_s:g} s)", url, courts, result["sent"], before,
-                     done - started, 0.0, peak_spool=peak[0], catch_up_s=done - back)
+                     done - started, 0.0, got, peak_spool=peak[0], catch_up_s=done - back)
 
 
 def writer_side_by_side(url: str, rounds: int) -> list[tuple[str, float, float, float | None]]:
@@ -255,10 +266,11 @@ def _fmt(value, digits=0) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = ("scenario", "courts", "sent", "stored", "lost", "dup.", "events", "events/s",
+    header = ("scenario", "courts", "sent", "received", "stored", "lost", "dup.", "events", "events/s",
               "p99 ms (worst court)", "server µs/event", "peak spool", "catch-up s")
     lines = [header] + [(
-        r["scenario"], _fmt(r["courts"]), _fmt(r["sent"]), _fmt(r["stored"]), _fmt(r["lost"]),
+        r["scenario"], _fmt(r["courts"]), _fmt(r["sent"]), _fmt(r["received"]),
+        _fmt(r["stored"]), _fmt(r["lost"]),
         _fmt(r["duplicates"]), _fmt(r["events"]), _fmt(r["events_per_s"]),
         _fmt(r["p99_ms"], 1), _fmt(r.get("server_cpu_us_per_event"), 1),
         _fmt(r.get("peak_spool")), _fmt(r.get("catch_up_s"), 1)) for r in rows]
