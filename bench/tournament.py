@@ -48,14 +48,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import psycopg  # noqa: E402
 from database import SEED, interleaved_events, measure_inserts  # noqa: E402
-from ingest import App, run_senders  # noqa: E402
+from ingest import App, _fmt, run_senders  # noqa: E402
 
 from restrike.plugins.plugin_database.service import (  # noqa: E402
     DB_FILE,
     DatabaseConfig,
     DatabaseService,
 )
-from tests.pg_server import PgServer, server_bindir  # noqa: E402
+from tests.pg_server import ServerMissing, start_server  # noqa: E402
 
 REAL_COURT_EVENTS_PER_S = 3.0
 """What one real court sends at its busiest (protocol.md: a clock tick a second, a few score,
@@ -86,16 +86,13 @@ class Court(App):
 
 @contextlib.contextmanager
 def throwaway_server():
-    """The tests' throwaway cluster (``tests/pg_server.py``), stopped at the end."""
-    bindir = server_bindir()
-    if bindir is None:
-        raise SystemExit("the PostgreSQL server is not installed (Debian: apt-get install "
-                         "postgresql)")
-    server = PgServer(bindir)
+    """The tests' throwaway cluster, crash-safe as a real server (the outage scenario stops it
+    with -m immediate), stopped at the end."""
     try:
-        # As a real server: what it acknowledged survives its crash (the outage scenario stops
-        # it with -m immediate); the test cluster's synchronous_commit=off would not.
-        server.admin("ALTER ROLE postgres SET synchronous_commit = on")
+        server = start_server(crash_safe=True)
+    except ServerMissing as exc:
+        raise SystemExit(str(exc)) from None
+    try:
         yield server
     finally:
         server.close()
@@ -257,17 +254,9 @@ def writer_side_by_side(url: str, rounds: int) -> list[tuple[str, float, float, 
     return results
 
 
-def _fmt(value, digits=0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
 def print_table(rows: list[dict]) -> None:
-    header = ("scenario", "courts", "sent", "received", "stored", "lost", "dup.", "events", "events/s",
-              "p99 ms (worst court)", "server µs/event", "peak spool", "catch-up s")
+    header = ("scenario", "courts", "sent", "received", "stored", "lost", "dup.", "events",
+              "events/s", "p99 ms (worst court)", "server µs/event", "peak spool", "catch-up s")
     lines = [header] + [(
         r["scenario"], _fmt(r["courts"]), _fmt(r["sent"]), _fmt(r["received"]),
         _fmt(r["stored"]), _fmt(r["lost"]),

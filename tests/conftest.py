@@ -44,19 +44,22 @@ def pw():
         yield playwright
 
 
+def _pg_server(crash_safe: bool = False):
+    from .pg_server import ServerMissing, start_server
+
+    try:
+        return start_server(crash_safe)
+    except ServerMissing as exc:
+        pytest.fail(str(exc))
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """One throwaway PostgreSQL server for the test session (``tests/pg_server.py``), with a
     migrated template: ``pg_server.database()`` is the URL of a fresh migrated database."""
     from restrike.plugins.plugin_database.service import DatabaseService
 
-    from .pg_server import PgServer, server_bindir
-
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.fail("the PostgreSQL server is not installed (Debian: apt-get install "
-                    "postgresql; make test installs it)")
-    server = PgServer(bindir)
+    server = _pg_server()
     try:
         server.admin("CREATE DATABASE restrike_template")
         DatabaseService.open(server.url("restrike_template")).close()
@@ -69,18 +72,10 @@ def pg_server():
 @pytest.fixture(scope="module")
 def own_pg_server():
     """A PostgreSQL server of one test module alone: an outage test stops and starts it
-    (``stop("immediate")``, ``start()``) without touching the session's ``pg_server``."""
-    from .pg_server import PgServer, server_bindir
-
-    bindir = server_bindir()
-    if bindir is None:
-        pytest.fail("the PostgreSQL server is not installed (Debian: apt-get install "
-                    "postgresql; make test installs it)")
-    server = PgServer(bindir)
+    (``stop("immediate")``, ``start()``) without touching the session's ``pg_server``; what it
+    acknowledged survives such a crash, as on a real server."""
+    server = _pg_server(crash_safe=True)
     try:
-        # A crash (stop -m immediate) must not take back what the server acknowledged, as on a
-        # real server: the shared one's synchronous_commit=off would (a role's setting wins).
-        server.admin("ALTER ROLE postgres SET synchronous_commit = on")
         yield server
     finally:
         server.close()

@@ -22,14 +22,21 @@ import psycopg
 
 
 def server_bindir() -> Path | None:
-    """Where the server binaries are (``pg_config --bindir``), None when not installed."""
+    """Where the server binaries are (``pg_config --bindir``; else Debian's newest
+    ``/usr/lib/postgresql/N/bin``), None when not installed."""
+    candidates = []
     try:
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                             check=True).stdout.strip()
+        candidates.append(Path(subprocess.run(["pg_config", "--bindir"], capture_output=True,
+                                              text=True, check=True).stdout.strip()))
     except (OSError, subprocess.CalledProcessError):
-        return None
-    path = Path(out)
-    return path if (path / "initdb").exists() and (path / "pg_ctl").exists() else None
+        pass
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                         reverse=True)
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "pg_ctl").exists():
+            return path
+    return None
 
 
 def _free_port() -> int:
@@ -38,9 +45,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_server_user(*cmd) -> subprocess.CompletedProcess:
+def _as_server_user(*cmd, check: bool = True) -> subprocess.CompletedProcess:
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    return subprocess.run([*prefix, *map(str, cmd)], check=True, capture_output=True, text=True)
+    return subprocess.run([*prefix, *map(str, cmd)], check=check, capture_output=True,
+                          text=True)
 
 
 class PgServer:
@@ -68,6 +76,12 @@ class PgServer:
     def start(self) -> None:
         self._ctl("-l", self.root / "log", "-o", self._opts, "start")
 
+    def ensure_running(self) -> None:
+        """Start it again unless it runs (after an outage test, whatever happened in it)."""
+        if _as_server_user(self.bindir / "pg_ctl", "-D", self.data, "status",
+                           check=False).returncode != 0:
+            self.start()
+
     def stop(self, mode: str = "fast") -> None:
         self._ctl("-m", mode, "stop")
 
@@ -94,3 +108,25 @@ class PgServer:
                        + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
                           "stop"], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ServerMissing(RuntimeError):
+    """The PostgreSQL server is not installed."""
+
+
+def start_server(crash_safe: bool = False) -> PgServer:
+    """A new throwaway server; ``crash_safe``: what it acknowledged survives its crash
+    (``stop("immediate")``), as on a real server - the test cluster's ``synchronous_commit=off``
+    would take it back (a role's setting wins over the server's)."""
+    bindir = server_bindir()
+    if bindir is None:
+        raise ServerMissing("the PostgreSQL server is not installed (Debian: apt-get install "
+                            "postgresql; make test installs it)")
+    server = PgServer(bindir)
+    if crash_safe:
+        try:
+            server.admin("ALTER ROLE postgres SET synchronous_commit = on")
+        except BaseException:
+            server.close()
+            raise
+    return server

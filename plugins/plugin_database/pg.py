@@ -34,6 +34,7 @@ from psycopg.adapt import Loader
 from restrike.host.timeutil import now_iso
 
 from .backend import POSTGRESQL, unreachable
+from .pool import _percentile, occupancy
 
 log = logging.getLogger(__name__)
 
@@ -370,15 +371,8 @@ class ReadPool:
         in_use = max(size - idle, 0)
         with self._lock:
             waits = sorted(self._waits_ms)
-        from .pool import _percentile
-
         return {
-            "available_connections": self.max_size - in_use,
-            "max_connections": self.max_size,
-            "min_connections": self.min_size,
-            "pool_utilization": round(in_use / self.max_size * 100.0, 2),
-            "in_use": in_use,
-            "idle": idle,
+            **occupancy(in_use, idle, self.min_size, self.max_size),
             "size": size,
             "created": raw.get("connections_num", 0),
             "recycled": 0,  # psycopg_pool replaces old connections without counting them

@@ -66,6 +66,18 @@ def check_connection(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT 1").fetchone()
 
 
+def occupancy(in_use: int, idle: int, min_size: int, max_size: int) -> dict:
+    """The gauges every pool reports under the same keys (``get_stats``, both backends)."""
+    return {
+        "available_connections": max_size - in_use,
+        "max_connections": max_size,
+        "min_connections": min_size,
+        "pool_utilization": round(in_use / max_size * 100.0, 2),
+        "in_use": in_use,
+        "idle": idle,
+    }
+
+
 @dataclass(slots=True)
 class _Entry:
     conn: sqlite3.Connection
@@ -311,12 +323,7 @@ class ConnectionPool:
             idle = len(self._idle)
             waits = sorted(self._waits_ms)
             stats = {
-                "available_connections": self.max_size - in_use,
-                "max_connections": self.max_size,
-                "min_connections": self.min_size,
-                "pool_utilization": round(in_use / self.max_size * 100.0, 2),
-                "in_use": in_use,
-                "idle": idle,
+                **occupancy(in_use, idle, self.min_size, self.max_size),
                 "size": self._size,
                 "created": self._created,
                 "recycled": self._recycled,

@@ -29,10 +29,7 @@ COURT = "court-7"
 def server(own_pg_server):
     """This module's server, running again at the end of every test whatever happened."""
     yield own_pg_server
-    try:
-        own_pg_server.start()
-    except Exception:  # noqa: BLE001 - it was running already
-        pass
+    own_pg_server.ensure_running()
 
 
 def open_service(url: str, data_dir, **config) -> DatabaseService:

@@ -153,7 +153,7 @@ def _session(session_id: str, started_at: str) -> UdpSession:
                       started_at=started_at, stopped_at=None, simulated=False, status="running")
 
 
-@pytest.mark.sqlite_only(reason="on PostgreSQL an instance may close only its own court's sessions: waits for the court column")
+@pytest.mark.sqlite_only(reason="reopens the file; on PostgreSQL: tests/database/test_outage.py::test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted")
 def test_sessions_a_crash_cut_short_are_closed_as_interrupted_at_their_last_event(
         open_db, tmp_path):
     path = tmp_path / DB_FILE

@@ -37,10 +37,7 @@ class CentralHeadless(Headless):
 def server(own_pg_server):
     """This module's server, running again after every test whatever happened."""
     yield own_pg_server
-    try:
-        own_pg_server.start()
-    except Exception:  # noqa: BLE001 - it was running already
-        pass
+    own_pg_server.ensure_running()
 
 
 def durable(app: Headless, messages: int) -> bool:
