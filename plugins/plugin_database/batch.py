@@ -167,6 +167,7 @@ class BatchStore:
                 len(item.events) for item in items if isinstance(item, Events)))
         else:
             next_id = cur.execute(_NEXT_EVENT_ID).fetchone()[0]
+        first_id = next_id
         # 3. The rows of the events, the match state and the session records, in queue order.
         rows = Rows(now)
         lost = 0
@@ -192,7 +193,9 @@ class BatchStore:
         # 6. The matches and rounds this batch changed.
         self._guarded(cur, safe, "match state", self._write_match_state, cur, now)
         # 7. The statistics' aggregates (statistics.py), folded from the events just inserted.
-        self._guarded(cur, safe, "statistics", update_aggregates, cur, inserted)
+        #    On PostgreSQL exactly this batch's ids: other writers fill the table meanwhile.
+        own = (first_id, next_id - 1) if self._postgres else None
+        self._guarded(cur, safe, "statistics", update_aggregates, cur, inserted, own)
         # 8. The per-sender and per-session counters.
         rows.write_counters(cur)
         # 9. On PostgreSQL: tell every instance's Courts screen, at commit (``listen.py``).

@@ -629,15 +629,32 @@ def _chunks(ids: list[int]):
         yield ids[start:start + _IN_LIST]
 
 
-def update_aggregates(cur, events: list | None = None) -> None:
+def update_aggregates(cur, events: list | None = None,
+                      own: tuple[int, int] | None = None) -> None:
     """Fold the events stored since the last call into the statistics' aggregates.
 
     Called by the writer once per batch, inside its transaction, after the batch's events,
     matches and rounds are written (the one call: step 7 of ``batch.BatchStore.store_batch``).
     ``events``: the batch's ``rows.EventRow`` list as just inserted, so the fold need not read
-    them back; used only when they are exactly the events not folded yet (ids one after the
-    other from ``folded_up_to``), else (``None``, the careful path, events stored by other
-    means) the events are read from the table. Never commits."""
+    them back; used only when they are exactly the events to fold, else (``None``, the careful
+    path, events stored by other means) the events are read from the table. Never commits.
+
+    ``own``: ``(first, last)``, the ids this batch gave its events, when several writers share
+    the database (PostgreSQL): exactly those are folded, and no shared watermark is read or
+    written - another court's writer fills the same table meanwhile, and a watermark would make
+    each writer fold (or skip) the others' events and wait for their commits. Each court's
+    matches are its own; what they add to athletes is added (``x = x + excluded.x``), which
+    commutes. Without ``own`` (SQLite, one writer) every event above ``folded_up_to``."""
+    if own is not None:
+        first, last = own
+        if last < first:
+            return
+        generation = cur.execute("SELECT value FROM stat_state WHERE key = ?",
+                                 (_GENERATION,)).fetchone()[0]
+        cache = _take_cache(cur.connection, generation)
+        _fold_range(cur, events, first - 1, last, cache)
+        _keep_cache(cur.connection, cache)
+        return
     state = dict(cur.execute("SELECT key, value FROM stat_state WHERE key IN (?, ?)",
                              (_FOLDED, _GENERATION)).fetchall())
     upto, generation = state[_FOLDED], state[_GENERATION]
@@ -646,19 +663,25 @@ def update_aggregates(cur, events: list | None = None) -> None:
         return
     # Taken out while the fold runs: an exception leaves no half-updated cache behind.
     cache = _take_cache(cur.connection, generation)
-    if (events and events[0][_ID] == upto + 1 and events[-1][_ID] == newest
-            and len(events) == newest - upto):
+    _fold_range(cur, events, upto, newest, cache)
+    cur.executemany("UPDATE stat_state SET value = ? WHERE key = ?",
+                    ((newest, _FOLDED), (generation + 1, _GENERATION)))
+    cache.generation = generation + 1
+    _keep_cache(cur.connection, cache)
+
+
+def _fold_range(cur, events: list | None, after: int, upto: int, cache: _Cache) -> None:
+    """Fold the events with ids in ``(after, upto]``: from ``events`` when they are exactly
+    those, else read from the table."""
+    if (events and events[0][_ID] == after + 1 and events[-1][_ID] == upto
+            and len(events) == upto - after):
         if cache.kinds is None:
             cache.kinds = {type_id: category for type_id, category in cur.execute(
                 "SELECT id, category FROM pss_event_types") if category in _ROLES}
         rows, counts = _read_batch(events, cache.kinds)
     else:
-        rows, counts = _read_tables(cur, ("pss_events_v2",), upto, newest)
+        rows, counts = _read_tables(cur, ("pss_events_v2",), after, upto)
     _fold(cur, rows, counts, cache)
-    cur.executemany("UPDATE stat_state SET value = ? WHERE key = ?",
-                    ((newest, _FOLDED), (generation + 1, _GENERATION)))
-    cache.generation = generation + 1
-    _keep_cache(cur.connection, cache)
 
 
 def rebuild(conn: sqlite3.Connection) -> dict:

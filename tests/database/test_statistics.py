@@ -13,6 +13,7 @@ import csv
 import random
 import re
 import sqlite3
+import threading
 from collections import defaultdict
 from itertools import zip_longest
 
@@ -151,11 +152,12 @@ def actual_match(stats: dict) -> dict:
 # -- feeding ------------------------------------------------------------------------------------
 
 
-def feed_courts(service, seed: int, courts: int, matches: int, rng: random.Random) -> dict:
-    """Send ``matches`` simulated matches on each of ``courts`` courts (one source each),
-    interleaved and stored in batches of random size; returns {court: datagrams}."""
+def feed_courts(service, seed: int, courts: int, matches: int, rng: random.Random,
+                session: str = "sim") -> dict:
+    """Send ``matches`` simulated matches on each of ``courts`` senders (one source each),
+    interleaved and stored in batches of random size; returns {sender: datagrams}."""
     sent = {c: sender_datagrams(seed, c, matches) for c in range(courts)}
-    feeds = {c: Feed(session_id="sim", source=("10.0.0.9", 40000 + c)) for c in sent}
+    feeds = {c: Feed(session_id=session, source=("10.0.0.9", 40000 + c)) for c in sent}
     cursors = dict.fromkeys(sent, 0)
     batch: list = []
     while any(cursors[c] < len(sent[c]) for c in sent):
@@ -248,6 +250,38 @@ def random_feed(rng: random.Random, n: int) -> list[str]:
                 line = line.replace(key, str(rng.randint(lo, hi)), 1)
         out.append(line + "\r\n")
     return out
+
+
+def test_two_courts_writing_at_once_keep_the_aggregates_exact(open_db, backend, tmp_path):
+    """Two instances (courts) write one PostgreSQL at the same time, each folding its own
+    batches: the aggregates equal a rebuild from the events, and each court has its matches.
+    (A shared "folded up to" mark made each writer fold the other's events too - twice - and
+    their transactions deadlock.)"""
+    if backend != "postgresql":
+        pytest.skip("an SQLite file has one writer")
+    courts = [open_db(tmp_path / "shared.db", court=f"Court {c}") for c in (1, 2)]
+    errors: list[BaseException] = []
+
+    def feed(i: int) -> None:
+        try:
+            feed_courts(courts[i], seed=50 + i, courts=2, matches=2, rng=random.Random(i),
+                        session=f"court-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=feed, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [c.writer.stats()["failed_writes"] for c in courts] == [0, 0]
+    incremental = stat_tables(courts[0])
+    with courts[0].pool.connection() as conn:
+        per_court = statistics.tournament_statistics(conn, None, None)["per_court"]
+    assert [(c["court"], c["finished"]) for c in per_court] == [("Court 1", 4), ("Court 2", 4)]
+    courts[0].writer.run(statistics.rebuild)
+    assert stat_tables(courts[0]) == incremental
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
