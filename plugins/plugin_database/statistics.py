@@ -76,6 +76,7 @@ from restrike.pss.statistics import (
     win_type,
 )
 
+from .backend import is_postgres
 from .pool import read_snapshot
 from .rows import EventRow
 
@@ -686,12 +687,19 @@ def _fold_range(cur, events: list | None, after: int, upto: int, cache: _Cache) 
 
 def rebuild(conn: sqlite3.Connection) -> dict:
     """Recompute every aggregate from the stored events (main and archive tables), in one
-    transaction on the writer's connection; returns ``{events, matches, athletes, seconds}``."""
+    transaction on the writer's connection; returns ``{events, matches, athletes, seconds}``.
+
+    Ingest waits meanwhile, on both backends: SQLite has one writer, and on PostgreSQL the
+    events tables are locked (SHARE: reads go on) once the batches in flight committed - every
+    court's writer folds its own batches, and one folding while the rebuild reads would be
+    counted twice or not at all."""
     from .writer import transaction  # the writer imports this module
 
     started = datetime.now(UTC)
     with transaction(conn):
         cur = conn.cursor()
+        if is_postgres(conn):
+            cur.execute("LOCK TABLE pss_events_v2, pss_events_v2_archive IN SHARE MODE")
         for table in ("stat_match_rounds", "stat_matches", "stat_match_timeline",
                       "stat_athletes", "stat_athlete_win_types", "stat_tournament_groups",
                       "stat_court_rates"):

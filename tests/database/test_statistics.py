@@ -284,6 +284,39 @@ def test_two_courts_writing_at_once_keep_the_aggregates_exact(open_db, backend, 
     assert stat_tables(courts[0]) == incremental
 
 
+def test_a_rebuild_on_postgresql_waits_for_writes_in_flight_and_counts_them(
+        open_db, backend, tmp_path, feed):
+    """Another court's write that is in flight when a rebuild starts: the rebuild waits for its
+    commit and counts its event (it read the events without it before, while that writer
+    folded them too: counted once, twice or not at all depending on the moment)."""
+    if backend != "postgresql":
+        pytest.skip("an SQLite file has one writer: a rebuild runs between its batches")
+    import psycopg
+
+    service = open_db(tmp_path / "shared.db")
+    store(service, feed.events(["pre;FightLoaded\r\n", "rnd;1\r\n", "pt1;3\r\n"]))
+    url = service.url.display  # the test server has no password
+    with psycopg.connect(url) as other:  # a court's transaction, not committed yet
+        other.execute(
+            "INSERT INTO pss_events_v2 (match_id, event_type_id, timestamp, raw_data, "
+            "event_sequence, is_valid, created_at, recognition_status) SELECT "
+            "(SELECT MAX(id) FROM pss_matches), MIN(id), %s, 'clk;1:00', 9, 1, %s, 'recognized' "
+            "FROM pss_event_types", (now_iso(), now_iso()))
+        result: dict = {}
+        rebuilding = threading.Thread(
+            target=lambda: result.update(service.writer.run(statistics.rebuild, timeout=60)))
+        rebuilding.start()
+        with psycopg.connect(url, autocommit=True) as watch:
+            wait_for(lambda: watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'LOCK TABLE pss_events_v2%'").fetchone(), 10,
+                message="the rebuild waiting for the write in flight")
+        other.commit()
+        rebuilding.join(60)
+    assert result["events"] == 4
+    assert read(service, "SELECT events FROM stat_matches") == [(4,)]
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_incremental_aggregates_equal_a_rebuild_on_a_random_feed(db_app, service, seed):
     rng = random.Random(seed)
