@@ -208,8 +208,8 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
         technique_mix {punch..technical_head}, penalties, penalties_per_match, event_rates
         {since, per_court {court: [{minute, events}]}}}`` (events per minute over the last
         hour, for trend charts). ``court`` keeps only the matches of that court (``--court``
-        of the instance that stored them); ``per_court`` still names a court by its sender's
-        address (``ip:port``)."""
+        of the instance that stored them). A court is named by its ``--court``; a match stored
+        before courts existed (schema 8) by its sender's address (``ip:port``)."""
         with get_service().pool.connection() as conn:
             return statistics.tournament_statistics(conn, tournament_id, day_id, court=court)
 

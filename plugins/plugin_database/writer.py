@@ -591,27 +591,30 @@ class Writer:
                 return
             assert self._store is not None
             lost = self._store.write(items, safe=False)
-        except OperationalError as exc:
-            if not self._spool_instead(items, count, exc):
-                self._hold(items, count, exc)
-            return
         except Exception as exc:
-            if self._spool_instead(items, count, exc):
+            if self._kept_for_later(items, count, exc):
                 return
             log.exception("database batch of %d events failed; storing them one by one", count)
             self._note_error(exc)
             assert self._store is not None
             try:
                 lost = self._store.write(items, safe=True)
-            except OperationalError as again:
-                if not self._spool_instead(items, count, again):
-                    self._hold(items, count, again)
-                return
             except Exception as again:
-                if not self._spool_instead(items, count, again):
-                    raise
-                return
+                if self._kept_for_later(items, count, again):
+                    return
+                raise
         self._committed(items, count, lost)
+
+    def _kept_for_later(self, items: list, count: int, exc: BaseException) -> bool:
+        """A failed write that waiting can mend: spooled (the server cannot be reached) or held
+        and retried (an OperationalError: I/O, disk full, a locked file). False for any other
+        failure (a bug, a constraint), which the careful path or the caller deals with."""
+        if self._spool_instead(items, count, exc):
+            return True
+        if isinstance(exc, OperationalError):
+            self._hold(items, count, exc)
+            return True
+        return False
 
     # -- store-and-forward (writer thread) ------------------------------------------------------
 

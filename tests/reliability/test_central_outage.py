@@ -18,19 +18,9 @@ import pytest
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.reliability.conftest import Headless, expected_messages, send_all, wait_for
 from tests.reliability.test_disk_full import page_of  # noqa: F401 - a fixture
+from tests.tournament import Instance
 
 COURT = "court-3"
-
-
-class CentralHeadless(Headless):
-    """The headless app on a central server: ``--database-url``, ``--court``."""
-
-    def __init__(self, data_dir, url: str, **kwargs):
-        super().__init__(data_dir, **kwargs)
-        self.url = url
-
-    def command_line(self) -> list[str]:
-        return [*super().command_line(), "--database-url", self.url, "--court", COURT]
 
 
 @pytest.fixture
@@ -60,7 +50,7 @@ def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(server,
     chunks = [datagrams[i * quarter:(i + 1) * quarter] for i in range(3)] \
         + [datagrams[3 * quarter:]]
     counts = [sum(map(len, expected_messages(chunk))) for chunk in chunks]
-    app = CentralHeadless(tmp_path / "court", url)
+    app = Instance(tmp_path / "court", url, COURT)
     try:
         app.start()
         first_session = app.stats()["session"]["session_id"]
