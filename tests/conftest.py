@@ -14,6 +14,8 @@ os.environ["RESTRIKE_LOAD_PLUGINS"] = ""
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RESTRIKE_SHARED_DIR", REPO.parent / "shared"))
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's chromium, the browser Playwright drives (never a download; ``make apt-test``)."""
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -82,6 +84,14 @@ def own_pg_server():
 
 
 @pytest.fixture
+def stoppable_pg_server(own_pg_server):
+    """``own_pg_server`` for a test that stops it: running again after every test, whatever
+    happened, so the next test of the module starts on a server that answers."""
+    yield own_pg_server
+    own_pg_server.ensure_running()
+
+
+@pytest.fixture
 def shared_dir() -> Path:
     return SHARED
 
@@ -113,3 +123,41 @@ def make_app(tmp_path):
     yield factory
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+def page_of(make_app, pw):
+    """``page_of(app)``: the app's own HTTP bridge served from this process
+    (``tests/served.py``), opened in chromium; yields the Playwright page."""
+    from .served import serve_in_thread
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (make apt-test)")
+    opened = []
+
+    def open_page(app):
+        server, thread, port = serve_in_thread(app, "ui-token")
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        opened.append((server, thread, browser))
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/?token=ui-token")
+        page.wait_for_function("() => document.documentElement.dataset.ui === 'ready'",
+                               timeout=60_000)
+        return page
+
+    yield open_page
+    for server, thread, browser in opened:
+        browser.close()
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A mounted 1 MiB tmpfs (``tests/tmpfs.py``; root on Linux, else skipped) as a
+    ``SmallFs``, unmounted at the end."""
+    from .tmpfs import SmallFs, tmpfs
+
+    with tmpfs(tmp_path / "small", "size=1m") as mount_point:
+        yield SmallFs(mount_point)

@@ -31,6 +31,17 @@ def tmpfs(mount_point: Path, options: str = "size=1m"):
             subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
+class SmallFs:
+    """A mounted tmpfs at ``path`` that a test fills, then grows: space returns."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def grow(self) -> None:
+        """Give the file system 64 MiB: space returns."""
+        subprocess.run(["mount", "-o", "remount,size=64m", str(self.path)], check=True)
+
+
 def fill(mount_point: Path) -> None:
     """Use up every free byte of the file system at ``mount_point``."""
     with open(mount_point / "filler", "wb", buffering=0) as f:

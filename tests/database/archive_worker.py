@@ -11,6 +11,7 @@ SIGKILL lands at exactly that point, whatever the machine's speed.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import sys
 import threading
@@ -23,6 +24,8 @@ from restrike.plugins.plugin_database import archive  # noqa: E402
 from restrike.plugins.plugin_database.maintenance import connect_writer  # noqa: E402
 from restrike.plugins.plugin_database.migrations import apply_migrations  # noqa: E402
 
+NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
+"""The archive tests' fixed "now" (cutoffs are counted back from it)."""
 BASE_EPOCH = 1_790_000_000  # 2026-09-21T14:13:20Z: fixed, so tests do not depend on today
 DETAILS_PER_EVENT = 2
 
@@ -42,6 +45,42 @@ def create_database(path: str | Path) -> sqlite3.Connection:
 def event_type_id(conn: sqlite3.Connection, code: str = "pt1") -> int:
     """The ``pss_event_types`` id of a wire code (seeded by the migrations)."""
     return conn.execute("SELECT id FROM pss_event_types WHERE code = ?", (code,)).fetchone()[0]
+
+
+def add_event(conn: sqlite3.Connection, created_at: str, details: dict | None = None,
+              raw: str | None = None) -> int:
+    """One event with every column set and its details, as the writer would store them."""
+    cur = conn.execute(
+        "INSERT INTO pss_events_v2 (session_id, match_id, round_id, event_type_id, timestamp, "
+        "raw_data, parsed_data, event_sequence, processing_time_ms, is_valid, error_message, "
+        "created_at, tournament_id, tournament_day_id, recognition_status, protocol_version, "
+        "parser_confidence, validation_errors) "
+        "VALUES (NULL, NULL, 2, ?, ?, ?, ?, 7, 0.25, 1, NULL, ?, NULL, NULL, 'recognized', '2.3', "
+        "0.98, '[]') RETURNING id",
+        (event_type_id(conn), created_at, raw or f"pt1;3;at {created_at}",
+         '{"type": "points", "points": 3}', created_at),
+    )
+    event_id = cur.fetchone()[0]
+    for key, value in (details if details is not None else {"athlete": 1, "points": 3}).items():
+        kind = {int: "int", float: "float", str: "str", bool: "bool"}[type(value)]
+        conn.execute(
+            "INSERT INTO pss_event_details (event_id, detail_key, detail_value, detail_type, "
+            "created_at) VALUES (?, ?, ?, ?, ?)",
+            (event_id, key, str(value), kind, created_at),
+        )
+    return event_id
+
+
+def rows(conn: sqlite3.Connection, table: str) -> dict:
+    """Every row of ``table`` by its identity: event id, or (event_id, detail_key) for details."""
+    cur = conn.execute(f"SELECT * FROM {table}")
+    names = [d[0] for d in cur.description]
+    out = {}
+    for row in cur.fetchall():
+        record = dict(zip(names, row))
+        key = record["id"] if "id" in record else (record["event_id"], record["detail_key"])
+        out[key] = record
+    return out
 
 
 def fill_events(

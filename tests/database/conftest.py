@@ -11,6 +11,7 @@ import pytest
 from restrike.host.timeutil import clock_ns, now_iso
 from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
 from restrike.pss.ingested import ingest_datagram
+from tests.database.archive_worker import create_database
 
 DATABASE_ONLY = (("database", "restrike.plugins.plugin_database.plugin"),)
 
@@ -73,6 +74,21 @@ def match_datagrams(number: str = "101", blue=("K. ARSLAN", "Kerem ARSLAN", "TUR
     return [line + "\r\n" for line in lines]
 
 
+ODD = [  # odd but real datagrams: cut, glued, unknown, bad values, names that need quoting
+    "pt1;3;",
+    "pt2;5\r\n",
+    "hl1;50hl2;40\r\n",
+    "clk;2:00;start\r\nsc1;0;sc2;0\r\n",
+    "rst;",
+    "Udp Port 6000 connected;",
+    "pt1;9;",
+    "hl2;abc;",
+    "",
+    "at1;N. O'BRIEN;Niamh O'BRIEN;IRL;at2;Z. ŻÓŁTY;Zofia ŻÓŁTY;POL;",
+    "wmh;Robert'); DROP TABLE pss_events_v2;--;2-0 PTF",
+]
+
+
 MATCH_EXPECTED = {
     "match_number": "101",
     "phase": "Final",
@@ -83,6 +99,15 @@ MATCH_EXPECTED = {
     "win_classification": "2-1 PTF", "status": "finished",
     "scores": [(1, "blue", 3), (2, "red", 2), (3, "blue", 4)],
 }
+
+
+@pytest.fixture
+def conn(tmp_path):
+    """A new SQLite file at the current schema (``archive_worker.create_database``): its writing
+    connection, closed at the end."""
+    connection = create_database(tmp_path / "archive.db")
+    yield connection
+    connection.close()
 
 
 @pytest.fixture

@@ -28,53 +28,17 @@ from restrike.plugins.plugin_database.archive import (
 from restrike.plugins.plugin_database.archive_commands import commands as archive_commands
 from restrike.plugins.plugin_database.running import EXTENSION
 from restrike.plugins.plugin_database.service import DatabaseService
-from tests.database import archive_worker as helpers
-from tests.database.conftest import call
 from tests.conftest import wait_for
+from tests.database import archive_worker as helpers
+from tests.database.archive_worker import NOW, add_event, rows
+from tests.database.conftest import call
 
-NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 TABLES = ("pss_events_v2", "pss_event_details",
           "pss_events_v2_archive", "pss_event_details_archive")
 
 
 def days_ago(days: float) -> str:
     return to_iso(NOW - dt.timedelta(days=days))
-
-
-def add_event(conn: sqlite3.Connection, created_at: str, details: dict | None = None,
-              raw: str | None = None) -> int:
-    """One event with every column set and its details, as the writer would store them."""
-    cur = conn.execute(
-        "INSERT INTO pss_events_v2 (session_id, match_id, round_id, event_type_id, timestamp, "
-        "raw_data, parsed_data, event_sequence, processing_time_ms, is_valid, error_message, "
-        "created_at, tournament_id, tournament_day_id, recognition_status, protocol_version, "
-        "parser_confidence, validation_errors) "
-        "VALUES (NULL, NULL, 2, ?, ?, ?, ?, 7, 0.25, 1, NULL, ?, NULL, NULL, 'recognized', '2.3', "
-        "0.98, '[]') RETURNING id",
-        (helpers.event_type_id(conn), created_at, raw or f"pt1;3;at {created_at}",
-         '{"type": "points", "points": 3}', created_at),
-    )
-    event_id = cur.fetchone()[0]
-    for key, value in (details if details is not None else {"athlete": 1, "points": 3}).items():
-        kind = {int: "int", float: "float", str: "str", bool: "bool"}[type(value)]
-        conn.execute(
-            "INSERT INTO pss_event_details (event_id, detail_key, detail_value, detail_type, "
-            "created_at) VALUES (?, ?, ?, ?, ?)",
-            (event_id, key, str(value), kind, created_at),
-        )
-    return event_id
-
-
-def rows(conn: sqlite3.Connection, table: str) -> dict:
-    """Every row of ``table`` by its identity: event id, or (event_id, detail_key) for details."""
-    cur = conn.execute(f"SELECT * FROM {table}")
-    names = [d[0] for d in cur.description]
-    out = {}
-    for row in cur.fetchall():
-        record = dict(zip(names, row))
-        key = record["id"] if "id" in record else (record["event_id"], record["detail_key"])
-        out[key] = record
-    return out
 
 
 def snapshot(conn: sqlite3.Connection) -> str:
@@ -84,13 +48,6 @@ def snapshot(conn: sqlite3.Connection) -> str:
         for key, record in sorted(rows(conn, table).items()):
             digest.update(repr((table, key, sorted(record.items()))).encode())
     return digest.hexdigest()
-
-
-@pytest.fixture
-def conn(tmp_path):
-    connection = helpers.create_database(tmp_path / "archive.db")
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 
 from restrike.plugins.plugin_database import courts as courts_module
 from restrike.plugins.plugin_database.service import DatabaseConfig
+from tests.cli import assert_one_line, run_cli
 from tests.conftest import wait_for
 from tests.database.conftest import DATABASE_ONLY, Feed, call, match_datagrams, read, store
-from tests.host.test_cli import assert_one_line, run_cli
 
 
 def test_sessions_and_matches_carry_the_court_and_get_courts_shows_each_courts_match(
@@ -132,7 +132,7 @@ def test_a_results_desk_with_no_udp_binds_no_udp_port_and_shows_the_courts(open_
     import psutil
 
     from restrike.plugins.plugin_database.service import DB_FILE
-    from tests.host.test_headless import TOKEN, start_headless, stop
+    from tests.cli import TOKEN, start_headless, stop
 
     data = tmp_path / "desk"
     data.mkdir()

@@ -13,11 +13,14 @@ import datetime as dt
 import pytest
 
 from restrike.host.timeutil import to_iso
-from restrike.plugins.plugin_database.archive import (archive_old_events, cleanup_old_archive_data,
-                                             restore_from_archive)
+from restrike.plugins.plugin_database.archive import (
+    archive_old_events,
+    cleanup_old_archive_data,
+    restore_from_archive,
+)
 from restrike.plugins.plugin_database.writer import transaction
+from tests.database.archive_worker import NOW, add_event, rows
 from tests.database.conftest import call
-from tests.database.test_archive import NOW, add_event, conn, rows  # noqa: F401 - conn: fixture
 
 US = dt.timedelta(microseconds=1)
 DAY = dt.timedelta(days=1)

@@ -25,13 +25,6 @@ from .conftest import Feed, match_datagrams
 COURT = "court-7"
 
 
-@pytest.fixture
-def server(own_pg_server):
-    """This module's server, running again at the end of every test whatever happened."""
-    yield own_pg_server
-    own_pg_server.ensure_running()
-
-
 def open_service(url: str, data_dir, **config) -> DatabaseService:
     config = {"court": COURT, "pool_max_size": 2, "pool_timeout": 1.0, **config}
     return DatabaseService.open(url, DatabaseConfig(**config), data_dir=data_dir)
@@ -73,8 +66,8 @@ def feed_batches(service: DatabaseService, feed: Feed, count: int) -> list:
     return sent
 
 
-def test_an_outage_is_spooled_and_forwarded_in_order_exactly_once(server, tmp_path):
-    url = server.database()
+def test_an_outage_is_spooled_and_forwarded_in_order_exactly_once(stoppable_pg_server, tmp_path):
+    url = stoppable_pg_server.database()
     service = open_service(url, tmp_path)
     try:
         feed = Feed("outage-session")
@@ -85,7 +78,7 @@ def test_an_outage_is_spooled_and_forwarded_in_order_exactly_once(server, tmp_pa
         assert spool_of(service)["depth"]["events"] == 0
         before = len(sent)
 
-        server.stop("immediate")  # mid-feed: the writer's connection dies under it
+        stoppable_pg_server.stop("immediate")  # mid-feed: the writer's connection dies under it
         sent += feed_batches(service, feed, 3)
         wait_for(lambda: spool_of(service)["unreachable"]
                  and spool_of(service)["depth"]["events"] == len(sent) - before,
@@ -107,7 +100,7 @@ def test_an_outage_is_spooled_and_forwarded_in_order_exactly_once(server, tmp_pa
         with pytest.raises(Unavailable, match=UNAVAILABLE):
             service.write(lambda conn: conn.execute("SELECT 1").fetchone())
 
-        server.start()
+        stoppable_pg_server.start()
         sent += feed_batches(service, feed, 1)  # while the spool is forwarded: behind it
         wait_for(lambda: not spool_of(service)["unreachable"]
                  and spool_of(service)["depth"]["events"] == 0, 30,
@@ -123,10 +116,10 @@ def test_an_outage_is_spooled_and_forwarded_in_order_exactly_once(server, tmp_pa
         service.close()
 
 
-def test_a_start_while_the_server_is_down_spools_and_migrates_when_it_answers(server,
+def test_a_start_while_the_server_is_down_spools_and_migrates_when_it_answers(stoppable_pg_server,
                                                                              tmp_path):
-    url = server.database()  # never migrated: a first-ever start during an outage
-    server.stop("immediate")
+    url = stoppable_pg_server.database()  # never migrated: a first-ever start during an outage
+    stoppable_pg_server.stop("immediate")
     service = open_service(url, tmp_path)
     try:
         assert spool_of(service)["unreachable"]
@@ -140,7 +133,7 @@ def test_a_start_while_the_server_is_down_spools_and_migrates_when_it_answers(se
             with service.pool.connection() as conn:
                 conn.execute("SELECT 1").fetchone()
 
-        server.start()
+        stoppable_pg_server.start()
         wait_for(lambda: spool_of(service)["depth"]["batches"] == 0
                  and not spool_of(service)["unreachable"], 30, message="the spool forwarded")
         assert stored(url) == keys(sent)
@@ -151,10 +144,11 @@ def test_a_start_while_the_server_is_down_spools_and_migrates_when_it_answers(se
         service.close()
 
 
-def test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted(server, tmp_path):
+def test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted(stoppable_pg_server,
+                                                                       tmp_path):
     """The killed run's spooled "running" record must not revive its session: the earlier
     run's batches are forwarded first, then its sessions are closed at their last event."""
-    url = server.database()
+    url = stoppable_pg_server.database()
     first = open_service(url, tmp_path)
     feed = Feed("killed-run")
     try:
@@ -162,7 +156,7 @@ def test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted(server, t
         sent = feed_batches(first, feed, 1)
         assert first.writer.flush(10)
         before = len(sent)
-        server.stop("immediate")
+        stoppable_pg_server.stop("immediate")
         sent += feed_batches(first, feed, 2)
         assert first.writer.flush(10)
         assert spool_of(first)["depth"]["events"] == len(sent) - before
@@ -170,7 +164,7 @@ def test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted(server, t
         # "running" (the spool is committed; closing during an outage keeps it)
     finally:
         first.close()
-    server.start()
+    stoppable_pg_server.start()
 
     second = open_service(url, tmp_path)
     try:
@@ -190,8 +184,8 @@ def test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted(server, t
         second.close()
 
 
-def test_the_tournament_context_survives_a_start_during_an_outage(server, tmp_path):
-    url = server.database()
+def test_the_tournament_context_survives_a_start_during_an_outage(stoppable_pg_server, tmp_path):
+    url = stoppable_pg_server.database()
     service = open_service(url, tmp_path)
     try:
         def create(conn):
@@ -205,14 +199,14 @@ def test_the_tournament_context_survives_a_start_during_an_outage(server, tmp_pa
         tournament = service.write(create)
     finally:
         service.close()
-    server.stop("immediate")
+    stoppable_pg_server.stop("immediate")
     again = open_service(url, tmp_path)
     try:
         assert again.writer.context == (tournament, None)  # from the spool, not the server
         events = Feed("context-session").events(match_datagrams()[:3])
         assert again.writer.submit(events)
         assert again.writer.flush(10)
-        server.start()
+        stoppable_pg_server.start()
         wait_for(lambda: spool_of(again)["depth"]["batches"] == 0, 30,
                  message="the spool forwarded")
         with psycopg.connect(url) as conn:
@@ -223,17 +217,17 @@ def test_the_tournament_context_survives_a_start_during_an_outage(server, tmp_pa
 
 
 @pytest.mark.parametrize("what", ["no such database", "no such role"])
-def test_a_server_that_refuses_us_stops_the_start_in_one_line(server, tmp_path, what):
-    url = server.url("restrike_nowhere") if what == "no such database" else \
-        server.url().replace("postgres@", "nobody:secret@")
+def test_a_server_that_refuses_us_stops_the_start_in_one_line(stoppable_pg_server, tmp_path, what):
+    url = stoppable_pg_server.url("restrike_nowhere") if what == "no such database" else \
+        stoppable_pg_server.url().replace("postgres@", "nobody:secret@")
     with pytest.raises(DatabaseOpenError) as caught:
         open_service(url, tmp_path)
     assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
     assert "cannot connect to the database" in str(caught.value)
 
 
-def test_without_a_data_dir_an_unreachable_server_stops_the_start(server, tmp_path):
-    url = server.database()
-    server.stop("immediate")
+def test_without_a_data_dir_an_unreachable_server_stops_the_start(stoppable_pg_server, tmp_path):
+    url = stoppable_pg_server.database()
+    stoppable_pg_server.stop("immediate")
     with pytest.raises(DatabaseOpenError, match="cannot connect"):
         DatabaseService.open(url, DatabaseConfig(court=COURT))

@@ -20,8 +20,7 @@ from restrike.pss.protocol import Limits
 from restrike.pss.session import UdpSession
 from tests.conftest import REPO
 
-from .conftest import Feed, match_datagrams
-from .test_writer import ODD
+from .conftest import ODD, Feed, match_datagrams
 
 
 def batch(events: list, context=(None, None)) -> Events:

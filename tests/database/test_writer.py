@@ -21,21 +21,7 @@ from restrike.pss.ingested import IngestedEvent
 from restrike.pss.describe import describe
 from restrike.pss.session import UdpSession
 
-from .conftest import MATCH_EXPECTED, Feed, match_datagrams, read, store
-
-ODD = [
-    "pt1;3;",
-    "pt2;5\r\n",
-    "hl1;50hl2;40\r\n",
-    "clk;2:00;start\r\nsc1;0;sc2;0\r\n",
-    "rst;",
-    "Udp Port 6000 connected;",
-    "pt1;9;",
-    "hl2;abc;",
-    "",
-    "at1;N. O'BRIEN;Niamh O'BRIEN;IRL;at2;Z. ŻÓŁTY;Zofia ŻÓŁTY;POL;",
-    "wmh;Robert'); DROP TABLE pss_events_v2;--;2-0 PTF",
-]
+from .conftest import MATCH_EXPECTED, ODD, Feed, match_datagrams, read, store
 
 
 def test_events_are_stored_in_order_with_raw_text_and_details_under_their_own_id(db, feed):

@@ -27,12 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SHARED, free_port, wait_for
+from tests.conftest import CHROMIUM, REPO, SHARED, free_port, wait_for
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Page  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 TOKEN = "e2e-token-5f1c"
@@ -250,6 +249,18 @@ def goto_tab(page: Page, name: str) -> None:
     page.wait_for_selector(f"#panel-{name}:not([hidden])")
 
 
+def overlay_page(browser_app: RunningApp, query: str = ""):
+    """The OBS overlay of ``browser_app`` (``query`` appended to its URL) in a new page, once it
+    is ready: ``(page, problems)``, the console errors and page errors it reports."""
+    page = browser_app.context.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(f"{browser_app.http_base}/overlay/scoreboard.html?token={TOKEN}{query}")
+    page.wait_for_function("() => document.documentElement.dataset.ui === 'ready'", timeout=30_000)
+    return page, problems
+
+
 def wait_stored(app: RunningApp, at_least: int, timeout: float = 30.0) -> None:
     """Wait until the database holds at least this many events (main table)."""
     def enough():
@@ -263,5 +274,5 @@ def dd(page: Page, dl: str, key: str):
     return page.locator(f"{dl} dd[data-key='{key}']")
 
 
-__all__ = ["RunningApp", "SCREENSHOTS", "TOKEN", "dd", "goto_tab", "load_datagrams", "parsed",
-           "wait_stored", "wait_for"]
+__all__ = ["RunningApp", "SCREENSHOTS", "TOKEN", "dd", "goto_tab", "load_datagrams",
+           "overlay_page", "parsed", "wait_stored", "wait_for"]

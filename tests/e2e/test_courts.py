@@ -10,8 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import free_port
-from tests.e2e.conftest import goto_tab
-from tests.e2e.test_screens import overlay_page
+from tests.e2e.conftest import goto_tab, overlay_page
 
 pytestmark = pytest.mark.e2e
 

@@ -12,23 +12,21 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import free_port
-from tests.e2e.conftest import FIXTURES, SCREENSHOTS, TOKEN, goto_tab, load_datagrams, parsed
+from tests.e2e.conftest import (
+    FIXTURES,
+    SCREENSHOTS,
+    TOKEN,
+    goto_tab,
+    load_datagrams,
+    overlay_page,
+    parsed,
+)
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 30_000
 SIZES = [(1024, 700), (1600, 900)]
 SCREENS = ["events", "scoreboard", "udp", "database", "tournament", "replay", "courts"]
-
-
-def overlay_page(browser_app, query=""):
-    page = browser_app.context.new_page()
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(f"{browser_app.http_base}/overlay/scoreboard.html?token={TOKEN}{query}")
-    page.wait_for_function("() => document.documentElement.dataset.ui === 'ready'", timeout=TIMEOUT)
-    return page, problems
 
 
 def test_overlay_shows_the_live_score(browser_app):

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from restrike.plugins.plugin_database.court import default_court
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
-from tests.database.test_statistics import POINT_KEYS, assert_match_sheet, expected_match, oracle
+from tests.database.match_oracle import POINT_KEYS, assert_match_sheet, expected_match, oracle
 from tests.e2e.conftest import SCREENSHOTS, goto_tab, parsed, wait_for
 from tests.e2e.xkeys import Display, save_in
 

@@ -6,39 +6,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for
-from tests.host.test_headless import start_headless, stop
-
-
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m restrike ARGS`` to its end (no plugins but the built-in ones)."""
-    return subprocess.run([sys.executable, "-m", "restrike", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""))
+from tests.cli import assert_one_line, run_cli, start_headless, stop
+from tests.conftest import free_port, wait_for
 
 
 def headless_args(data_dir, *args: str) -> list[str]:
     return ["--headless", "--data-dir", str(data_dir), "--udp-bind", "127.0.0.1",
             "--udp-port", str(free_port(socket.SOCK_DGRAM)), "--http-port", str(free_port()),
             "--log-level", "WARNING", *args]
-
-
-def assert_one_line(done: subprocess.CompletedProcess, *expected: str) -> str:
-    lines = done.stderr.splitlines()
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr + done.stdout
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 def write(path, text: str):

@@ -3,48 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for
-
-TOKEN = "test-token-123"
-
-
-def start_headless(data_dir, *args: str, command=(sys.executable, "-m", "restrike"),
-                   cwd=REPO) -> tuple[subprocess.Popen, str]:
-    """``python -m restrike --headless`` (or ``command``) on ``data_dir`` with ``args``; returns
-    it and its URL once its HTTP server answers."""
-    http_port = free_port()
-    proc = subprocess.Popen(
-        [*map(str, command), "--headless", "--data-dir", str(data_dir), *args,
-         "--http-port", str(http_port), "--token", TOKEN],
-        cwd=cwd, env=dict(os.environ, RESTRIKE_LOAD_PLUGINS=""),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    base = f"http://127.0.0.1:{http_port}"
-
-    def up():
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            return httpx.get(f"{base}/api/events", timeout=0.2).status_code == 401
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 30, 0.1, "the HTTP server")
-    return proc, base
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+from tests.cli import TOKEN, start_headless, stop
+from tests.conftest import free_port
 
 
 @pytest.fixture

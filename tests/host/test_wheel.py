@@ -12,8 +12,8 @@ import zipfile
 import httpx
 import pytest
 
+from tests.cli import TOKEN, start_headless, stop
 from tests.conftest import REPO, free_port
-from tests.host.test_headless import TOKEN, start_headless, stop
 
 
 def run(*args, cwd=None) -> str:

@@ -24,6 +24,7 @@ import pytest
 
 from restrike.pss.protocol import parse_text
 from tests.conftest import REPO, free_port, wait_for
+from tests.served import serve_in_thread
 
 TOKEN = "reliability-token"
 DB_FILE = "restrike_vta.db"
@@ -166,24 +167,6 @@ class Headless:
             self.proc.kill()
             self.proc.wait(10)
         self._client.close()
-
-
-def serve_in_thread(app, token: str):
-    """``app``'s own HTTP bridge (``host.http.create_http_app``) under uvicorn on a thread of
-    this process, once it listens: ``(server, thread, port)``; stop with
-    ``server.should_exit = True`` and ``thread.join()``."""
-    import uvicorn
-
-    from restrike.host.http import create_http_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        create_http_app(app, token, allowed_hosts={f"127.0.0.1:{port}"}),
-        host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, message="the HTTP server")
-    return server, thread, port
 
 
 @pytest.fixture

@@ -17,17 +17,9 @@ import pytest
 
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.reliability.conftest import Headless, expected_messages, send_all, wait_for
-from tests.reliability.test_disk_full import page_of  # noqa: F401 - a fixture
 from tests.tournament import Instance
 
 COURT = "court-3"
-
-
-@pytest.fixture
-def server(own_pg_server):
-    """This module's server, running again after every test whatever happened."""
-    yield own_pg_server
-    own_pg_server.ensure_running()
 
 
 def durable(app: Headless, messages: int) -> bool:
@@ -43,8 +35,9 @@ def on_server(url: str, session: str) -> int:
                             (session,)).fetchone()[0]
 
 
-def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(server, tmp_path):
-    url = server.database()  # empty: the first start migrates it
+def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(stoppable_pg_server,
+                                                                          tmp_path):
+    url = stoppable_pg_server.database()  # empty: the first start migrates it
     datagrams = sender_datagrams(seed=13, sender_index=0, matches=2)
     quarter = len(datagrams) // 4
     chunks = [datagrams[i * quarter:(i + 1) * quarter] for i in range(3)] \
@@ -63,7 +56,7 @@ def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(server,
         # 2. the server crashes mid-feed: half of the quarter before, half after
         half = len(chunks[1]) // 2
         send_all(app.udp_port, chunks[1][:half])
-        server.stop("immediate")
+        stoppable_pg_server.stop("immediate")
         send_all(app.udp_port, chunks[1][half:])
         wait_for(lambda: durable(app, counts[0] + counts[1]), 30,
                  message="the second quarter on the server or in the spool")
@@ -85,7 +78,7 @@ def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(server,
         assert unavailable.json()["error"]["message"] == "central database unavailable"
 
         # 4. the server is back; the feed goes on
-        server.start()
+        stoppable_pg_server.start()
         send_all(app.udp_port, chunks[3])
         wait_for(lambda: on_server(url, second_session) >= counts[2] + counts[3]
                  and (s := app.stats()["storage"])["spool"]["depth"]["events"] == 0
@@ -120,10 +113,10 @@ def test_a_server_outage_and_a_sigkill_during_it_lose_and_repeat_nothing(server,
 
 @pytest.mark.e2e
 def test_the_page_says_the_central_database_is_unreachable_and_how_much_waits(
-        server, make_app, page_of):  # noqa: F811 - page_of is the fixture imported above
+        stoppable_pg_server, make_app, page_of):
     """In chromium, on the screen the page opens with: the banner appears during a real outage
     with the number of events waiting, and goes away once they are forwarded."""
-    app = make_app(config={"database": {"url": server.database(), "court": COURT}})
+    app = make_app(config={"database": {"url": stoppable_pg_server.database(), "court": COURT}})
     app.start()
     page = page_of(app)
     banner = page.locator("#central-banner")
@@ -132,7 +125,7 @@ def test_the_page_says_the_central_database_is_unreachable_and_how_much_waits(
     datagrams = sender_datagrams(seed=21, sender_index=0, matches=1)
     half = len(datagrams) // 2
     send_all(port, datagrams[:half])
-    server.stop("immediate")
+    stoppable_pg_server.stop("immediate")
     send_all(port, datagrams[half:])
     waiting = sum(map(len, expected_messages(datagrams[half:])))
     storage = app.extensions["database"].writer
@@ -151,7 +144,7 @@ def test_the_page_says_the_central_database_is_unreachable_and_how_much_waits(
 
     wait_for(shown, 20, 0.1, f"the banner saying {depth} events wait")
 
-    server.start()
+    stoppable_pg_server.start()
     banner.wait_for(state="hidden", timeout=60_000)
     assert storage.stats()["spool"]["depth"]["events"] == 0
     assert not storage.stats()["spool"]["unreachable"]

@@ -17,47 +17,34 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from restrike.host.bridge import invoke
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import REPO
+from tests.full_database import UNLIMITED_PAGES, set_max_pages
 from tests.reliability.conftest import (
     check_exact_prefix,
     expected_messages,
     integrity,
     open_db,
     send_all,
-    serve_in_thread,
     stored_session,
     wait_for,
 )
-
-UNLIMITED_PAGES = 1_073_741_823
+from tests.tmpfs import SmallFs
 
 
 def call(app, name, args=None):
     ok, value = invoke(app.commands, name, args)
     assert ok, f"{name}: {value}"
     return value
-
-
-def set_max_pages(app, pages: int | None) -> int:
-    """Cap the database file at ``pages`` (None: the current size) on the writer connection."""
-
-    def apply(conn):
-        limit = conn.execute("PRAGMA page_count").fetchone()[0] if pages is None else pages
-        return conn.execute(f"PRAGMA max_page_count = {int(limit)}").fetchone()[0]
-
-    return app.extensions["database"].writer.run(apply, timeout=10)
 
 
 def storage(app) -> dict:
@@ -177,35 +164,6 @@ def test_a_slow_writer_slows_ingest_and_the_backlog_waits_upstream_without_loss(
     assert [r["raw"] for r in rows] == [m for d in per_datagram for m in d]
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture
-def page_of(make_app, pw):
-    """``page_of(app)``: the app's own HTTP bridge served from this process
-    (``serve_in_thread``), opened in chromium; yields the Playwright page."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make apt-test)")
-    opened = []
-
-    def open_page(app):
-        server, thread, port = serve_in_thread(app, "ui-token")
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
-                                         args=["--no-sandbox", "--disable-gpu"])
-        opened.append((server, thread, browser))
-        page = browser.new_page()
-        page.goto(f"http://127.0.0.1:{port}/?token=ui-token")
-        page.wait_for_function("() => document.documentElement.dataset.ui === 'ready'",
-                               timeout=60_000)
-        return page
-
-    yield open_page
-    for server, thread, browser in opened:
-        browser.close()
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.mark.e2e
 def test_the_page_shows_a_failing_write_and_its_recovery(make_app, page_of):
     app = make_app()
@@ -229,38 +187,6 @@ def test_the_page_shows_a_failing_write_and_its_recovery(make_app, page_of):
 
 
 # --------------------------------------------------------------------------- a real full disk
-
-
-def _can_mount() -> bool:
-    return sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("mount")
-
-
-class SmallFs:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def grow(self) -> None:
-        """Give the file system 64 MiB: space returns."""
-        subprocess.run(["mount", "-o", "remount,size=64m", str(self.path)], check=True)
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 1 MiB tmpfs (root only, else skipped), unmounted at the end."""
-    if not _can_mount():
-        pytest.skip("needs root on Linux to mount a small tmpfs")
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-
-    try:
-        yield SmallFs(mount_point)
-    finally:
-        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
 def test_a_really_full_file_system_holds_then_writes(make_app, small_fs: SmallFs):

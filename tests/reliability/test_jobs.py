@@ -27,7 +27,6 @@ from restrike.plugins.plugin_udp.simulator import sender_datagrams
 from tests.conftest import wait_for
 from tests.e2e.conftest import goto_tab
 from tests.reliability.conftest import send_all
-from tests.reliability.test_disk_full import page_of  # noqa: F401 - the fixture: the page
 
 ANSWERED_WITHIN = 5.0  # "answered at all": a generous functional bound, not a speed target
 

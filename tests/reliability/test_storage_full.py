@@ -13,7 +13,7 @@ import logging
 import httpx
 import pytest
 
-from tests.reliability.test_disk_full import UNLIMITED_PAGES, set_max_pages
+from tests.full_database import UNLIMITED_PAGES, set_max_pages
 
 
 def test_a_command_that_writes_on_a_full_disk_is_storage_full_and_writes_nothing(

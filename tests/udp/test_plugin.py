@@ -7,39 +7,15 @@ database plugin has its own integration test in ``test_ingest_integration.py``.
 from __future__ import annotations
 
 import socket
-import threading
 
 import pluggy
 import pytest
 
 from restrike.host.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from tests.conftest import free_port, wait_for
+from tests.udp.recorder import UDP_ONLY, Recorder, call, send
 
 hookimpl = pluggy.HookimplMarker("restrike")
-UDP_ONLY = (("udp", "restrike.plugins.plugin_udp.plugin"),)
-
-
-class Recorder:
-    """A third-party plugin that records events and sessions and adds a stats section."""
-
-    def __init__(self, name="recorder"):
-        self.__name__ = name
-        self.events = []
-        self.sessions = []
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def restrike_pss_events(self, events):
-        with self._lock:
-            self.events.extend(events)
-
-    @hookimpl
-    def restrike_udp_session(self, session):
-        self.sessions.append(session)
-
-    @hookimpl
-    def restrike_ingest_stats(self, app):
-        return {"recorder": {"seen": len(self.events)}}
 
 
 class Raiser:
@@ -60,19 +36,6 @@ def udp_app(make_app):
         return app, recorder, (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
 
     return start
-
-
-def send(address, *datagrams: bytes, source=None):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        if source:
-            s.bind(source)
-        for data in datagrams:
-            s.sendto(data, address)
-        return s.getsockname()
-
-
-def call(app, name, args=None):
-    return app.commands.call(name, args)
 
 
 def test_autostart_runs_a_session_and_shutdown_ends_it_after_dispatching(udp_app):

@@ -14,9 +14,8 @@ import pytest
 
 from restrike.host.errors import InvalidArgument, StorageFull, Unavailable
 from tests.conftest import free_port, wait_for
-from tests.reliability.test_disk_full import page_of, small_fs  # noqa: F401 - fixtures
-
-from .test_plugin import UDP_ONLY, Recorder, call, send
+from tests.tmpfs import fill
+from tests.udp.recorder import UDP_ONLY, Recorder, call, send
 
 NOT_THIS_COMPUTER = "198.51.100.7"  # TEST-NET-2: documentation only, never a real host
 
@@ -146,7 +145,7 @@ def test_at_start_up_a_saved_address_that_does_not_bind_is_reported_and_the_defa
     the same port) instead of on nothing."""
     import httpx
 
-    from tests.host.test_headless import TOKEN, start_headless, stop
+    from tests.cli import TOKEN, start_headless, stop
 
     data = tmp_path / "data"
     with saved_address_taken(data) as port:
@@ -179,12 +178,7 @@ def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(
     try:
         call(app, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])
         before = (data / "udp-settings.json").read_bytes()
-        with open(small_fs.path / "filler", "wb", buffering=0) as filler:  # every block left
-            try:
-                while True:
-                    filler.write(b"\0" * 4096)
-            except OSError:
-                pass
+        fill(small_fs.path)  # every block left
         with pytest.raises(StorageFull, match="^The disk is full: ") as caught:
             call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
         assert caught.value.type == "storage_full" and caught.value.status == 507
