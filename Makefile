@@ -37,9 +37,10 @@ run: venv apt-run
 demo: venv apt-run
 	$(VENV)/bin/restrike --demo --data-dir "$$(mktemp -d)" $(ARGS)
 
-## make lint: type check (mypy, config in pyproject.toml) and lint (ruff) the app's packages
+## make lint: type check (mypy, config in pyproject.toml) the app's packages and lint (ruff) them,
+## the tests, the benches and the examples
 # mypy checks the package by its installed name (restrike.host, ...); ruff reads the folders
-LINT_PATHS := restrike host plugins pss
+LINT_PATHS := restrike host plugins pss tests bench examples
 lint: venv
 	$(VENV)/bin/mypy -p restrike
 	$(VENV)/bin/ruff check $(LINT_PATHS)

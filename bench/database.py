@@ -31,20 +31,20 @@ import importlib
 import json
 import random
 import sys
-from types import SimpleNamespace
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restrike.host.timeutil import now_iso  # noqa: E402
-from restrike.plugins.plugin_database.running import EXTENSION  # noqa: E402
-from restrike.plugins.plugin_database import queries  # noqa: E402
-from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
-from restrike.pss.ingested import ingest_datagram  # noqa: E402
-from restrike.plugins.plugin_udp.simulator import sender_timeline  # noqa: E402
+from restrike.host.timeutil import now_iso
+from restrike.plugins.plugin_database import queries
+from restrike.plugins.plugin_database.running import EXTENSION
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
+from restrike.plugins.plugin_udp.simulator import sender_timeline
+from restrike.pss.ingested import ingest_datagram
 
 COURTS = 12
 P99_TARGET_MS = 5.0
@@ -81,7 +81,7 @@ def measure_inserts(service: DatabaseService, events: list, batch: int) -> tuple
     ``submit()`` to the ``flush()`` that says all is committed."""
     writer = service.writer
     stored0 = writer.stats()["stored"]
-    cpu0 = thread_cpu(writer._thread)  # noqa: SLF001 - the bench reads the thread's clock
+    cpu0 = thread_cpu(writer._thread)  # the bench reads the thread's clock
     started = time.perf_counter()
     for i in range(0, len(events), batch):
         if not writer.submit(events[i:i + batch]):
@@ -89,7 +89,7 @@ def measure_inserts(service: DatabaseService, events: list, batch: int) -> tuple
     if not writer.flush(600):
         raise RuntimeError("the writer did not finish in 10 minutes")
     wall = time.perf_counter() - started
-    cpu1 = thread_cpu(writer._thread)  # noqa: SLF001
+    cpu1 = thread_cpu(writer._thread)
     stats = writer.stats()
     if stats["stored"] - stored0 != len(events) or stats["lost"] or stats["dropped"]:
         raise RuntimeError(f"the writer did not store every event: {stats}")
@@ -215,20 +215,20 @@ def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:
     rates = sorted(rate for rate, _ in measured)
     cpus = sorted(cpu for _, cpu in measured)
     rate, cpu = rates[len(rates) // 2], cpus[len(cpus) // 2]
-    details, matches = (after - first for after, first in zip(counts(), before))
+    details, matches = (after - first for after, first in zip(counts(), before, strict=True))
     stored = sum(len(feed) for feed in feeds)
     cpu_rate = 1.0 / cpu if cpu == cpu and cpu > 0 else float("nan")
     rows = [
         (f"writer insert rate ({args.synchronous}, batches of {args.batch})",
          f"{rate:,.0f} events/s",
-         f"> {RATE_TARGET:,}/s: {'ok' if rate > RATE_TARGET else 'MISSED'} (median of "
-         f"{len(rates)} rounds, {rates[0]:,.0f}-{rates[-1]:,.0f}; {len(block):,} events each, "
-         f"{details / stored:.1f} details/event, {matches // len(feeds)} matches, "
-         f"{args.courts} courts interleaved)"),
+         (f"> {RATE_TARGET:,}/s: {'ok' if rate > RATE_TARGET else 'MISSED'} (median of "
+          f"{len(rates)} rounds, {rates[0]:,.0f}-{rates[-1]:,.0f}; {len(block):,} events each, "
+          f"{details / stored:.1f} details/event, {matches // len(feeds)} matches, "
+          f"{args.courts} courts interleaved)")),
         ("writer CPU per event (db-writer thread)", f"{cpu * 1e6:.1f} us",
-         f"{cpu_rate:,.0f} events/CPU-s; >= {CPU_RATE_TARGET:,}: "
-         f"{'ok' if cpu_rate >= CPU_RATE_TARGET else 'MISSED'} (rounds "
-         f"{cpus[0] * 1e6:.1f}-{cpus[-1] * 1e6:.1f} us)"),
+         (f"{cpu_rate:,.0f} events/CPU-s; >= {CPU_RATE_TARGET:,}: "
+          f"{'ok' if cpu_rate >= CPU_RATE_TARGET else 'MISSED'} (rounds "
+          f"{cpus[0] * 1e6:.1f}-{cpus[-1] * 1e6:.1f} us)")),
     ]
 
     with service.pool.connection() as conn:  # more than the rounds' when --keep reuses a file

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restrike.plugins.plugin_database import archive  # noqa: E402
-from restrike.plugins.plugin_database.maintenance import connect_writer  # noqa: E402
-from restrike.plugins.plugin_database.migrations import apply_migrations  # noqa: E402
-from restrike.plugins.plugin_database.pool import ConnectionPool  # noqa: E402
+from restrike.plugins.plugin_database import archive
+from restrike.plugins.plugin_database.maintenance import connect_writer
+from restrike.plugins.plugin_database.migrations import apply_migrations
+from restrike.plugins.plugin_database.pool import ConnectionPool
 
 TARGET_S_PER_MILLION = 15.0
 DETAILS_PER_EVENT = 2

@@ -173,7 +173,7 @@ class App:
             import psutil
 
             return psutil.Process(self.proc.pid).memory_info().rss
-        except Exception:
+        except Exception:  # noqa: BLE001 - no psutil, or the process is gone: no figure
             return None
 
     def stop(self) -> None:
@@ -331,7 +331,7 @@ def print_table(rows: list[dict], peak_rss: int | None, ceiling_row: dict, max_r
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for k, line in enumerate(lines):
         print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                        for i, (c, w) in enumerate(zip(line, widths))))
+                        for i, (c, w) in enumerate(zip(line, widths, strict=False))))
         if k == 0:
             print("  ".join("-" * w for w in widths))
     print()
@@ -401,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         (f"0 lost at {args.rate:,.0f}/s from {args.senders} senders for {args.duration:g} s",
          sustained["lost"] == 0 and sustained["queue_dropped"] == 0
          and sustained["db_dropped"] == 0 and sustained["stored"] == sustained["events"],
-         f"lost {sustained['lost']}, stored {sustained['stored']:,} of "
-         f"{sustained['events']:,} events"),
+         (f"lost {sustained['lost']}, stored {sustained['stored']:,} of "
+          f"{sustained['events']:,} events")),
         (f"{args.burst:,}-datagram burst in 1 s with 0 lost",
          burst["lost"] == 0 and burst["stored"] == burst["events"],
          f"lost {burst['lost']}, burst sent in {burst['send_s']:.2f} s"),

@@ -32,9 +32,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from restrike.host.app import App  # noqa: E402
-from restrike.host.settings import Settings  # noqa: E402
-from tests.obs.obs_process import ObsProcess  # noqa: E402
+from restrike.host.app import App
+from restrike.host.settings import Settings
+from tests.obs.obs_process import ObsProcess
 
 
 def wait(cond, timeout, interval=0.005):
@@ -77,19 +77,19 @@ def main() -> int:
         court = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         target = ("127.0.0.1", port)
         for line in ("pre;FightLoaded", "at1;A. BLUE;Ann BLUE;KOR;at2;B. RED;Bo RED;FRA;",
-                     "mch;1;Final;F- 49 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x;Senior;3;120;"
-                     "cntDown;22;14", "rnd;1", "clk;2:00;start"):
+                     ("mch;1;Final;F- 49 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x;Senior;3;120;"
+                      "cntDown;22;14"), "rnd;1", "clk;2:00;start"):
             court.sendto(line.encode() + b"\r\n", target)
         stored, shown = [], []
         for i in range(args.challenges):
             known = {c["id"] for c in db.clips(limit=500)}
             t0 = time.monotonic()
             court.sendto(b"ch1\r\n", target)
-            clip = wait(lambda: next((c for c in db.clips(limit=5) if c["id"] not in known),
-                                     None), 30)
+            clip = wait(lambda known=known: next(
+                (c for c in db.clips(limit=5) if c["id"] not in known), None), 30)
             stored.append(time.monotonic() - t0)
 
-            def showing():
+            def showing(clip=clip):
                 st = svc.player.state()
                 return st["clip_id"] == clip["id"] and st["position"] is not None
 

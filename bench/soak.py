@@ -71,7 +71,7 @@ class App:
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.http_port = free_port(socket.SOCK_STREAM)
         self.data_dir = data_dir
-        self.log = open(data_dir.parent / "app.log", "w", encoding="utf-8")  # noqa: SIM115
+        self.log = open(data_dir.parent / "app.log", "w", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
              "--udp-bind", "127.0.0.1", "--udp-port", str(self.udp_port),

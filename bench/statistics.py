@@ -24,10 +24,10 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from types import SimpleNamespace
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 # This file's directory comes first on sys.path when it runs as a script, where its name would
 # hide the standard library's ``statistics``: the repository root takes its place.
@@ -40,9 +40,9 @@ from bench.database import (  # noqa: E402
     percentile,
     print_table,
 )
-from restrike.plugins.plugin_database.running import EXTENSION  # noqa: E402
 from restrike.plugins.plugin_database import batch as batch_module  # noqa: E402
 from restrike.plugins.plugin_database import statistics_commands  # noqa: E402
+from restrike.plugins.plugin_database.running import EXTENSION  # noqa: E402
 from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService  # noqa: E402
 
 SEED = 11
@@ -86,8 +86,8 @@ def writer_row(what: str, measured: list[tuple]) -> tuple[str, str, str]:
     rates = sorted(rate for rate, _ in measured)
     cpus = sorted(cpu for _, cpu in measured)
     return (f"writer, {what}", f"{median(rates):,.0f} events/s",
-            f"median of {len(rates)} ({rates[0]:,.0f}-{rates[-1]:,.0f}); CPU "
-            f"{median(cpus) * 1e6:.1f} us/event ({cpus[0] * 1e6:.1f}-{cpus[-1] * 1e6:.1f})")
+            (f"median of {len(rates)} ({rates[0]:,.0f}-{rates[-1]:,.0f}); CPU "
+             f"{median(cpus) * 1e6:.1f} us/event ({cpus[0] * 1e6:.1f}-{cpus[-1] * 1e6:.1f})"))
 
 
 def clone_with_results(conn, block_hi: int) -> int:
@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         b = median([cpu for _, cpu in bare])
         overhead = k / b - 1
         rows.append(("cost of the aggregates (writer CPU)", f"{overhead * 100:+.1f} %",
-                     f"< {OVERHEAD_TARGET * 100:.0f} %: "
-                     f"{'ok' if overhead < OVERHEAD_TARGET else 'MISSED'} (CPU per event: "
-                     "the wall-clock rate swings with the other work on the machine)"))
+                     (f"< {OVERHEAD_TARGET * 100:.0f} %: "
+                      f"{'ok' if overhead < OVERHEAD_TARGET else 'MISSED'} (CPU per event: "
+                      "the wall-clock rate swings with the other work on the machine)")))
         path = args.keep or Path(tmp) / DB_FILE
         service = open_service(path)
         try:
@@ -194,8 +194,8 @@ def filled(service: DatabaseService, args) -> list[tuple[str, str, str]]:
         ("stored events (bulk clone of the block)", f"{total:,}",
          f"filled in {fill_s:.1f} s; {matches:,} matches, {per_athlete:.0f} per athlete"),
         ("rebuild_statistics", f"{rebuilt['seconds']:.1f} s",
-         f"{rebuilt['events']:,} events, {rebuilt['events'] / max(rebuilt['seconds'], 1e-9):,.0f}"
-         f" events/s, {rebuilt['matches']:,} matches"),
+         (f"{rebuilt['events']:,} events, {rebuilt['events'] / max(rebuilt['seconds'], 1e-9):,.0f}"
+          f" events/s, {rebuilt['matches']:,} matches")),
         ("get_match_statistics", *verdict(match_ms, MATCH_P99_MS)),
         ("get_athlete_statistics", *verdict(athlete_ms, OTHER_P99_MS)),
         ("get_tournament_statistics (all matches)", *verdict(all_ms, OTHER_P99_MS)),

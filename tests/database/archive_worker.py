@@ -20,9 +20,9 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from restrike.plugins.plugin_database import archive  # noqa: E402
-from restrike.plugins.plugin_database.maintenance import connect_writer  # noqa: E402
-from restrike.plugins.plugin_database.migrations import apply_migrations  # noqa: E402
+from restrike.plugins.plugin_database import archive
+from restrike.plugins.plugin_database.maintenance import connect_writer
+from restrike.plugins.plugin_database.migrations import apply_migrations
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 """The archive tests' fixed "now" (cutoffs are counted back from it)."""
@@ -77,7 +77,7 @@ def rows(conn: sqlite3.Connection, table: str) -> dict:
     names = [d[0] for d in cur.description]
     out = {}
     for row in cur.fetchall():
-        record = dict(zip(names, row))
+        record = dict(zip(names, row, strict=True))
         key = record["id"] if "id" in record else (record["event_id"], record["detail_key"])
         out[key] = record
     return out

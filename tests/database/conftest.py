@@ -30,7 +30,8 @@ def _fresh_sequences():
 class Feed:
     """Builds ``IngestedEvent`` batches like the UDP plugin does: one sequence per session."""
 
-    def __init__(self, session_id: str = "session-1", source: tuple[str, int] = ("10.0.0.5", 50000)):
+    def __init__(self, session_id: str = "session-1",
+                 source: tuple[str, int] = ("10.0.0.5", 50000)):
         self.session_id = session_id
         self.source = source
         self._seq = _SEQUENCES.setdefault(session_id, itertools.count(1))
@@ -58,8 +59,8 @@ def match_datagrams(number: str = "101", blue=("K. ARSLAN", "Kerem ARSLAN", "TUR
     lines = [
         "hel;", "pre;FightLoaded",
         f"at1;{blue[0]};{blue[1]};{blue[2]};at2;{red[0]};{red[1]};{red[2]};",
-        f"mch;{number};Final;M- 68 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;7f3c21aa;Senior;3;120;"
-        "cntDown;22;14",
+        (f"mch;{number};Final;M- 68 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;7f3c21aa;Senior;3;120;"
+         "cntDown;22;14"),
         "wg1;0;wg2;0", "wrd;rd1;0;rd2;0;rd3;0", zero_rounds, "sc1;0;sc2;0", "avt;0",
         "clk;2:00", "rnd;1", "rdy;FightReady", "clk;2:00;start", "clk;1:59",
         "hl1;45", "pt1;3", "s11;3;s21;0;s12;0;s22;0;s13;0;s23;0", "sc1;3;sc2;0", "clk;1:58",

@@ -62,14 +62,14 @@ def oracle(datagrams: list[bytes]) -> list[dict]:
                     m["rounds"][m["round"]][athlete]["gam_jeom"] += count - m["warnings"][athlete]
                     m["warnings"][athlete] = count
             elif code == "s11":
-                pairs = dict(zip(([code] + fields)[0::2], fields[0::2]))
+                pairs = dict(zip(([code] + fields)[0::2], fields[0::2], strict=False))
                 for key, value in pairs.items():
                     m["reported"][int(key[1])][int(key[2])] = int(value)
                 total = (sum(m["reported"][1].values()), sum(m["reported"][2].values()))
                 if not m["timeline"] or m["timeline"][-1][2:] != total:
                     m["timeline"].append((m["round"] or None, m["clock"], *total))
             elif code == "wrd":
-                for key, value in zip(fields[0::2], fields[1::2]):
+                for key, value in zip(fields[0::2], fields[1::2], strict=False):
                     m["round_winners"][int(key[2:])] = int(value)
             elif code == "win":
                 m["winner"] = fields[0].lower()

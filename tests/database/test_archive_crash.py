@@ -3,7 +3,8 @@
 A subprocess (``archive_worker.py``) moves every event of a real file and stops at a point the
 test chose - after a (seeded) random number of chunks inside the transaction, after the last
 chunk just before COMMIT, or just after COMMIT - and says so (``PAUSED``); the test waits for that
-line and kills it with SIGKILL, so the kill lands exactly there on any machine. Then: ``PRAGMA integrity_check`` is ok, every event is in
+line and kills it with SIGKILL, so the kill lands exactly there on any machine. Then:
+``PRAGMA integrity_check`` is ok, every event is in
 exactly one of ``pss_events_v2`` / ``pss_events_v2_archive`` with all its details beside it and
 its values unchanged, and the operation happened all or nothing.
 
@@ -85,7 +86,8 @@ class Worker:
             line = self.lines.get(timeout=LINE_TIMEOUT)
         except queue.Empty:
             self.proc.kill()
-            raise AssertionError(f"worker silent for {LINE_TIMEOUT} s; saw {self.seen[-3:]}")
+            raise AssertionError(
+                f"worker silent for {LINE_TIMEOUT} s; saw {self.seen[-3:]}") from None
         if line is None:
             self.proc.wait(10)
             raise AssertionError(

@@ -119,7 +119,7 @@ def test_the_notifier_emits_the_last_change_after_a_burst():
         for _ in range(1000):
             notifier.changed()
         assert emitted.acquire(timeout=5)
-        wait_for(lambda: notifier.emitted >= 1 and not notifier._changed.is_set(), 5)  # noqa: SLF001
+        wait_for(lambda: notifier.emitted >= 1 and not notifier._changed.is_set(), 5)
         assert notifier.emitted <= 2 < notifier.signals  # coalesced, none lost at the end
     finally:
         notifier.stop()

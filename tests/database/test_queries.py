@@ -31,8 +31,8 @@ def match_ids(app):
 def test_events_for_a_match_come_in_order_in_the_ui_shape(loaded):
     newest, oldest = match_ids(loaded)
     events = call(loaded, "pss_get_events_for_match", oldest)
-    assert [e["raw_data"] for e in events] == [d.rstrip("\r\n") for d in match_datagrams("11")[1:]] + [
-        "pt1;9;", "rst;"]
+    assert [e["raw_data"] for e in events] == [
+        d.rstrip("\r\n") for d in match_datagrams("11")[1:]] + ["pt1;9;", "rst;"]
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     points = next(e for e in events if e["raw_data"] == "pt1;3")
     assert points == {
@@ -91,7 +91,7 @@ def test_unknown_match_and_bad_ids_name_the_field(loaded):
 def test_match_details_and_recent_matches(loaded):
     matches = call(loaded, "pss_get_matches", limit=1)
     assert len(matches) == 1 and matches[0]["match_number"] == "12"
-    newest, oldest = match_ids(loaded)
+    _newest, oldest = match_ids(loaded)
     details = call(loaded, "pss_get_match_details", oldest)
     assert details["match_number"] == "11" and details["status"] == "finished"
     assert details["blue"] == {"short_name": "K. ARSLAN", "long_name": "Kerem ARSLAN",

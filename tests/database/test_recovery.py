@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from restrike.plugins.plugin_database.running import service_of
-from restrike.pss.session import UdpSession
 from restrike.plugins.plugin_database.recovery import DatabaseOpenError, move_aside
+from restrike.plugins.plugin_database.running import service_of
 from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
+from restrike.pss.session import UdpSession
 
 from .conftest import DATABASE_ONLY, Feed, call, read, store
 
@@ -153,7 +153,8 @@ def _session(session_id: str, started_at: str) -> UdpSession:
                       started_at=started_at, stopped_at=None, simulated=False, status="running")
 
 
-@pytest.mark.sqlite_only(reason="reopens the file; on PostgreSQL: tests/database/test_outage.py::test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted")
+@pytest.mark.sqlite_only(reason="reopens the file; on PostgreSQL: tests/database/test_outage.py::"
+                                "test_the_sessions_of_a_run_killed_during_an_outage_end_interrupted")
 def test_sessions_a_crash_cut_short_are_closed_as_interrupted_at_their_last_event(
         open_db, tmp_path):
     path = tmp_path / DB_FILE

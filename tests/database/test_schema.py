@@ -8,7 +8,11 @@ import sqlite3
 import pytest
 
 from restrike.plugins.plugin_database.maintenance import connect_writer
-from restrike.plugins.plugin_database.migrations import SchemaTooNew, apply_migrations, current_version
+from restrike.plugins.plugin_database.migrations import (
+    SchemaTooNew,
+    apply_migrations,
+    current_version,
+)
 from restrike.plugins.plugin_database.queries import EVENT_COLUMNS, EventFilters, _where
 from restrike.plugins.plugin_database.schema import EVENT_TYPES, MIGRATIONS, Migration
 

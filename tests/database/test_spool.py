@@ -174,7 +174,8 @@ def test_a_bound_too_small_is_refused(tmp_path, max_bytes):
 # The engine is the same for every backend: here the "server" is an SQLite file made really full
 # (max_page_count, the real SQLITE_FULL path), and ``unreachable`` says that error is an outage.
 # A new connection stays full until ``space`` is set. The PostgreSQL outage itself (a real
-# server crashed with pg_ctl): tests/database/test_outage.py, tests/reliability/test_central_outage.py.
+# server crashed with pg_ctl): tests/database/test_outage.py,
+# tests/reliability/test_central_outage.py.
 
 
 def test_the_writer_spools_while_the_server_cannot_take_a_batch_then_forwards_in_order_once(

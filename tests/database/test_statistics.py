@@ -321,7 +321,7 @@ def test_exports_hold_the_numbers_of_the_commands(db_app, service, tmp_path):
     call(db_app, "export_statistics", kind="athletes", format="xlsx", path=str(athletes_xlsx))
     rows = [list(r) for r in load_workbook(athletes_xlsx).active.iter_rows(values_only=True)]
     for row in rows[1:]:
-        got = dict(zip(rows[0], row))
+        got = dict(zip(rows[0], row, strict=True))
         stats = call(db_app, "get_athlete_statistics", got["athlete_id"])
         assert (got["matches"], got["wins"], got["losses"], got["points_for"],
                 got["points_against"]) == (stats["matches"], stats["wins"], stats["losses"],
@@ -453,10 +453,10 @@ def test_a_version_8_file_gets_its_tournament_groups_from_its_statistics(open_db
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'stat_matches' "
             "AND sql IS NOT NULL")),
         "DROP TABLE stat_tournament_groups", "DROP TABLE stat_court_rates",
-        "CREATE TABLE stat_event_rates (minute TEXT NOT NULL, match_id INTEGER NOT NULL, "
-        "events INTEGER NOT NULL, PRIMARY KEY (minute, match_id)) WITHOUT ROWID",
-        "INSERT INTO stat_event_rates SELECT substr(timestamp, 1, 16), match_id, COUNT(*) "
-        "FROM pss_events_v2 WHERE match_id IS NOT NULL GROUP BY 1, 2",
+        ("CREATE TABLE stat_event_rates (minute TEXT NOT NULL, match_id INTEGER NOT NULL, "
+         "events INTEGER NOT NULL, PRIMARY KEY (minute, match_id)) WITHOUT ROWID"),
+        ("INSERT INTO stat_event_rates SELECT substr(timestamp, 1, 16), match_id, COUNT(*) "
+         "FROM pss_events_v2 WHERE match_id IS NOT NULL GROUP BY 1, 2"),
         *(f"ALTER TABLE stat_matches DROP COLUMN {column}" for column in (
             "tournament_id", "tournament_day_id", "court", "hour", "finished", "classification",
             "duration_ms"))])

@@ -15,11 +15,11 @@ import pytest
 from restrike.host.errors import Unavailable
 from restrike.host.timeutil import clock_ns
 from restrike.plugins.plugin_database.service import DB_FILE
-from tests.conftest import wait_for
 from restrike.plugins.plugin_database.writer import EVENT_OVERHEAD, event_bytes, transaction
-from restrike.pss.ingested import IngestedEvent
 from restrike.pss.describe import describe
+from restrike.pss.ingested import IngestedEvent
 from restrike.pss.session import UdpSession
+from tests.conftest import wait_for
 
 from .conftest import MATCH_EXPECTED, ODD, Feed, match_datagrams, read, store
 
@@ -39,7 +39,7 @@ def test_events_are_stored_in_order_with_raw_text_and_details_under_their_own_id
     assert by_raw["Udp Port 6000 connected;"][4] == "unknown"
     assert json.loads(by_raw["pt2;5"][6])["description"].startswith("Red scores 5")
     # every event's details sit under its own row id
-    for (event_id, raw, *_), ev in zip(rows, events):
+    for (event_id, *_), ev in zip(rows, events, strict=True):
         details = dict(read(db, "SELECT detail_key, detail_value FROM pss_event_details "
                                 "WHERE event_id = ?", (event_id,)))
         assert details["source_ip"] == ev.source_ip
@@ -137,7 +137,8 @@ def test_a_full_queue_drops_whole_batches_counts_them_and_never_blocks(open_db, 
     db = open_db(queue_max_events=1000)
     release, blocker = occupy_writer(db)
     batch = feed.events(["clk;1:00\r\n"] * 400)
-    accepted = [db.writer.submit(again(batch, n)) for n in range(4)]  # the writer is busy: 1600 > 1000
+    # the writer is busy: 1600 > 1000
+    accepted = [db.writer.submit(again(batch, n)) for n in range(4)]
     assert accepted == [True, True, False, False]
     stats = db.writer.stats()
     assert stats["dropped"] == 800 and stats["dropped_batches"] == 2 and stats["pending"] == 800
@@ -334,7 +335,7 @@ def test_the_shared_fixture_match_reaches_its_expected_state(db, shared_dir):
     rounds = read(db, "SELECT blue_score, red_score, winner FROM pss_rounds WHERE match_id = ? "
                       "ORDER BY round_number", (match[0],))
     assert rounds == list(zip(expected["round_scores"]["blue"], expected["round_scores"]["red"],
-                              expected["round_winners"]))
+                              expected["round_winners"], strict=True))
 
 
 def test_sessions_and_senders_are_counted(db):
@@ -389,7 +390,7 @@ def test_a_bad_config_section_stops_start_up_naming_it(make_app):
     from .conftest import DATABASE_ONLY
 
     app = make_app(builtins=DATABASE_ONLY, config={"database": {"synchronous": "SOMETIMES"}})
-    with pytest.raises(StartupError, match="database.*synchronous"):
+    with pytest.raises(StartupError, match=r"database.*synchronous"):
         app.start()
     assert "database" not in app.extensions
 
@@ -403,7 +404,8 @@ def event_ids(db) -> list[int]:
     return [r[0] for r in read(db, "SELECT id FROM pss_events_v2 ORDER BY id")]
 
 
-@pytest.mark.sqlite_only(reason="SQLite's sqlite_sequence; PostgreSQL's ids come from a sequence that never goes back")
+@pytest.mark.sqlite_only(reason="SQLite's sqlite_sequence; PostgreSQL's ids come from a sequence "
+                                "that never goes back")
 def test_new_ids_never_take_an_archived_one_so_a_restore_never_conflicts(db, feed):
     from restrike.plugins.plugin_database import archive
 
@@ -477,7 +479,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
     from restrike.plugins.plugin_udp.simulator import sender_datagrams
 
     # A small shape cache, so this feed also goes through misses, hits and clears.
-    db.writer._store.shapes._max_size = 40  # noqa: SLF001
+    db.writer._store.shapes._max_size = 40
     courts = [Feed("sim", (f"10.0.0.{c + 1}", 6000)) for c in range(3)]
     events = []
     for court, court_feed in enumerate(courts):
@@ -496,7 +498,7 @@ def test_parsed_data_and_details_are_what_the_model_says_through_every_cache_pat
             db, "SELECT event_id, detail_key, detail_value, detail_type FROM pss_event_details"):
         stored.setdefault(event_id, set()).add((key, value, kind))
     matches: dict = {}  # per sender: [round, clock] of its current match (tracking.py's rules)
-    for (event_id, _, parsed), ev in zip(rows, events):
+    for (event_id, _, parsed), ev in zip(rows, events, strict=True):
         key, kind = (ev.session_id, ev.source_ip, ev.source_port), ev.event.type
         if kind == "fight_loaded" or (key not in matches and kind in ("athletes", "match_config")):
             matches[key] = [None, None]
@@ -579,7 +581,7 @@ def test_processing_time_is_stored_from_the_receivers_clock_only(db, feed):
     # long the machine has been up
     since_boot = [dataclasses.replace(ev, received_ns=1) for ev in feed.events(["pt2;1;"])]
     none = [dataclasses.replace(ev, received_ns=missing)
-            for missing, ev in zip((0, None), feed.events(["pt2;2;", "pt2;3;"]))]
+            for missing, ev in zip((0, None), feed.events(["pt2;2;", "pt2;3;"]), strict=True)]
     submitted = clock_ns()
     store(db, fresh + since_boot + none)
     after = clock_ns()
@@ -687,5 +689,5 @@ def test_the_match_rows_say_what_the_live_scoreboard_says(db):
     rounds = read(db, "SELECT blue_score, red_score, winner FROM pss_rounds WHERE match_id = "
                       "(SELECT MAX(id) FROM pss_matches) ORDER BY round_number")
     assert [r[:2] for r in rounds] == list(zip(shown["round_scores"]["blue"],
-                                               shown["round_scores"]["red"]))
+                                               shown["round_scores"]["red"], strict=True))
     assert [r[2] or 0 for r in rounds] == shown["round_winners"][:len(rounds)]

@@ -1,7 +1,7 @@
 """End-to-end fixtures: the real app as a subprocess, driven by Playwright.
 
-- ``window_app``: ``python -m restrike`` (window mode): the real pywebview Qt window, reached over the
-  Chrome DevTools Protocol (``RESTRIKE_CDP_PORT``); see shared/recipes/pywebview-qt-playwright.
+- ``window_app``: ``python -m restrike`` (window mode): the real pywebview Qt window, reached over
+  the Chrome DevTools Protocol (``RESTRIKE_CDP_PORT``); see shared/recipes/pywebview-qt-playwright.
 - ``browser_app``: ``python -m restrike --headless`` with a token, opened in Debian's chromium.
 - ``app``: either of them (parametrized), so a test runs against both transports.
 
@@ -30,7 +30,7 @@ import pytest
 from tests.conftest import CHROMIUM, REPO, SHARED, free_port, wait_for
 
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Page  # noqa: E402
+from playwright.sync_api import Page
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]

@@ -20,7 +20,7 @@ TIMEOUT = 30_000
 def match_start(number: str) -> list[bytes]:
     return [
         b"pre;FightLoaded\r\n",
-        "at1;C. COURT;Chen COURT;TPE;at2;D. DESK;Dana DESK;CAN\r\n".encode(),
+        b"at1;C. COURT;Chen COURT;TPE;at2;D. DESK;Dana DESK;CAN\r\n",
         f"mch;{number};Semifinal;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x9;Senior;3;120;"
         "cntDown;22;14".encode(),
         b"rnd;2\r\n", b"clk;1:31\r\n", b"wg1;0;wg2;1\r\n", b"sc1;3;sc2;1\r\n",

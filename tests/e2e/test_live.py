@@ -44,17 +44,18 @@ def test_odd_datagrams_are_shown_and_invalid_ones_marked(app):
                                                                   timeout=TIMEOUT)
     rows = page.evaluate(ROWS_JS)[: len(events)][::-1]
     assert [r["code"] for r in rows] == [e.event.code for e in events]
-    invalid = [(r, e) for r, e in zip(rows, events) if e.event.type == "invalid"]
-    unknown = [(r, e) for r, e in zip(rows, events) if e.event.type == "unknown"]
+    invalid = [(r, e) for r, e in zip(rows, events, strict=True) if e.event.type == "invalid"]
+    unknown = [(r, e) for r, e in zip(rows, events, strict=True) if e.event.type == "unknown"]
     assert len(invalid) >= 3 and len(unknown) >= 2  # the fixture is made of odd ones
     for row, event in invalid:
         assert "ev-invalid" in row["cls"], row
         assert event.event.error in row["title"]          # on hover
         assert event.event.error in row["detail"]         # and in the detail row
-    for row, event in unknown:
+    for row, _event in unknown:
         assert "ev-unknown" in row["cls"] and "ev-invalid" not in row["cls"], row
         assert row["detail"] is not None
-    valid = [r for r, e in zip(rows, events) if e.event.type not in ("invalid", "unknown")]
+    valid = [r for r, e in zip(rows, events, strict=True)
+             if e.event.type not in ("invalid", "unknown")]
     assert valid and all("ev-invalid" not in r["cls"] and r["detail"] is None for r in valid)
     # The "problems" filter keeps exactly the invalid and unknown ones (of what is shown).
     page.select_option("#ev-kind", "problems")
@@ -75,7 +76,8 @@ def test_match_over_udp_fills_table_in_order_and_scoreboard(app):
     tail = [[e.event.code, e.raw] for e in events][-500:]
     page.wait_for_function(
         """(tail) => {
-          const rows = [...document.querySelectorAll('#ev-body tr.ev')].slice(0, tail.length).reverse();
+          const rows = [...document.querySelectorAll('#ev-body tr.ev')]
+            .slice(0, tail.length).reverse();
           return rows.length === tail.length
             && rows.every((tr, i) => tr.dataset.code === tail[i][0] && tr.title === tail[i][1]);
         }""", arg=tail, timeout=TIMEOUT)
@@ -126,7 +128,7 @@ def test_match_over_udp_fills_table_in_order_and_scoreboard(app):
     assert challenges
     items = page.locator("#sb-challenges li.ch")
     expect(items).to_have_count(len(challenges))
-    for item, challenge in zip(items.all(), challenges):
+    for item, challenge in zip(items.all(), challenges, strict=True):
         expect(item).to_contain_text(challenge["state"])
     # The match colours of the configuration reach the name bars (mch: #0000ff / #ff0000).
     assert page.eval_on_selector("#sb-blue-bar", "e => getComputedStyle(e).backgroundColor") \

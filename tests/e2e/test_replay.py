@@ -63,8 +63,8 @@ def test_a_challenge_opens_the_clip_and_a_mark_plays_it_in_mpv(replay_window):
     ready = time.monotonic()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for line in ("pre;FightLoaded", "at1;A. BLUE;Ann BLUE;KOR;at2;B. RED;Bo RED;FRA;",
-                     "mch;301;Final;F- 49 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x;Senior;3;120;"
-                     "cntDown;22;14", "rnd;1", "clk;2:00;start"):
+                     ("mch;301;Final;F- 49 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x;Senior;3;120;"
+                      "cntDown;22;14"), "rnd;1", "clk;2:00;start"):
             s.sendto(line.encode() + b"\r\n", ("127.0.0.1", udp_port))
         # the buffer must hold RB seconds of video before the challenge
         wait_for(lambda: time.monotonic() - ready > RB + 0.5, RB + 10, 0.1, "buffer full")

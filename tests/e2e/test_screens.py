@@ -34,8 +34,9 @@ def test_overlay_shows_the_live_score(browser_app):
     try:
         browser_app.send([
             b"pre;FightLoaded\r\n",
-            "at1;A. ONE;Alpha ONE;KOR;at2;B. TWO;Beta TWO;USA\r\n".encode(),
-            b"mch;301;Final;W- 57 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x1;Senior;3;120;cntDown;22;14",
+            b"at1;A. ONE;Alpha ONE;KOR;at2;B. TWO;Beta TWO;USA\r\n",
+            (b"mch;301;Final;W- 57 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;x1;Senior;3;120;"
+             b"cntDown;22;14"),
             b"rnd;2\r\n", b"clk;1:31\r\n", b"wg1;1;wg2;2\r\n", b"sc1;3;sc2;1\r\n",
         ])
         expect(page.locator("#ov")).to_be_visible(timeout=TIMEOUT)
@@ -63,7 +64,8 @@ def test_overlay_can_follow_one_court(browser_app):
     court_a, court_b = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     page, problems = overlay_page(browser_app, f"&source=127.0.0.1:{court_a}")
     try:
-        browser_app.send([b"pre;FightLoaded\r\n", b"at1;C. AAA;Court AAA;FRA;at2;C. BBB;Court BBB;GER",
+        browser_app.send([b"pre;FightLoaded\r\n",
+                          b"at1;C. AAA;Court AAA;FRA;at2;C. BBB;Court BBB;GER",
                           b"sc1;7;sc2;2\r\n"], from_port=court_a)
         expect(page.locator("#ov-blue-name")).to_have_text("C. AAA", timeout=TIMEOUT)
         browser_app.send([b"pre;FightLoaded\r\n", b"at1;X. OTHER;Other;ITA;at2;Y. OTHER;Other;ESP",

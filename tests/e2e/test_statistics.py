@@ -56,7 +56,8 @@ def send_and_wait(app, datagrams: list[bytes], port_offset: int) -> None:
         chunk = datagrams[start:start + 100]
         base += len(parsed(chunk))
         app.send(chunk, from_port=sender_port)
-        wait_for(lambda: app.invoke("database_get_info")["row_counts"]["pss_events_v2"] >= base,
+        wait_for(lambda base=base: app.invoke("database_get_info")["row_counts"]["pss_events_v2"]
+                 >= base,
                  30, 0.1, "the chunk stored")
 
 
@@ -100,7 +101,7 @@ def test_statistics_views_draw_what_the_simulator_sent(app):
     goto_tab(page, "statistics")
 
     # -- match view: timeline, techniques per round, hit levels ------------------------------
-    for court, datagrams in sent.items():
+    for datagrams in sent.values():
         (m,) = oracle(datagrams)
         want = expected_match(m)
         match_id = newest_match_id(app, m["number"])
@@ -108,7 +109,8 @@ def test_statistics_views_draw_what_the_simulator_sent(app):
         timeline = drawn(page, "st-timeline")
         assert timeline["data"] == [[t["blue"] for t in want["timeline"]],
                                     [t["red"] for t in want["timeline"]]]
-        assert timeline["labels"] == [f"R{t['round'] or '–'} {t['clock'] or ''}".strip()
+        no_round = "\N{EN DASH}"  # what the chart shows for a score before the first round
+        assert timeline["labels"] == [f"R{t['round'] or no_round} {t['clock'] or ''}".strip()
                                       for t in want["timeline"]]
         techniques = drawn(page, "st-techniques")
         columns = [(r, side) for r in want["rounds"] for side in ("blue", "red")]
@@ -165,7 +167,7 @@ def test_statistics_views_draw_what_the_simulator_sent(app):
     (only,) = stats["per_court"]
     assert only["court"] == default_court() and only["finished"] >= len(COURTS)
     win_types = drawn(page, "st-win-types")
-    assert dict(zip(win_types["labels"], win_types["data"][0])) == stats["win_types"]
+    assert dict(zip(win_types["labels"], win_types["data"][0], strict=True)) == stats["win_types"]
     assert stats["win_types"].get("PTF", 0) >= 2
     rates = drawn(page, "st-rates")
     before = sum(sum(d) for d in rates["data"])

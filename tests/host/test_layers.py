@@ -75,7 +75,8 @@ def test_the_walk_sees_relative_and_nested_imports(tmp_path):
     plugin = tmp_path / "plugins" / "plugin_database"
     plugin.mkdir(parents=True)
     (plugin / "bad.py").write_text(
-        "from ..plugin_udp import live\n\ndef f():\n    import restrike.plugins.plugin_udp.service\n")
+        "from ..plugin_udp import live\n\n"
+        "def f():\n    import restrike.plugins.plugin_udp.service\n")
     found = _violations("plugins/plugin_database", ("restrike.plugins.plugin_udp",), root=tmp_path)
     assert found == ["plugins/plugin_database/bad.py imports restrike.plugins.plugin_udp",
                      "plugins/plugin_database/bad.py imports restrike.plugins.plugin_udp.live",

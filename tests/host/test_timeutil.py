@@ -10,8 +10,8 @@ from restrike.host.timeutil import TimeOutOfRange, now_iso, parse_iso, to_iso, t
 
 
 def test_the_format_is_fixed_width_with_four_digit_years():
-    assert to_iso(dt.datetime(1, 1, 1)) == "0001-01-01T00:00:00.000000Z"
-    assert to_iso(dt.datetime(999, 12, 31, 23, 59, 59, 5)) == "0999-12-31T23:59:59.000005Z"
+    assert to_iso(dt.datetime(1, 1, 1)) == "0001-01-01T00:00:00.000000Z"  # noqa: DTZ001 - naive is UTC
+    assert to_iso(dt.datetime(999, 12, 31, 23, 59, 59, 5)) == "0999-12-31T23:59:59.000005Z"  # noqa: DTZ001
     assert to_iso(dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)) \
         == "9999-12-31T23:59:59.999999Z"
     assert to_iso(0.0) == "1970-01-01T00:00:00.000000Z"

@@ -83,8 +83,8 @@ def feed():
 
 MATCH_START = ("hel;", "pre;FightLoaded",
                "at1;K. ARSLAN;Kerem ARSLAN;TUR;at2;J. MORENO;Jaime MORENO;ESP;",
-               "mch;214;Quarterfinal;M- 68 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;7f3c21aa;Senior;"
-               "3;120;cntDown;22;14",
+               ("mch;214;Quarterfinal;M- 68 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;7f3c21aa;Senior;"
+                "3;120;cntDown;22;14"),
                "rnd;1", "rdy;FightReady", "clk;2:00;start")
 
 

@@ -1,7 +1,7 @@
 """Helpers of the reliability tests: the real app as a subprocess, its database, the feed.
 
-``Headless`` runs ``python -m restrike --headless`` on a fixed data dir and fixed ports, so a test can
-kill it (SIGKILL, SIGSTOP) and start it again on the same database and the same UDP port. Its
+``Headless`` runs ``python -m restrike --headless`` on a fixed data dir and fixed ports, so a test
+can kill it (SIGKILL, SIGSTOP) and start it again on the same database and the same UDP port. Its
 output goes to a file, never to a pipe nobody reads (a full pipe would block the app's logging
 and look like a hang).
 """
@@ -85,7 +85,7 @@ class Headless:
         """Start the process without waiting for it to be ready."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - child owns a copy
+        log = open(self.log_path, "a", encoding="utf-8")  # the child owns a copy
         log.write(f"\n===== start {self.starts + 1} =====\n")
         log.flush()
         try:

@@ -30,8 +30,8 @@ ODD = ["-1", "0", "99999999999999999999", "1e308", "NaN", "-0", "0:00", "9:99", 
        "%s%n", "{}", "[", "\\", "\"", "'", "NULL", "é" * 50]
 SAMPLES = ["pt1;3", "hl1;50hl2;40", "wg1;1;wg2;0", "clk;1:23;start", "ij1;0:59;show",
            "at1;K. ARSLAN;Kerem ARSLAN;TUR;at2;J. MORENO;Jaime MORENO;ESP;",
-           "mch;101;Round of 16;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;3;120;"
-           "cntDown;18;10", "s11;0;s21;1;s12;0;s22;0;s13;0;s23;0", "brk;0:59;stopEnd",
+           ("mch;101;Round of 16;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;3;120;"
+            "cntDown;18;10"), "s11;0;s21;1;s12;0;s22;0;s13;0;s23;0", "brk;0:59;stopEnd",
            "ch2;1;0", "wrd;rd1;1;rd2;2;rd3;0", "wmh;K. ARSLAN;2-1 PTF", "rnd;2"]
 
 

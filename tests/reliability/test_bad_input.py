@@ -34,8 +34,8 @@ from pydantic.alias_generators import to_camel
 from restrike.host.app import App
 from restrike.host.bridge import invoke, make_js_api
 from restrike.host.settings import Settings
-from restrike.pss.protocol import DEFAULT_LIMITS, parse_text
 from restrike.plugins.plugin_udp.simulator import sender_datagrams
+from restrike.pss.protocol import DEFAULT_LIMITS, parse_text
 from tests.reliability import fuzz_feed
 from tests.reliability.conftest import Headless, free_port, integrity, open_db, send_all, wait_for
 

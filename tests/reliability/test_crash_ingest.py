@@ -101,7 +101,7 @@ def test_sigkill_during_ingest_keeps_an_exact_prefix(headless_factory, synchrono
         sender = Sender(app.udp_port, seed=seed, matches=MATCHES, rate=RATE).start()
         kill_after = rng.randint(200, 3_500)  # datagrams received: a random moment of ingest
         # No start_udp_server: after a restart the app must listen again by itself.
-        wait_for(lambda: app.stats()["datagrams"] >= kill_after, 30, 0.01,
+        wait_for(lambda kill_after=kill_after: app.stats()["datagrams"] >= kill_after, 30, 0.01,
                  f"{kill_after} datagrams to arrive")
         acknowledged = app.stats()["storage"]["stored"]
         app.kill()

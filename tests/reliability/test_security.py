@@ -292,8 +292,8 @@ def test_feed_and_command_text_is_stored_verbatim_never_run_as_sql(make_app):
     athletes = (f"at1;{INJECTION_NO_SEP};O'Brien \" OR \"1\"=\"1;TUR;"
                 f"at2;x') DELETE FROM pss_athletes --;Ana;ESP;\r\n")
     feed = [b"pre;FightLoaded\r\n", athletes.encode(),
-            b"mch;101;Final;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;3;120;"
-            b"cntDown;18;10\r\n", f"wmh;{INJECTION_NO_SEP};2-0 PTF\r\n".encode(),
+            (b"mch;101;Final;M- 80 kg;;#0000ff;#FFFFFF;#ff0000;#FFFFFF;abc;Senior;3;120;"
+             b"cntDown;18;10\r\n"), f"wmh;{INJECTION_NO_SEP};2-0 PTF\r\n".encode(),
             f"{INJECTION}\r\n".encode()]
     send_all(app.settings.config["udp"]["port"], feed)
     writer = app.extensions["database"].writer

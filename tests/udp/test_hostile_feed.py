@@ -89,7 +89,7 @@ def test_a_datagram_of_21835_lines_gives_at_most_cap_plus_one_events(make_app):
                            "WHERE event_sequence = ? ORDER BY id", seq)
         assert len(stored) == cap + 1
         assert "\r\n".join(raw for raw, _, _ in stored) == LINES  # nothing lost
-        raw, valid, error = stored[-1]
+        _raw, valid, error = stored[-1]
         assert valid == 0 and f"max_messages_per_datagram ({cap})" in error
     [(sessions_events,)] = rows(app, "SELECT events_stored FROM udp_server_sessions")
     assert sessions_events == 3 * (cap + 1)

@@ -172,9 +172,11 @@ def test_with_the_database_everything_received_is_stored(make_app, shared_dir):
     app.commands.call("simulate_match", {"speed": 10000})
     wait_for(lambda: not app.commands.call("get_udp_stats")["simulation"]["running"], 30)
     app.stop()
-    from restrike.plugins.plugin_database.service import DB_FILE  # read the file the app left behind
     import sqlite3
 
+    from restrike.plugins.plugin_database.service import DB_FILE
+
+    # read the file the app left behind
     with sqlite3.connect(app.settings.data_dir / DB_FILE) as conn:
         row = conn.execute("SELECT status, is_simulated, stopped_at FROM udp_server_sessions "
                            "WHERE session_id = ?", (session_id,)).fetchone()

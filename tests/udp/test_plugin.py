@@ -33,7 +33,8 @@ def udp_app(make_app):
     def start(recorder=None, extra=(), **settings):
         recorder = recorder or Recorder()
         app = make_app(builtins=UDP_ONLY, extra_plugins=(*extra, recorder), **settings).start()
-        return app, recorder, (app.settings.config["udp"]["bind"], app.settings.config["udp"]["port"])
+        udp = app.settings.config["udp"]
+        return app, recorder, (udp["bind"], udp["port"])
 
     return start
 
@@ -57,7 +58,7 @@ def test_autostart_runs_a_session_and_shutdown_ends_it_after_dispatching(udp_app
 
 
 def test_autostart_off_waits_for_start_udp_server(udp_app):
-    app, rec, address = udp_app(config={"udp": {"autostart": False}})
+    app, rec, _ = udp_app(config={"udp": {"autostart": False}})
     assert call(app, "get_udp_status") == "Stopped"
     assert rec.sessions == []
     assert call(app, "start_udp_server") == "Running"
@@ -195,7 +196,7 @@ def test_a_new_port_in_use_changes_nothing(udp_app):
     app, rec, address = udp_app()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        with pytest.raises(Unavailable, match="settings not changed: .* already in use"):
+        with pytest.raises(Unavailable, match=r"settings not changed: .* already in use"):
             call(app, "update_udp_settings", [{"port": taken.getsockname()[1]}])
     assert call(app, "get_udp_settings")["port"] == address[1]
     assert call(app, "get_udp_status") == "Running" and len(rec.sessions) == 1
@@ -235,7 +236,8 @@ def test_events_are_kept_in_the_ui_shape_newest_last_and_bounded(udp_app):
     assert points == {
         "type": "points", "event_code": "pt2", "athlete": "red", "round": 2, "time": "1:30",
         "timestamp": rec.events[2].received_at, "raw_data": "pt2;3", "raw_b64": None,
-        "raw_truncated": False, "description": "Red scores 3 (head)", "is_valid": True, "error": None, "seq": 3,
+        "raw_truncated": False, "description": "Red scores 3 (head)", "is_valid": True,
+        "error": None, "seq": 3,
         "index": 0, "source": f"{rec.events[2].source_ip}:{rec.events[2].source_port}",
         "session_id": rec.events[2].session_id,
     }
@@ -354,7 +356,7 @@ def test_simulate_match_feeds_our_own_port_and_marks_the_session(udp_app):
 
 
 def test_simulation_needs_a_running_server_and_runs_once_at_a_time(udp_app):
-    app, rec, _ = udp_app()
+    app, _, _ = udp_app()
     call(app, "simulate_match", {"speed": 1})  # real time: runs until stopped
     with pytest.raises(Conflict):
         call(app, "simulate_match")

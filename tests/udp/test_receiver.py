@@ -233,7 +233,7 @@ def test_a_port_in_use_is_a_clear_error():
 
 
 def test_an_address_that_is_not_local_is_a_clear_error():
-    with pytest.raises(BindError, match="192.0.2.1 is not an address of this computer"):
+    with pytest.raises(BindError, match=r"192\.0\.2\.1 is not an address of this computer"):
         open_socket("192.0.2.1", 0, 1 << 20)
 
 

@@ -81,7 +81,7 @@ def test_while_stopped_a_port_in_use_is_refused_and_not_saved(stopped_app):
     before = call(app, "get_udp_settings")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        with pytest.raises(Unavailable, match="settings not changed: .* already in use"):
+        with pytest.raises(Unavailable, match=r"settings not changed: .* already in use"):
             call(app, "update_udp_settings", [{"port": taken.getsockname()[1]}])
     assert call(app, "get_udp_settings") == before and not saved_file(app).exists()
     assert call(app, "get_udp_status") == "Stopped"
@@ -179,7 +179,7 @@ def test_saving_settings_on_a_full_disk_is_storage_full_and_leaves_no_half_file(
         call(app, "update_udp_settings", [{"receiveBuffer": 2 * 1024 * 1024}])
         before = (data / "udp-settings.json").read_bytes()
         fill(small_fs.path)  # every block left
-        with pytest.raises(StorageFull, match="^The disk is full: ") as caught:
+        with pytest.raises(StorageFull, match=r"^The disk is full: ") as caught:
             call(app, "update_udp_settings", [{"receiveBuffer": 4 * 1024 * 1024}])
         assert caught.value.type == "storage_full" and caught.value.status == 507
         assert (data / "udp-settings.json").read_bytes() == before

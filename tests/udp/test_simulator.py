@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import random
 import socket
@@ -12,7 +13,6 @@ import threading
 import pytest
 
 from restrike.host.errors import InvalidArgument
-from restrike.pss.protocol import parse_datagram
 from restrike.plugins.plugin_udp.simulator import (
     generate_match,
     main,
@@ -21,6 +21,7 @@ from restrike.plugins.plugin_udp.simulator import (
     sender_timeline,
 )
 from restrike.pss.match import MatchState
+from restrike.pss.protocol import parse_datagram
 
 
 def parsed(datagrams):
@@ -64,7 +65,7 @@ def test_clock_ticks_once_per_second_of_match_time():
     timeline = sender_timeline(3, 0, 1)
     ticks = [t for t, d in timeline if d.startswith(b"clk;") and d.count(b";") == 1
              and not d.startswith(b"clk;2:00")]
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert statistics.median(gaps) == pytest.approx(1.0, abs=0.02)
     assert [t for t, _ in timeline] == sorted(t for t, _ in timeline)
 

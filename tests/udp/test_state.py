@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+from restrike.pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
 from restrike.pss.protocol import (
     MAX_ROUNDS,
     MatchConfig,
@@ -12,7 +13,6 @@ from restrike.pss.protocol import (
     WinnerRounds,
     parse_datagram,
 )
-from restrike.pss.match import HIT_WINDOW_NS, MAX_CHALLENGES, MatchState
 
 SECOND = 1_000_000_000
 
