@@ -15,6 +15,8 @@ Rows:
   On a machine busy with other work it says what the rate would be on an idle one, and the
   budget left for receiving and parsing on the same cores (target: at least 40 000 events per
   CPU second);
+- both with the garbage collector tuned as the app tunes it at start-up (``host.cli.tune_gc``):
+  with Python's default thresholds the writer would pay for collections the app never runs;
 - ``pss_get_events_for_match`` p50/p99 over ``--queries`` random matches once ``--events``
   events are stored (target p99 < 5 ms), through the real command (pool checkout included).
   To get there fast, the measured 12-court block is cloned with ``INSERT ... SELECT`` (same rows,
@@ -39,6 +41,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from restrike.host.cli import tune_gc
 from restrike.host.timeutil import now_iso
 from restrike.plugins.plugin_database import queries
 from restrike.plugins.plugin_database.running import EXTENSION
@@ -177,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use and keep this database file: filled up to --events the first "
                         "time, reused as it is after (to measure queries again quickly)")
     args = parser.parse_args(argv)
+    tune_gc()  # the collector as the app runs it
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = args.keep or Path(tmp) / DB_FILE

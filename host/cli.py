@@ -148,10 +148,12 @@ def _signal_thread(stop: threading.Event) -> None:
     stop.set()
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Fewer, cheaper collections: with a deep ingest backlog (many live event objects) the
     default thresholds made the collector pause every thread, receive included, for ~0.5 s at
-    a time (measured with bench/ingest.py). Objects alive after start-up are frozen out of it."""
+    a time (measured with bench/ingest.py). Objects alive after start-up are frozen out of it.
+    The app calls it once at start-up; benchmarks that run a part of the app in-process call it
+    too, so they measure what the app pays."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         return print_error(PROG, str(exc))
 
-    _tune_gc()
+    tune_gc()
     stop = threading.Event()
     if headless:
         return _run_headless(app)

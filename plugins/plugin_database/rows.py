@@ -310,6 +310,27 @@ def many(template: str, values: int) -> Many:
     return many
 
 
+_ONE_ROW: dict[str, str] = {}
+
+
+def write_rows(cur, template: str, rows: list) -> None:
+    """Run ``template`` (an INSERT whose ``VALUES`` are ``{rows}``) over ``rows``, tuples of the
+    same length: on SQLite a few many-row statements (``many``: every execution hands the GIL
+    away and each row costs less in one statement, see ``Many``); on PostgreSQL the one-row
+    statement, pipelined by psycopg's ``executemany``. Rows with the same key follow each other
+    in one statement as in separate ones (SQLite applies an upsert row by row)."""
+    if not rows:
+        return
+    if not is_postgres(cur):
+        many(template, len(rows[0])).run(cur, rows)
+        return
+    sql = _ONE_ROW.get(template)
+    if sql is None:
+        sql = _ONE_ROW[template] = template.replace(
+            "{rows}", "(" + ", ".join("?" * len(rows[0])) + ")")
+    cur.executemany(sql, rows)
+
+
 def _select_values(select: str, values: int) -> str:
     """``select`` with ``{0}``, ``{1}``... naming the VALUES columns and ``{c}`` a ``?``."""
     return select.format(*(f"v.column{i + 1}" for i in range(values)), c="?")

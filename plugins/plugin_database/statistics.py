@@ -78,7 +78,7 @@ from restrike.pss.statistics import (
 
 from .backend import is_postgres
 from .pool import read_snapshot
-from .rows import EventRow
+from .rows import EventRow, write_rows
 
 # -- the fold ---------------------------------------------------------------------------------
 
@@ -115,7 +115,7 @@ _COUNT_EVENTS = (
     "WHERE e.id > ? AND e.id <= ? AND e.match_id IS NOT NULL GROUP BY 1, 2, 3"
 )
 _ADD_EVENTS = (
-    "INSERT INTO stat_matches (match_id, events, contribution) VALUES (?, ?, '{}') "
+    "INSERT INTO stat_matches (match_id, events, contribution) VALUES {rows} "
     "ON CONFLICT (match_id) DO UPDATE SET events = stat_matches.events + excluded.events"
 )
 
@@ -134,21 +134,21 @@ _ATHLETE_COLUMNS = (
 )
 _HL_MAX_AT = len(_ATHLETE_COLUMNS) - 1
 _UPSERT_ATHLETE = (
-    f"INSERT INTO stat_athletes (athlete_id, {', '.join(_ATHLETE_COLUMNS)}) VALUES "
-    f"(?{', ?' * len(_ATHLETE_COLUMNS)}) ON CONFLICT (athlete_id) DO UPDATE SET "
+    f"INSERT INTO stat_athletes (athlete_id, {', '.join(_ATHLETE_COLUMNS)}) VALUES {{rows}} "
+    f"ON CONFLICT (athlete_id) DO UPDATE SET "
     + ", ".join(f"{c} = stat_athletes.{c} + excluded.{c}" for c in _ATHLETE_COLUMNS[:-1])
     + ", hl_max = CASE WHEN excluded.hl_max > stat_athletes.hl_max THEN excluded.hl_max "
     "ELSE stat_athletes.hl_max END"
 )
 _UPSERT_WIN_TYPE = (
-    "INSERT INTO stat_athlete_win_types (athlete_id, win_type, wins, losses) VALUES (?, ?, ?, ?) "
+    "INSERT INTO stat_athlete_win_types (athlete_id, win_type, wins, losses) VALUES {rows} "
     "ON CONFLICT (athlete_id, win_type) DO UPDATE SET "
     "wins = stat_athlete_win_types.wins + excluded.wins, "
     "losses = stat_athlete_win_types.losses + excluded.losses"
 )
 _REPLACE_ROUND = (
     f"INSERT INTO stat_match_rounds (match_id, round_number, athlete, "
-    f"{', '.join(_ROUND_COLUMNS)}) VALUES (?, ?, ?{', ?' * len(_ROUND_COLUMNS)}) "
+    f"{', '.join(_ROUND_COLUMNS)}) VALUES {{rows}} "
     f"ON CONFLICT (match_id, round_number, athlete) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _ROUND_COLUMNS)
 )
@@ -160,7 +160,7 @@ _GROUP_COLUMNS = ", ".join((*_GROUP_KEY, "duration_ms", "blue_gam_jeom + red_gam
 _GROUP_VALUES = ("matches", "durations", "duration_ms", "penalties", *POINT_KEYS)
 _ADD_GROUP = (
     f"INSERT INTO stat_tournament_groups ({', '.join(_GROUP_KEY)}, {', '.join(_GROUP_VALUES)}) "
-    f"VALUES ({', '.join('?' * (len(_GROUP_KEY) + len(_GROUP_VALUES)))}) "
+    f"VALUES {{rows}} "
     f"ON CONFLICT ({', '.join(_GROUP_KEY)}) DO UPDATE SET "
     + ", ".join(f"{c} = stat_tournament_groups.{c} + excluded.{c}" for c in _GROUP_VALUES)
 )
@@ -172,18 +172,18 @@ _MATCH_SUMMARY = ("events", "blue_points", "red_points", "blue_gam_jeom", "red_g
                   *POINT_KEYS, "hl_count", "hl_sum", "contribution", *_GROUP_KEY, "duration_ms")
 _REPLACE_MATCH = (
     f"INSERT INTO stat_matches (match_id, {', '.join(_MATCH_SUMMARY)}) "
-    f"VALUES (?{', ?' * len(_MATCH_SUMMARY)}) ON CONFLICT (match_id) DO UPDATE SET "
+    f"VALUES {{rows}} ON CONFLICT (match_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _MATCH_SUMMARY)
 )
 _ADD_TIMELINE = (
     "INSERT INTO stat_match_timeline (match_id, event_id, round_number, clock, blue, red) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (match_id, event_id) DO UPDATE SET "
+    "VALUES {rows} ON CONFLICT (match_id, event_id) DO UPDATE SET "
     "round_number = excluded.round_number, clock = excluded.clock, blue = excluded.blue, "
     "red = excluded.red"
 )
 _ADD_COURT_RATE = (
     "INSERT INTO stat_court_rates (minute, tournament_id, tournament_day_id, court, events) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (minute, tournament_id, tournament_day_id, court) "
+    "VALUES {rows} ON CONFLICT (minute, tournament_id, tournament_day_id, court) "
     "DO UPDATE SET events = stat_court_rates.events + excluded.events"
 )
 
@@ -434,7 +434,7 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
     if len(cached) + len(matches) > _Cache.MAX_MATCHES:
         cached.clear()
     cached.update(matches)
-    cur.executemany(_ADD_EVENTS, list(events.items()))
+    write_rows(cur, _ADD_EVENTS, [(m, n, "{}") for m, n in events.items()])
     for match_id, n in events.items():
         matches[match_id].events += n
     court_rates: dict[tuple, int] = defaultdict(int)
@@ -442,7 +442,7 @@ def _fold(cur, rows: list, counts: list, cache: _Cache) -> int:
         group = matches[match_id].group  # every match with events has one by now (_write)
         if group is not None:
             court_rates[(minute, *group[0][:3])] += n
-    cur.executemany(_ADD_COURT_RATE, [(*key, n) for key, n in court_rates.items()])
+    write_rows(cur, _ADD_COURT_RATE, [(*key, n) for key, n in court_rates.items()])
     return sum(n for _, _, _, n in counts)
 
 
@@ -482,15 +482,15 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         match_rows.append((
             match_id, m.events, blue[_P], red[_P], blue[_G], red[_G], *sums[1:],
             blue[_HC] + red[_HC], blue[_HS] + red[_HS], m.contribution_text, *key, duration))
-    cur.executemany(_REPLACE_ROUND, round_rows)
-    cur.executemany(_REPLACE_MATCH, match_rows)
+    write_rows(cur, _REPLACE_ROUND, round_rows)
+    write_rows(cur, _REPLACE_MATCH, match_rows)
     changes = [(*key, *values) for key, values in groups.items() if any(values)]
     if changes:
-        cur.executemany(_ADD_GROUP, changes)
+        write_rows(cur, _ADD_GROUP, changes)
         cur.executemany(_DROP_EMPTY_GROUP, [key for key, values in groups.items()
                                             if values[0] < 0])
     if timeline:
-        cur.executemany(_ADD_TIMELINE, timeline)
+        write_rows(cur, _ADD_TIMELINE, timeline)
     if athlete_changes:
         _apply_athletes(cur, athlete_changes)
 
@@ -615,8 +615,8 @@ def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
                 w1, l1 = after["wt"].get(kind, (0, 0))
                 if (w1 - w0, l1 - l0) != (0, 0):
                     win_types.append((athlete_id, kind, w1 - w0, l1 - l0))
-    cur.executemany(_UPSERT_ATHLETE, athletes)
-    cur.executemany(_UPSERT_WIN_TYPE, win_types)
+    write_rows(cur, _UPSERT_ATHLETE, athletes)
+    write_rows(cur, _UPSERT_WIN_TYPE, win_types)
     for athlete_id in recompute_max:
         cur.execute(
             "UPDATE stat_athletes SET hl_max = COALESCE((SELECT MAX(r.hl_max) FROM "
