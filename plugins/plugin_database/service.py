@@ -67,8 +67,12 @@ class DatabaseConfig(BaseModel):
     submit_wait: float = Field(10.0, ge=0, le=600)
     """How long ingest waits for room in a full writer queue (the backlog then stays in the
     UDP receiver's queue) before the batch is dropped and counted; 0: drop at once."""
-    batch_max_events: int = Field(1_000, ge=1, le=100_000)
-    """Events per transaction at most."""
+    batch_max_events: int = Field(4_096, ge=1, le=100_000)
+    """Events per transaction at most (a backlog is written in full batches: what a batch costs
+    whatever its size is paid once per this many events)."""
+    batch_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    """Bytes per transaction at most (events costed as the writer's queue costs them): a feed of
+    64 KiB messages makes batches of a hundred, not thousands."""
     pool_min_size: int = Field(1, ge=0, le=100)
     pool_max_size: int = Field(10, ge=1, le=100)
     pool_timeout: float = Field(5.0, gt=0, le=300)
@@ -257,7 +261,8 @@ class DatabaseService(ClipStore):
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             queue_max_bytes=config.queue_max_bytes,
-                            batch_max_events=config.batch_max_events, court=config.court,
+                            batch_max_events=config.batch_max_events,
+                            batch_max_bytes=config.batch_max_bytes, court=config.court,
                             on_commit=on_commit, **(writer_options or {}))
             writer.set_context(*(context if context is not None else restored_context(conn)))
         except BaseException:

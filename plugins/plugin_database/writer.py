@@ -3,7 +3,10 @@
 This module is the engine: the bounded queue, the thread, the retries, the statistics and the
 back-pressure. What one batch stores, and how, is ``batch.py`` (``BatchStore``): one
 transaction per batch; the writer drains its queue into a batch of up to ``batch_max_events``
-events and hands it over.
+events and ``batch_max_bytes`` bytes (``event_bytes``) and hands it over. With a backlog the
+batches are full: what a batch costs whatever its size (the commit, the match rows, the
+statistics' rows of each match it changed) is paid once per thousands of events; a live feed's
+batches are the few events that arrived during the previous commit.
 
 Acknowledged = committed
     ``flush(timeout)`` returns True once everything enqueued before the call is committed (or
@@ -178,7 +181,8 @@ class Writer:
         *,
         queue_max_events: int = 100_000,
         queue_max_bytes: int = 128 * 1024 * 1024,
-        batch_max_events: int = 1_000,
+        batch_max_events: int = 4_096,
+        batch_max_bytes: int = 8 * 1024 * 1024,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
         court: str | None = None,
@@ -189,12 +193,14 @@ class Writer:
         prepare: Callable[[Any], None] | None = None,
         close_interrupted: Callable[[Any], int] | None = None,
     ):
-        if queue_max_events < 1 or batch_max_events < 1 or queue_max_bytes < 1:
-            raise ValueError("queue_max_events, queue_max_bytes and batch_max_events must be >= 1")
+        if min(queue_max_events, queue_max_bytes, batch_max_events, batch_max_bytes) < 1:
+            raise ValueError("queue_max_events, queue_max_bytes, batch_max_events and "
+                             "batch_max_bytes must be >= 1")
         self._conn = conn
         self._queue_max = queue_max_events
         self._queue_max_bytes = queue_max_bytes
         self._batch_max = batch_max_events
+        self._batch_max_bytes = batch_max_bytes
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         if conn is None and (spool is None or connect is None):
@@ -524,7 +530,8 @@ class Writer:
                 self._cond.wait(self._retry_at - now if spooled else None)
 
     def _take_batch(self) -> list:
-        # Called with the lock held: data items up to the next call, at most batch_max events.
+        # Called with the lock held: data items up to the next call, at most batch_max events
+        # and batch_max_bytes bytes (one item at least: a submitted list is never split).
         batch: list = []
         count = size = 0
         next_call = self._calls[0][0] if self._calls else None
@@ -533,12 +540,14 @@ class Writer:
             if next_call is not None and seq > next_call:
                 break
             events = _event_count(item)
-            if batch and count + events > self._batch_max:
+            item_size = _event_size(item)
+            if batch and (count + events > self._batch_max
+                          or size + item_size > self._batch_max_bytes):
                 break
             self._data.popleft()
             batch.append(item)
             count += events
-            size += _event_size(item)
+            size += item_size
         self._pending -= count
         self._pending_bytes -= size
         self._in_flight = count

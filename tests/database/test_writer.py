@@ -167,6 +167,25 @@ def test_a_queue_full_by_bytes_drops_whole_batches_and_counts_them(open_db, feed
     assert db.writer.stats()["pending_bytes"] == 0
 
 
+@pytest.mark.parametrize("bound", ["events", "bytes"])
+def test_a_backlog_is_written_in_batches_bounded_by_events_and_by_bytes(open_db, feed, bound):
+    # 16 datagrams of one message wait while the writer is busy; each transaction then takes as
+    # many whole datagrams as fit both bounds: 3 by events (3+3+3+3+3+1), 2 by bytes (60 kB
+    # messages, 2 in 128 KiB: 8 transactions).
+    db = open_db(**({"batch_max_events": 3} if bound == "events"
+                    else {"batch_max_bytes": 128 * 1024}))
+    text = "clk;1:00\r\n" if bound == "events" else "x" * 60_000
+    datagrams = [again(feed.events([text]), n) for n in range(16)]
+    release, blocker = occupy_writer(db)
+    batches = db.writer.stats()["batches"]
+    assert all(db.writer.submit(datagram) for datagram in datagrams)
+    release.set()
+    blocker.join(5)
+    assert db.writer.flush(10.0)
+    assert db.writer.stats()["batches"] - batches == (6 if bound == "events" else 8)
+    assert read(db, "SELECT COUNT(*) FROM pss_events_v2") == [(16,)]
+
+
 def queue_of_two_batches(open_db, feed, bound: str):
     """A database whose writer queue holds two of the batch returned and not three, by its
     bound in events or in bytes."""
