@@ -564,7 +564,9 @@ class Writer:
             self._retry_delay = 0.0
         if recovered:
             log.warning("database write succeeded again: %d held events written", count)
-        _acknowledge(items)
+        for item in items:  # inline, not _acknowledge: once per batch on the hot path
+            if isinstance(item, _Marker):
+                item.done.set()
         if self._on_commit is not None:
             try:
                 self._on_commit()
