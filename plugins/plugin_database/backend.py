@@ -33,6 +33,10 @@ _UNREACHABLE_STATES = frozenset(("57P01", "57P02", "57P03"))
 # in English, the server's default (lc_messages).
 _SERVER_NOT_READY = ("the database system is", "terminating connection due to")
 
+UNAVAILABLE = "central database unavailable"
+"""The message of ``Unavailable`` when the central database cannot be reached (the writer's
+``run`` calls and the reader pool say the same)."""
+
 
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the PostgreSQL server cannot be reached (cable pulled, server down

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from restrike.host.timeutil import parse_iso, to_iso
 
-from .writer import transaction
+from .transactions import transaction
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool

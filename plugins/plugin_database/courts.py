@@ -153,7 +153,7 @@ def stop_notifier(app: App) -> None:
 
 def spool_depth(service: DatabaseService, court: str) -> int:
     """Events of ``court`` waiting in this instance's local spool for the central database
-    (store-and-forward, ``writer.py``): this instance's own court only - another court's
+    (store-and-forward, ``forward.py``): this instance's own court only - another court's
     spool lives on its own PC (0 here, and on SQLite, which has no spool)."""
     if court != service.config.court:
         return 0

@@ -33,7 +33,7 @@ from psycopg.adapt import Loader
 
 from restrike.host.timeutil import now_iso
 
-from .backend import POSTGRESQL, unreachable
+from .backend import POSTGRESQL, UNAVAILABLE, unreachable
 from .pool import _percentile, occupancy
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ class ReadPool:
             with self._lock:
                 lent = self._lent
             if lent < self.max_size:  # not all lent out: the pool could not connect
-                raise self._timeout_error(_unavailable()) from None
+                raise self._timeout_error(UNAVAILABLE) from None
             raise self._timeout_error(
                 f"database pool exhausted: all {self.max_size} connections in use for "
                 f"{self.timeout if timeout is None else timeout:.1f} s") from None
@@ -351,7 +351,7 @@ class ReadPool:
         except BaseException as exc:
             if not self._give_back(cm, exc):
                 if unreachable(exc):  # the server went away during the read
-                    raise self._timeout_error(_unavailable()) from exc
+                    raise self._timeout_error(UNAVAILABLE) from exc
                 raise
         else:
             self._give_back(cm, None)
@@ -402,12 +402,6 @@ class ReadPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _unavailable() -> str:
-    from .writer import UNAVAILABLE  # the one wording of an outage (writer imports this module)
-
-    return UNAVAILABLE
 
 
 # -- a batch's rows -------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 database (PostgreSQL) cannot be reached.
 
 One job: ``append`` a batch (the writer's queue items, ``batch.Events`` and ``batch.Session``),
-read the ``oldest``, ``delete`` it once forwarded. The writer decides when (``writer.py``); this
-module only keeps the batches safe and in order.
+read the ``oldest``, ``delete`` it once forwarded. The writer's forwarder decides when
+(``forward.py``); this module only keeps the batches safe and in order.
 
 On disk (``<data dir>/central-spool.db``)
     One row per batch, in ``id`` order (the order batches are forwarded in). Its ``body`` is

@@ -693,7 +693,7 @@ def rebuild(conn: sqlite3.Connection) -> dict:
     events tables are locked (SHARE: reads go on) once the batches in flight committed - every
     court's writer folds its own batches, and one folding while the rebuild reads would be
     counted twice or not at all."""
-    from .writer import transaction  # the writer imports this module
+    from .transactions import transaction  # where the writer engine finds it too
 
     started = datetime.now(UTC)
     with transaction(conn):

@@ -1,4 +1,5 @@
-"""``with transaction(conn):`` - the one way a write on the writing connection is framed.
+"""``with transaction(conn):`` - the one way a write on the writing connection is framed (and
+``close_quietly``, for a connection that may be broken).
 
 Its own module so that the writer engine, the storage of a batch, the migrations and every
 ``Writer.run`` function share it without importing one another.
@@ -37,3 +38,11 @@ def rollback(conn) -> None:
         conn.execute("ROLLBACK")
     except Error:
         log.debug("rollback failed (no transaction open)", exc_info=True)
+
+
+def close_quietly(conn) -> None:
+    """Close ``conn``, which may be broken already."""
+    try:
+        conn.close()
+    except Exception:  # a broken connection may fail to close: it is gone either way
+        log.debug("closing a database connection failed", exc_info=True)

@@ -52,24 +52,10 @@ When a write fails (disk full, I/O error, locked file)
     written is counted in ``lost`` and logged.
 
 When the central database cannot be reached (store-and-forward, PostgreSQL only)
-    With a ``spool`` (``spool.py``: a local SQLite file) and an ``unreachable(exc)`` test, a
-    batch whose write fails because the server cannot be reached (connection refused, lost,
-    closed, the server shutting down) is committed to the spool instead of being held, and
-    acknowledged (a ``flush`` returns True once it is spooled: a SIGKILL does not lose it).
-    While the spool is not empty every new batch goes there too, after it, so the order is
-    kept. The writer opens a new connection (``connect()``: a broken one stays broken) and
-    retries with the same backoff (50 ms doubling to 5 s); when the server answers it forwards
-    the spool oldest first, each spooled batch in its own transaction through ``BatchStore``
-    (the match state follows: it applies a batch only when the server committed it), deleting
-    it from the spool right after the commit, taking turns with spooling what arrives
-    meanwhile. Exactly once: a batch whose commit may or may not have happened (the connection
-    died during it, or the process died between the server's commit and the spool's delete)
-    is looked up by its first event's natural key before it is resent, and dropped if the
-    server has it. A full spool (``spool_max_bytes``) refuses new batches (counted in
-    ``spool.dropped``, logged at most every 5 s); spooled ones are never dropped. Closing
-    during an outage keeps the spool for the next start, which forwards it before anything new.
-    ``run`` functions that fail because the server cannot be reached raise ``Unavailable``
-    ("central database unavailable").
+    With a ``spool``, ``forward.py`` (``Forwarder``) decides what a failed write becomes and
+    catches up when the server answers: batches go to the local spool and are acknowledged,
+    then are forwarded oldest first, exactly once. The engine only schedules it: forwarding
+    takes turns with new batches, at the same backoff as a held write.
 """
 
 from __future__ import annotations
@@ -78,7 +64,6 @@ import collections
 import concurrent.futures
 import logging
 import operator
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -89,20 +74,20 @@ from restrike.host.errors import Unavailable
 from restrike.host.timeutil import now_iso
 from restrike.pss.session import UdpSession
 
-from .backend import Error, OperationalError
+from .backend import UNAVAILABLE, Error
 from .batch import BatchStore, Events, Session
+from .forward import Forwarder, kept_for_later
 from .maintenance import storage_full
-from .spool import Spool, Spooled
-from .transactions import rollback, transaction
+from .spool import Spool
+from .transactions import close_quietly, rollback, transaction
 
-# transaction: where ``Writer.run`` functions have always found it (it lives in transactions.py)
-__all__ = ["EVENT_OVERHEAD", "Writer", "event_bytes", "transaction"]
+# transaction: where ``Writer.run`` functions have always found it (it lives in transactions.py);
+# UNAVAILABLE: the wording of an outage (backend.py)
+__all__ = ["EVENT_OVERHEAD", "UNAVAILABLE", "Writer", "event_bytes", "transaction"]
 
 log = logging.getLogger(__name__)
 
 _DROP_LOG_INTERVAL = 5.0
-UNAVAILABLE = "central database unavailable"
-"""The message of ``Unavailable`` when the central database cannot be reached."""
 _NO_CONTEXT = (None, None)
 
 EVENT_OVERHEAD = 1024
@@ -111,13 +96,6 @@ parsed pydantic model and their strings (a few hundred bytes each, measured with
 ``sys.getsizeof`` on the simulator's feed, rounded up)."""
 
 _RAW = operator.attrgetter("raw")
-
-# A spooled batch's first event, by its natural key (session, datagram sequence, index in it):
-# the UNIQUE index idx_pss_events_v2_natural answers it.
-_EVENT_EXISTS = (
-    "SELECT 1 FROM pss_events_v2 WHERE session_id = ? AND event_sequence = ? "
-    "AND datagram_index = ? LIMIT 1"
-)
 
 
 def event_bytes(events: list) -> int:
@@ -144,11 +122,11 @@ class _Call:
     future: concurrent.futures.Future
 
 
-def _close_quietly(conn) -> None:
-    try:
-        conn.close()
-    except Exception:  # a broken connection may fail to close: it is gone either way
-        log.debug("closing a database connection failed", exc_info=True)
+def _acknowledge(items: list) -> None:
+    """Wake the flushes waiting for a batch (its markers)."""
+    for item in items:
+        if isinstance(item, _Marker):
+            item.done.set()
 
 
 def _event_count(item) -> int:
@@ -165,14 +143,9 @@ class Writer:
     ``conn`` must come from ``maintenance.connect_writer`` and be migrated; from ``start()`` on,
     only the writer thread uses it (and ``run`` functions, on that thread).
 
-    With a spool, ``conn`` may be None: the central server could not be reached at the start.
-    The writer then starts spooling at once and tries ``connect`` with the backoff; at the
-    first connection ``prepare(conn)`` runs (the migrations) before anything is stored.
-    ``close_interrupted(conn)`` (the sessions an earlier run left running) runs once, when the
-    server has everything of earlier runs and nothing of this one: at the first connection
-    when the spool holds no batch of an earlier process, else right after its last one is
-    forwarded (so a spooled "running" record of the killed run cannot revive its session, and
-    the session's end is its last event, forwarded or not).
+    ``spool``, ``connect``, ``unreachable``, ``prepare`` and ``close_interrupted``: store-and-
+    forward (``forward.Forwarder``, see ``forward.py``). With a spool, ``conn`` may be None:
+    the central server could not be reached at the start.
     """
 
     def __init__(
@@ -206,8 +179,7 @@ class Writer:
         if conn is None and (spool is None or connect is None):
             raise ValueError("a writer without a connection needs a spool and connect")
         self._court = court
-        self._store: BatchStore | None = None if conn is None else \
-            BatchStore(conn, self._note_error, court=court)
+        self._store: BatchStore | None = None if conn is None else self.store_on(conn)
         self._on_commit = on_commit  # told after each committed batch (courts.py), never blocks
         self._context: tuple = _NO_CONTEXT
 
@@ -243,22 +215,9 @@ class Writer:
         self._last_commit_at: str | None = None
         self._last_drop_log = float("-inf")
 
-        # store-and-forward (see the module docstring); only with a spool
-        self._spool = spool
-        self._connect = connect
-        self._unreachable = unreachable or (lambda exc: False)
-        self._reconnect = conn is None  # the connection broke: open a new one before using it
-        self._down = conn is None  # the last attempt found the server unreachable
-        self._unreachable_since: str | None = now_iso() if conn is None else None
-        self._prepare = prepare
-        self._close_interrupted = close_interrupted
-        self.interrupted_sessions = 0  # closed as interrupted by close_interrupted
-        self._forward_turn = True  # spooling and forwarding take turns while both have work
-        self._spooled = self._spooled_batches = 0
-        self._forwarded = self._forwarded_batches = 0
-        self._spool_dropped = self._spool_dropped_batches = 0
-        self._already_there = 0  # spooled batches the server had already (not sent twice)
-        self._last_spool_drop_log = float("-inf")
+        self._forwarder: Forwarder | None = None if spool is None else Forwarder(
+            self, self._cond, spool, connect=connect, unreachable=unreachable, prepare=prepare,
+            close_interrupted=close_interrupted, connected=conn is not None)
         self._thread = threading.Thread(target=self._loop, name="db-writer", daemon=True)
 
     # -- the API other threads call ---------------------------------------------------------
@@ -394,8 +353,8 @@ class Writer:
         elif not self._thread.is_alive() and not self._closed:
             if self._conn is not None:
                 self._conn.close()  # never started
-            if self._spool is not None:
-                self._spool.close()
+            if self._forwarder is not None:
+                self._forwarder.close()
             self._closed = True
 
     @property
@@ -409,11 +368,14 @@ class Writer:
         assignment, events queued from then on carry it). With a spool it is kept there too,
         for a start while the server cannot be reached."""
         self._context = (tournament_id, tournament_day_id)
-        if self._spool is not None:
-            try:
-                self._spool.save_context(tournament_id, tournament_day_id)
-            except sqlite3.Error:  # the local disk; the server has it (tournaments.save_context)
-                log.exception("keeping the tournament context in the spool failed")
+        if self._forwarder is not None:
+            self._forwarder.save_context(tournament_id, tournament_day_id)
+
+    @property
+    def interrupted_sessions(self) -> int:
+        """Sessions of an earlier run closed as interrupted once the central server had all of
+        its spooled batches (``close_interrupted``; 0 without a spool)."""
+        return 0 if self._forwarder is None else self._forwarder.interrupted_sessions
 
     def tournament_in_use(self, tournament_id: int) -> bool:
         """True if the context or an event not yet written refers to this tournament."""
@@ -457,26 +419,9 @@ class Writer:
                 "last_error_at": self._last_error_at,
                 "last_commit_at": self._last_commit_at,
                 "shape_cache": self._store.shapes.stats() if self._store is not None else None,
-                "spool": self._spool_stats(),
+                "spool": None if self._forwarder is None
+                else self._forwarder.report(self._last_commit_at),
             }
-
-    def _spool_stats(self) -> dict | None:
-        # Called with the lock held.
-        if self._spool is None:
-            return None
-        return {
-            "depth": self._spool.depth(),
-            "unreachable": self._down,
-            "unreachable_since": self._unreachable_since,
-            "last_success_at": self._last_commit_at,
-            "spooled": self._spooled,
-            "spooled_batches": self._spooled_batches,
-            "forwarded": self._forwarded,
-            "forwarded_batches": self._forwarded_batches,
-            "dropped": self._spool_dropped,
-            "dropped_batches": self._spool_dropped_batches,
-            "already_there": self._already_there,
-        }
 
     # -- the writer thread --------------------------------------------------------------------
 
@@ -489,7 +434,7 @@ class Writer:
                 if kind == "call":
                     self._run_call(work)
                 elif kind == "forward":
-                    self._forward()
+                    work.forward()
                 else:
                     self._write(work)
         except BaseException:
@@ -518,11 +463,13 @@ class Writer:
                 if self._calls and (not self._data or self._calls[0][0] < self._data[0][0]):
                     return "call", self._calls.popleft()[1]
                 # a spool to forward, or no connection yet: try the server when the backoff says
-                spooled = self._spool is not None and (len(self._spool) > 0 or self._reconnect)
+                fw = self._forwarder
+                spooled = fw is not None and (len(fw.spool) > 0 or fw.reconnect)
                 now = time.monotonic()
-                if spooled and now >= self._retry_at and (self._forward_turn or not self._data):
-                    if not (self._closing and (self._down or now >= self._close_deadline)):
-                        return "forward", None
+                if fw is not None and spooled and now >= self._retry_at and (
+                        fw.turn or not self._data):
+                    if not (self._closing and (fw.down or now >= self._close_deadline)):
+                        return "forward", fw
                 if self._data:
                     return "write", self._take_batch()
                 if self._closing:
@@ -558,7 +505,8 @@ class Writer:
     def _run_call(self, call: _Call) -> None:
         if not call.future.set_running_or_notify_cancel():
             return
-        if self._reconnect and not self._connect_again():
+        fw = self._forwarder
+        if fw is not None and fw.reconnect and not fw.connect_again():
             call.future.set_exception(Unavailable(UNAVAILABLE))
             return
         assert self._store is not None
@@ -570,10 +518,7 @@ class Writer:
                 self._conn.execute("ROLLBACK")
                 raise RuntimeError("the function left a transaction open; it was rolled back")
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            if self._spool is not None and self._unreachable(exc):
-                self._reconnect = True
-                log.warning("a database change failed, the central database cannot be reached: "
-                            "%s", exc)
+            if fw is not None and fw.lost_connection(exc):
                 call.future.set_exception(Unavailable(UNAVAILABLE))
                 return
             if self._conn.in_transaction:
@@ -591,248 +536,29 @@ class Writer:
                 item.done.set()
             return
         count = sum(_event_count(item) for item in items)
-        if self._spool is not None and (self._down or len(self._spool)):
-            self._to_spool(items, count, maybe_written=False)  # behind what waits there
+        fw = self._forwarder
+        if fw is not None and (fw.down or len(fw.spool)):
+            fw.to_spool(items, count, maybe_written=False)  # behind what waits there
             return
         try:
-            if self._reconnect and not self._connect_again():
-                self._to_spool(items, count, maybe_written=False)
+            if fw is not None and fw.reconnect and not fw.connect_again():
+                fw.to_spool(items, count, maybe_written=False)
                 return
             assert self._store is not None
             lost = self._store.write(items, safe=False)
         except Exception as exc:
-            if self._kept_for_later(items, count, exc):
+            if kept_for_later(self, fw, items, count, exc):
                 return
             log.exception("database batch of %d events failed; storing them one by one", count)
-            self._note_error(exc)
+            self.note_error(exc)
             assert self._store is not None
             try:
                 lost = self._store.write(items, safe=True)
             except Exception as again:
-                if self._kept_for_later(items, count, again):
+                if kept_for_later(self, fw, items, count, again):
                     return
                 raise
         self._committed(items, count, lost)
-
-    def _kept_for_later(self, items: list, count: int, exc: BaseException) -> bool:
-        """A failed write that waiting can mend: spooled (the server cannot be reached) or held
-        and retried (an OperationalError: I/O, disk full, a locked file). False for any other
-        failure (a bug, a constraint), which the careful path or the caller deals with."""
-        if self._spool_instead(items, count, exc):
-            return True
-        if isinstance(exc, OperationalError):
-            self._hold(items, count, exc)
-            return True
-        return False
-
-    # -- store-and-forward (writer thread) ------------------------------------------------------
-
-    def _spool_instead(self, items: list, count: int, exc: BaseException) -> bool:
-        """Spool a batch whose write failed because the server cannot be reached (it may have
-        committed: the connection can die during COMMIT). False for any other failure."""
-        if self._spool is None or not self._unreachable(exc):
-            return False
-        self._went_down(exc)
-        self._to_spool(items, count, maybe_written=True)
-        return True
-
-    def _to_spool(self, items: list, count: int, maybe_written: bool) -> None:
-        assert self._spool is not None
-        try:
-            kept = self._spool.append(items, now_iso(), maybe_written)
-        except sqlite3.Error as exc:  # the local disk: held in memory and retried, as ever
-            self._hold(items, count, exc)
-            return
-        should_log = False
-        with self._cond:
-            self._in_flight = self._in_flight_bytes = 0
-            self._held, self._held_events = None, 0
-            self._forward_turn = True
-            if kept:
-                self._spooled += count
-                self._spooled_batches += 1
-            else:
-                self._spool_dropped += count
-                self._spool_dropped_batches += 1
-                now = time.monotonic()
-                should_log = now - self._last_spool_drop_log >= _DROP_LOG_INTERVAL
-                if should_log:
-                    self._last_spool_drop_log = now
-            depth = self._spool.depth()
-            totals = (self._spool_dropped, self._spool_dropped_batches)
-        if should_log:
-            log.error("the spool is full (%d of %d bytes, %d events waiting for the central "
-                      "database): a batch of %d events was dropped (dropped so far: %d events "
-                      "in %d batches)", depth["bytes"], depth["max_bytes"], depth["events"],
-                      count, *totals)
-        for item in items:
-            if isinstance(item, _Marker):
-                item.done.set()
-
-    def _went_down(self, exc: BaseException) -> None:
-        with self._cond:
-            first = not self._down
-            self._down = True
-            self._reconnect = True
-            if first:
-                self._unreachable_since = now_iso()
-        self._retry_later(exc, first)
-        if first:
-            log.error("the central database cannot be reached (%s): batches go to the spool "
-                      "%s until it answers", exc, getattr(self._spool, "path", None))
-
-    def _retry_later(self, exc: BaseException, first: bool = False) -> None:
-        with self._cond:
-            first = first or self._retry_delay == 0.0
-            self._retry_delay = (self._retry_initial if first
-                                 else min(self._retry_delay * 2, self._retry_max))
-            self._retry_at = time.monotonic() + self._retry_delay
-            self._failed_writes += 1
-        self._note_error(exc)
-
-    def _connect_again(self) -> bool:
-        """Open a new writing connection in place of the broken one; False if the server still
-        cannot be reached (the next attempt is scheduled)."""
-        assert self._connect is not None
-        conn = None
-        try:
-            conn = self._connect()
-            if self._store is None:  # the first connection of this run
-                if self._prepare is not None:
-                    self._prepare(conn)
-                store = BatchStore(conn, self._note_error, court=self._court)
-        except Exception as exc:
-            if not self._unreachable(exc):
-                log.exception("opening a new connection to the central database failed")
-            if conn is not None:
-                _close_quietly(conn)
-            self._went_down(exc)
-            return False
-        if self._conn is not None:
-            _close_quietly(self._conn)  # it is broken already
-        self._conn = conn
-        if self._store is None:
-            self._store = store
-            log.warning("connected to the central database: it was unreachable at the start")
-        else:
-            self._store.use_connection(conn)
-        self._reconnect = False
-        with self._cond:
-            self._down = False
-            self._unreachable_since = None
-        return self._close_interrupted_when_due()
-
-    def _close_interrupted_when_due(self) -> bool:
-        """Run ``close_interrupted`` once, when no batch of an earlier process waits (see the
-        class docstring). False if it failed because the server went away (tried again)."""
-        if self._close_interrupted is None or (self._spool is not None
-                                               and self._spool.earlier()):
-            return True
-        try:
-            closed = self._close_interrupted(self._conn)
-        except Exception as exc:
-            if self._unreachable(exc):
-                self._went_down(exc)
-                return False
-            log.exception("closing the sessions an earlier run left running failed")
-            closed = 0
-        self._close_interrupted = None
-        self.interrupted_sessions = closed
-        if closed:
-            log.warning("%d UDP session(s) of an earlier run did not stop (a crash?): marked "
-                        "interrupted", closed)
-        return True
-
-    def _forward(self) -> None:
-        """Forward the oldest spooled batch to the server (see the module docstring)."""
-        assert self._spool is not None
-        with self._cond:
-            self._forward_turn = False
-        if self._reconnect and not self._connect_again():
-            return
-        spooled = self._spool.oldest()
-        if spooled is None:
-            return
-        assert self._store is not None
-        lost = 0
-        try:
-            if spooled.maybe_written and self._already_written(spooled):
-                with self._cond:
-                    self._already_there += 1
-                log.warning("spooled batch %d (%d events) is on the server already: not sent "
-                            "twice", spooled.id, spooled.events)
-                self._forwarded_one(spooled, lost=0, written=False)
-                return
-            try:
-                lost = self._store.write(spooled.items, safe=False)
-            except Exception as exc:
-                if self._unreachable(exc) or isinstance(exc, OperationalError):
-                    raise
-                log.exception("forwarding spooled batch %d failed; storing its events one by "
-                              "one", spooled.id)
-                self._note_error(exc)
-                lost = self._store.write(spooled.items, safe=True)
-        except Exception as exc:  # noqa: BLE001 - it stays spooled; retried with a backoff
-            if self._unreachable(exc):
-                self._spool.mark_maybe_written(spooled.id)
-                self._went_down(exc)
-            else:
-                log.warning("forwarding spooled batch %d failed (%s); retrying", spooled.id,
-                            exc)
-                self._retry_later(exc)
-            return
-        self._forwarded_one(spooled, lost, written=True)
-
-    def _already_written(self, spooled: Spooled) -> bool:
-        """Whether the server has the batch (it is atomic: its first event tells)."""
-        first = next((item.events[0] for item in spooled.items
-                      if isinstance(item, Events) and item.events), None)
-        if first is None:
-            return False  # session records only: writing them again changes nothing
-        return self._conn.execute(_EVENT_EXISTS, (
-            first.session_id, first.seq, first.index)).fetchone() is not None
-
-    def _forwarded_one(self, spooled: Spooled, lost: int, written: bool) -> None:
-        """The server has the batch: the state says so first, then the spool forgets it (so
-        an empty spool is never seen with the server still marked unreachable)."""
-        assert self._spool is not None
-        with self._cond:
-            if written:
-                self._stored += spooled.events - lost
-                self._lost += lost
-                self._batches += 1
-                self._last_commit_at = now_iso()
-            self._forwarded += spooled.events - lost
-            self._forwarded_batches += 1
-            self._retry_delay = 0.0
-            recovered = self._down
-            self._down = False
-            self._unreachable_since = None
-        self._spool.delete(spooled)
-        self._close_interrupted_when_due()
-        empty = not len(self._spool)
-        if recovered:
-            log.warning("the central database answers again: forwarding the spool")
-        if empty:
-            log.warning("the spool is forwarded: %d events in %d batches since the start",
-                        self._forwarded, self._forwarded_batches)
-
-    def _hold(self, items: list, count: int, exc: Exception) -> None:
-        with self._cond:
-            first = self._held is None or self._retry_delay == 0.0
-            self._retry_delay = (self._retry_initial if first
-                                 else min(self._retry_delay * 2, self._retry_max))
-            self._retry_at = time.monotonic() + self._retry_delay
-            self._held = items
-            self._room.notify_all()  # waiting for room would now only delay the loss
-            self._held_events = count
-            self._in_flight = self._in_flight_bytes = 0
-            self._failed_writes += 1
-            failures = self._failed_writes
-        self._note_error(exc)
-        log.log(logging.ERROR if first else logging.WARNING,
-                "database write of %d events failed (%s); held, retrying in %.2f s "
-                "(failed writes so far: %d)", count, exc, self._retry_delay, failures)
 
     def _committed(self, items: list, count: int, lost: int) -> None:
         with self._cond:
@@ -847,7 +573,7 @@ class Writer:
             self._retry_delay = 0.0
         if recovered:
             log.warning("database write succeeded again: %d held events written", count)
-        for item in items:
+        for item in items:  # inline, not _acknowledge: once per batch on the hot path
             if isinstance(item, _Marker):
                 item.done.set()
         if self._on_commit is not None:
@@ -856,7 +582,82 @@ class Writer:
             except Exception:  # a listener's bug must not stop the writer
                 log.exception("the database commit listener failed")
 
-    def _note_error(self, exc: BaseException) -> None:
+    # -- what the forwarder uses (forward.Engine): the writer thread, the lock not held -------
+
+    @property
+    def connection(self) -> Any:
+        """The writing connection (None before the first)."""
+        return self._conn
+
+    @property
+    def store(self) -> BatchStore | None:
+        """What stores a batch on it (None before the first connection)."""
+        return self._store
+
+    def store_on(self, conn: Any) -> BatchStore:
+        """A new ``BatchStore`` on ``conn``, with this writer's court and ``last_error``."""
+        return BatchStore(conn, self.note_error, court=self._court)
+
+    def use_connection(self, conn: Any, store: BatchStore) -> None:
+        """Write through ``conn`` from now on, in place of the broken one (closed); ``store``
+        is the first one of this run, or the one in use."""
+        if self._conn is not None:
+            close_quietly(self._conn)  # it is broken already
+        self._conn = conn
+        if self._store is None:
+            self._store = store
+            log.warning("connected to the central database: it was unreachable at the start")
+        else:
+            self._store.use_connection(conn)
+
+    def hold(self, items: list, count: int, exc: BaseException) -> None:
+        """Keep the batch in memory and retry it with the backoff (``_next``)."""
+        with self._cond:
+            first = self._held is None or self._retry_delay == 0.0
+            self._retry_delay = (self._retry_initial if first
+                                 else min(self._retry_delay * 2, self._retry_max))
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._held = items
+            self._room.notify_all()  # waiting for room would now only delay the loss
+            self._held_events = count
+            self._in_flight = self._in_flight_bytes = 0
+            self._failed_writes += 1
+            failures = self._failed_writes
+        self.note_error(exc)
+        log.log(logging.ERROR if first else logging.WARNING,
+                "database write of %d events failed (%s); held, retrying in %.2f s "
+                "(failed writes so far: %d)", count, exc, self._retry_delay, failures)
+
+    def retry_later(self, exc: BaseException, first: bool = False) -> None:
+        """A failed attempt: the next one after the backoff (``first``: its first step)."""
+        with self._cond:
+            first = first or self._retry_delay == 0.0
+            self._retry_delay = (self._retry_initial if first
+                                 else min(self._retry_delay * 2, self._retry_max))
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._failed_writes += 1
+        self.note_error(exc)
+
+    def settled(self, items: list) -> None:
+        """The batch being written is acknowledged without a commit here (spooled)."""
+        with self._cond:
+            self._in_flight = self._in_flight_bytes = 0
+            self._held, self._held_events = None, 0
+        _acknowledge(items)
+
+    def forwarded(self, events: int, lost: int, written: bool) -> None:
+        """A spooled batch of ``events`` is on the server: committed by this writer now
+        (``written``; ``lost`` of them could not be stored), or found there already."""
+        with self._cond:
+            if written:
+                self._stored += events - lost
+                self._lost += lost
+                self._batches += 1
+                self._last_commit_at = now_iso()
+            self._retry_delay = 0.0
+
+    def note_error(self, exc: BaseException) -> None:
+        """``last_error`` and ``last_error_at``."""
         with self._cond:
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._last_error_at = now_iso()
@@ -886,7 +687,7 @@ class Writer:
                 self._conn.execute("PRAGMA optimize")  # SQLite's advice for closing a connection
             except Error:
                 log.debug("PRAGMA optimize at close failed", exc_info=True)
-            _close_quietly(self._conn)
-        if self._spool is not None:
-            self._spool.close()  # what it holds is forwarded at the next start
+            close_quietly(self._conn)
+        if self._forwarder is not None:
+            self._forwarder.close()  # what the spool holds is forwarded at the next start
         self._closed = True
