@@ -226,7 +226,9 @@ def test_athlete_and_tournament_statistics_over_a_simulated_day(db_app, service)
     tournament = call(db_app, "tournament_create", name="Day test", duration_days=1)
     day_id = tournament["days"][0]["id"]
     call(db_app, "tournament_start_day", day_id)
-    service.writer.run(lambda conn: service.writer.set_context(tournament["id"], day_id))
+    # Through the command (saved in app_state): on PostgreSQL every instance follows the saved
+    # context, so a context set on the writer alone is reset when the listener (re)connects.
+    call(db_app, "set_udp_tournament_context", tournament["id"], day_id)
     sent = feed_courts(service, seed=43, courts=4, matches=3, rng=random.Random(3))
     matches = [m for datagrams in sent.values() for m in oracle(datagrams)]
 
