@@ -14,6 +14,15 @@ How: the writer's connection gets ``wal_autocheckpoint=0`` and ``journal_size_li
 the end of its idle wait. PASSIVE never waits for the writer or a reader, and neither ever waits
 for it.
 
+The one exception, a writer that never pauses (a backlog, a bulk write): SQLite starts the WAL
+over only when it is copied whole at the moment the writer begins a transaction, which a
+checkpoint on another thread never hits while the writer goes from COMMIT straight to the next
+BEGIN, so the WAL would grow without end. When the thread finds the WAL larger than
+``keep_bytes`` and nothing but the writer in the way, the writer's next ``notify()`` runs one
+PASSIVE checkpoint itself, between its COMMIT and its next BEGIN (the frames of about one
+interval: the thread copied the rest); the WAL then starts over and is cut back. Counted in
+``catch_ups``: once per ``keep_bytes`` of WAL, where SQLite's own checkpointed every 4 MiB.
+
 What happens when it cannot keep up: a checkpoint that cannot copy every frame (a reader still
 reads an older snapshot, e.g. a long export; or another checkpoint, the writer's
 ``wal_checkpoint(TRUNCATE)`` of a vacuum, runs at that moment) is counted in ``busy`` and tried
@@ -61,10 +70,12 @@ class Checkpointer:
     after a commit), ``stats()``, ``stop()`` (joins the thread and closes its connection)."""
 
     def __init__(self, path: str, *, interval: float = DEFAULT_INTERVAL_S,
-                 warn_bytes: int = DEFAULT_WARN_BYTES, synchronous: str = "NORMAL") -> None:
+                 keep_bytes: int = DEFAULT_KEEP_BYTES, warn_bytes: int = DEFAULT_WARN_BYTES,
+                 synchronous: str = "NORMAL") -> None:
         self._path = str(path)
         self._wal = self._path + "-wal"
         self._interval = interval
+        self._keep_bytes = keep_bytes
         self._warn_bytes = warn_bytes
         self._synchronous = synchronous  # the checkpoint's fsyncs follow the writer's setting
         self._wake = threading.Event()  # a batch was committed (or stop)
@@ -80,6 +91,11 @@ class Checkpointer:
         self._backfilled = 0  # frames of that WAL copied at the last run
         self._over = False  # in an episode of a WAL past warn_bytes
         self._failing = False  # the last run failed (logged once per episode)
+        self._catch_up = False  # the writer's next notify() checkpoints (see the module doc)
+        self._catch_ups = 0
+        self._writer_lock = threading.Lock()  # the writer's catch-up against stop()
+        self._writer_conn: sqlite3.Connection | None = None  # the catch-up's, opened at the first
+        self._stopped = False
 
     def start(self) -> Checkpointer:
         """Start the thread (it opens its own connection)."""
@@ -88,15 +104,42 @@ class Checkpointer:
         return self
 
     def notify(self) -> None:
-        """A batch was committed: O(1), never blocks (the writer calls it once per batch)."""
+        """A batch was committed (the writer calls it once per batch, on its thread): O(1) and
+        never blocks, except the rare catch-up of a writer that never pauses (module doc)."""
+        if self._catch_up:
+            self._catch_up_on_writer()
         self._wake.set()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it (a checkpoint in progress finishes first)."""
+        """Stop the thread and wait for it (a checkpoint in progress finishes first); close the
+        connections, so the writer's is the last and its close deletes the WAL."""
         self._halt.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        with self._writer_lock:
+            self._stopped = True
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
+
+    def _catch_up_on_writer(self) -> None:
+        with self._writer_lock:
+            self._catch_up = False
+            if self._stopped:
+                return
+            try:
+                if self._writer_conn is None:
+                    self._writer_conn = self._connect()
+                before = self._header()
+                backfilled = self._writer_conn.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()[2]
+            except sqlite3.Error:  # the thread's next run says what is wrong
+                log.debug("the writer's catch-up checkpoint failed", exc_info=True)
+                return
+            with self._lock:
+                self._frames += self._copied(before, self._header(), max(backfilled, 0))
+                self._catch_ups += 1
 
     def stats(self) -> dict:
         """``checkpoint`` of ``get_database_pool_stats``: ``interval_s``, ``runs`` (checkpoints
@@ -104,14 +147,16 @@ class Checkpointer:
         not copy every frame: readers on older snapshots, another checkpoint; tried again next
         interval), ``errors`` (runs that failed otherwise, e.g. a full disk; logged), ``last_at``
         (UTC time of the last run or null), ``pending_frames`` (frames left in the WAL at the
-        last run), ``wal_bytes`` (the WAL file's size at the last look), ``wal_warn_bytes`` and
-        ``wal_over_bound`` (episodes of a WAL larger than it)."""
+        last run), ``wal_bytes`` (the WAL file's size at the last look), ``wal_warn_bytes``,
+        ``wal_over_bound`` (episodes of a WAL larger than it) and ``catch_ups`` (checkpoints
+        the writer ran itself because it never paused, see the module doc)."""
         with self._lock:
             return {"interval_s": self._interval, "runs": self._runs,
                     "frames_checkpointed": self._frames, "busy": self._busy,
                     "errors": self._errors, "last_at": self._last_at,
                     "pending_frames": self._pending, "wal_bytes": self._wal_bytes,
-                    "wal_warn_bytes": self._warn_bytes, "wal_over_bound": self._over_bound}
+                    "wal_warn_bytes": self._warn_bytes, "wal_over_bound": self._over_bound,
+                    "catch_ups": self._catch_ups}
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -139,7 +184,8 @@ class Checkpointer:
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=1.0)
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=1.0,
+                               check_same_thread=False)  # the catch-up's: stop() closes it
         conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated by the config
         conn.execute("PRAGMA wal_autocheckpoint=0")  # never writes; said for clarity
         return conn
@@ -177,14 +223,12 @@ class Checkpointer:
         self._failing = False
         sequence = self._header()
         frames, backfilled = max(frames, 0), max(backfilled, 0)
-        same_wal = before == sequence == self._sequence and self._sequence is not None
-        copied = backfilled - self._backfilled if same_wal else backfilled
-        self._sequence, self._backfilled = sequence, backfilled
         complete = not busy and backfilled >= frames
         size = self._size()
         with self._lock:
             self._runs += 1
-            self._frames += max(copied, 0)
+            self._frames += self._copied(before, sequence, backfilled)
+            self._catch_up = complete and size > self._keep_bytes
             self._busy += 0 if complete else 1
             self._last_at = now_iso()
             self._pending = frames - backfilled
@@ -194,11 +238,19 @@ class Checkpointer:
                 self._over_bound += 1
             self._over = (self._over or warn) and not complete
         if warn:
-            log.warning("the WAL of %s is %d MiB, more than %d MiB: a reader keeps an older "
-                        "snapshot (a long export or query?), so checkpoints cannot finish; "
-                        "ingest goes on, the WAL is cut back once the reader ends",
+            log.warning("the WAL of %s is %d MiB, more than %d MiB: checkpoints cannot keep "
+                        "up (a reader on an older snapshot, a long export or query?); ingest "
+                        "goes on, the WAL is cut back once they can",
                         self._path, size >> 20, self._warn_bytes >> 20)
         return complete
+
+    def _copied(self, before: bytes | None, after: bytes | None, backfilled: int) -> int:
+        """Frames a checkpoint copied: ``backfilled`` (SQLite's count of the current WAL's
+        frames copied) less what the last checkpoint of the same WAL had. Under ``_lock``."""
+        same_wal = before == after == self._sequence and after is not None
+        copied = backfilled - self._backfilled if same_wal else backfilled
+        self._sequence, self._backfilled = after, backfilled
+        return max(copied, 0)
 
     def _header(self) -> bytes | None:
         try:

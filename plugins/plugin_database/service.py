@@ -215,6 +215,7 @@ class DatabaseService(ClipStore):
         except (OSError, SchemaTooNew) as exc:
             raise open_error(path, exc) from exc
         checkpointer = Checkpointer(str(path), interval=config.checkpoint_interval_s,
+                                    keep_bytes=config.wal_keep_bytes,
                                     warn_bytes=config.wal_warn_bytes,
                                     synchronous=config.synchronous)
         return cls._start(conn, version, config, lambda: ConnectionPool(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from itertools import count
 
 import pytest
@@ -21,7 +22,7 @@ from .conftest import Feed, call, match_datagrams, read, store
 
 MiB = 1024 * 1024
 STATS_KEYS = {"interval_s", "runs", "frames_checkpointed", "busy", "errors", "last_at",
-              "pending_frames", "wal_bytes", "wal_warn_bytes", "wal_over_bound"}
+              "pending_frames", "wal_bytes", "wal_warn_bytes", "wal_over_bound", "catch_ups"}
 
 _matches = count(100)
 
@@ -110,6 +111,44 @@ def test_the_wal_file_is_cut_back_after_a_burst(open_db, caplog):
     store(db, a_match())  # the writer starts the WAL over and cuts the file back
     assert wal_size(db) <= MiB
     assert stats(db)["errors"] == 0
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+def test_a_writer_that_never_pauses_still_gets_its_wal_cut_back(open_db):
+    """A backlog: the writer goes from COMMIT straight to the next BEGIN, so a checkpoint on
+    another thread never finds the WAL copied whole when a transaction begins; the writer's
+    catch-up lets it start over."""
+    db = open_db(checkpoint_interval_s=0.01, wal_keep_bytes=MiB, wal_warn_bytes=64 * MiB,
+                 batch_max_events=200)
+    store(db, a_match())
+    held, release = threading.Event(), threading.Event()
+
+    def hold(conn) -> None:  # the writer waits here while the backlog queues up
+        held.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=db.write, args=(hold,))
+    holder.start()
+    wait_for(held.is_set)
+    backlog = [a_match() for _ in range(400)]
+    for events in backlog:
+        assert db.writer.submit(events)
+    release.set()
+    wait_for(lambda: db.writer.stats()["pending"] == 0, timeout=120, message="the backlog")
+    holder.join()
+    assert db.writer.flush(10)
+    figures = stats(db)
+    assert figures["catch_ups"] >= 1 and figures["errors"] == 0
+    written = 1 + len(backlog)
+
+    def one_more_batch_then_cut_back() -> bool:  # the writer pauses now: the WAL starts over
+        nonlocal written
+        store(db, a_match())
+        written += 1
+        return wal_size(db) <= MiB
+
+    wait_for(one_more_batch_then_cut_back, message="the WAL cut back to wal_keep_bytes")
+    assert events_stored(db) == len(a_match()) * written
 
 
 def test_the_checkpoint_statistics_keep_their_keys_from_the_first_call(db_app, backend):
