@@ -322,8 +322,19 @@ class DatabaseService(ClipStore):
         return service
 
     def write(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(conn)`` on the writer thread (``Writer.run`` with the configured timeout)."""
-        return self.writer.run(fn, timeout=self.config.write_timeout)
+        """Run ``fn(conn)`` on the writer thread (``Writer.run`` with the configured timeout);
+        on SQLite the checkpointer is told once it returned, as after a batch (an archival's
+        long transaction, or commands back to back, get their WAL cut back the same way)."""
+        checkpointer = self.checkpointer
+        if checkpointer is None:
+            return self.writer.run(fn, timeout=self.config.write_timeout)
+
+        def then_notify(conn) -> T:
+            try:
+                return fn(conn)
+            finally:
+                checkpointer.notify()
+        return self.writer.run(then_notify, timeout=self.config.write_timeout)
 
     def close(self) -> None:
         """Close the pool and stop the checkpointer, then the writer: it first commits
