@@ -59,8 +59,13 @@ def commands(app: App) -> dict[str, Callable[..., Any]]:
         """Statistics of the read connection pool: ``available_connections``,
         ``max_connections``, ``pool_utilization`` (0-100, in use / max), ``in_use``, ``idle``,
         ``created``, ``recycled``, ``health_failures``, ``wait_count``, ``timeouts``,
-        ``wait_ms_p99``, ``requests``, ``last_cleanup`` (ISO time or null)."""
-        return get_service().pool.get_stats()
+        ``wait_ms_p99``, ``requests``, ``last_cleanup`` (ISO time or null), and ``checkpoint``:
+        the SQLite WAL checkpointer's ``interval_s``, ``runs``, ``frames_checkpointed``,
+        ``busy``, ``errors``, ``last_at``, ``pending_frames``, ``wal_bytes``,
+        ``wal_warn_bytes``, ``wal_over_bound`` (``checkpoint.Checkpointer.stats``; null on
+        PostgreSQL)."""
+        service = get_service()
+        return {**service.pool.get_stats(), "checkpoint": service.checkpoint_stats()}
 
     def cleanup_database_pool() -> None:
         """Close idle read connections now (those idle longer than the pool's max idle time

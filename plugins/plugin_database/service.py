@@ -19,9 +19,10 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import pg
+from . import checkpoint, pg
 from .archive import AutoArchiver
 from .backend import POSTGRESQL, SQLITE, BadDatabaseUrl, DatabaseUrl, unreachable
+from .checkpoint import Checkpointer
 from .clips import ClipStore
 from .court import court_name, default_court
 from .maintenance import Synchronous, connect_writer
@@ -109,6 +110,18 @@ class DatabaseConfig(BaseModel):
     """With a central database (PostgreSQL): bytes of batches the local spool keeps while the
     server cannot be reached (``spool.py``); beyond it new batches are dropped and counted."""
 
+    checkpoint_interval_s: float = Field(checkpoint.DEFAULT_INTERVAL_S, ge=0.01, le=60)
+    """SQLite: at most this often the ``db-checkpoint`` thread copies the WAL back into the
+    file (``checkpoint.py``); the writer never checkpoints. A power cut with ``synchronous``
+    NORMAL can roll back what was committed since the last checkpoint."""
+    wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
+    """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
+    holding an old snapshot) is cut back to it when it starts over after a checkpoint."""
+    wal_warn_bytes: int = Field(checkpoint.DEFAULT_WARN_BYTES, ge=1024 * 1024, le=1024 ** 4)
+    """SQLite: a WAL larger than this (checkpoints cannot finish while a reader keeps an older
+    snapshot) is logged once per episode and counted (``checkpoint.wal_over_bound``); ingest
+    goes on."""
+
     @field_validator("court", mode="before")
     @classmethod
     def _court_name(cls, value):
@@ -119,14 +132,17 @@ class DatabaseConfig(BaseModel):
         if self.pool_min_size > self.pool_max_size:
             raise ValueError(f"pool_min_size ({self.pool_min_size}) is larger than "
                              f"pool_max_size ({self.pool_max_size})")
+        if self.wal_keep_bytes > self.wal_warn_bytes:
+            raise ValueError(f"wal_keep_bytes ({self.wal_keep_bytes}) is larger than "
+                             f"wal_warn_bytes ({self.wal_warn_bytes})")
         return self
 
 
 @dataclass
 class DatabaseService(ClipStore):
     """What ``app.extensions["database"]`` holds: ``path`` (the SQLite file; None on
-    PostgreSQL), ``config``, ``writer``, ``pool``,
-    ``schema_version``, ``auto_archiver`` (None unless ``auto_archive_days`` is set),
+    PostgreSQL), ``config``, ``writer``, ``pool``, ``checkpointer`` (SQLite's WAL; None on
+    PostgreSQL), ``schema_version``, ``auto_archiver`` (None unless ``auto_archive_days`` is set),
     ``recovered_from`` (``{moved_from, moved_to, reason, at}`` when start-up moved a damaged
     file aside, else None) and ``interrupted_sessions`` (sessions closed as interrupted).
     The clip methods (``store_clip``, ``clips``, ``clip``, ``delete_clip``) are ``ClipStore``'s."""
@@ -141,6 +157,7 @@ class DatabaseService(ClipStore):
     interrupted_sessions: int = 0
     url: DatabaseUrl | None = None
     """Where the data lives (``url.display``: the password masked); None: ``path``."""
+    checkpointer: Checkpointer | None = None
 
     @property
     def backend(self) -> str:
@@ -201,12 +218,16 @@ class DatabaseService(ClipStore):
                 raise open_error(path, again) from again
         except (OSError, SchemaTooNew) as exc:
             raise open_error(path, exc) from exc
+        checkpointer = Checkpointer(str(path), interval=config.checkpoint_interval_s,
+                                    keep_bytes=config.wal_keep_bytes,
+                                    warn_bytes=config.wal_warn_bytes,
+                                    synchronous=config.synchronous)
         return cls._start(conn, version, config, lambda: ConnectionPool(
             str(path), min_size=config.pool_min_size,
             max_size=config.pool_max_size, timeout=config.pool_timeout,
             max_idle=config.pool_max_idle, max_lifetime=config.pool_max_lifetime,
         ), as_job, progress, on_commit, path=path, url=None, recovered_from=recovered,
-            interrupted_sessions=interrupted)
+            interrupted_sessions=interrupted, checkpointer=checkpointer)
 
     @classmethod
     def _open_postgres(cls, url: DatabaseUrl, config: DatabaseConfig,
@@ -254,10 +275,14 @@ class DatabaseService(ClipStore):
                on_commit: Callable[[], None] | None, *, path: Path | None,
                url: DatabaseUrl | None, recovered_from: dict | None,
                interrupted_sessions: int, context: tuple | None = None,
-               writer_options: dict | None = None) -> DatabaseService:
+               writer_options: dict | None = None,
+               checkpointer: Checkpointer | None = None) -> DatabaseService:
         """The start-up steps both backends share: the writer, the pool, the archival.
         ``conn`` None: the central server cannot be reached yet (``writer_options`` has the
-        spool); ``context``: the tournament context when it is not read from ``conn``."""
+        spool); ``context``: the tournament context when it is not read from ``conn``;
+        ``checkpointer``: SQLite's, told of every committed batch."""
+        if checkpointer is not None:
+            on_commit = _and_then(on_commit, checkpointer.notify)
         try:
             writer = Writer(conn, queue_max_events=config.queue_max_events,
                             queue_max_bytes=config.queue_max_bytes,
@@ -272,13 +297,18 @@ class DatabaseService(ClipStore):
                 writer_options["spool"].close()
             raise
         writer.start()
+        if checkpointer is not None:
+            checkpointer.start()
         try:
             pool = open_pool()
         except BaseException:
+            if checkpointer is not None:
+                checkpointer.stop()
             writer.close(config.close_timeout)
             raise
         service = cls(path, config, writer, pool, version, recovered_from=recovered_from,
-                      interrupted_sessions=interrupted_sessions, url=url)
+                      interrupted_sessions=interrupted_sessions, url=url,
+                      checkpointer=checkpointer)
         if config.auto_archive_days is not None:
             def run(fn: Callable[[Any], int]) -> int:
                 if as_job is None:
@@ -297,16 +327,34 @@ class DatabaseService(ClipStore):
         return service
 
     def write(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(conn)`` on the writer thread (``Writer.run`` with the configured timeout)."""
-        return self.writer.run(fn, timeout=self.config.write_timeout)
+        """Run ``fn(conn)`` on the writer thread (``Writer.run`` with the configured timeout);
+        on SQLite the checkpointer is told once it returned, as after a batch (an archival's
+        long transaction, or commands back to back, get their WAL cut back the same way)."""
+        checkpointer = self.checkpointer
+        if checkpointer is None:
+            return self.writer.run(fn, timeout=self.config.write_timeout)
+
+        def then_notify(conn) -> T:
+            try:
+                return fn(conn)
+            finally:
+                checkpointer.notify()
+        return self.writer.run(then_notify, timeout=self.config.write_timeout)
 
     def close(self) -> None:
-        """Close the pool, then the writer: it first commits everything queued (a write still
-        failing after ``close_timeout`` s is given up, counted in ``lost`` and logged)."""
+        """Close the pool and stop the checkpointer, then the writer: it first commits
+        everything queued (a write still failing after ``close_timeout`` s is given up, counted
+        in ``lost`` and logged); its connection, the last, checkpoints and deletes the WAL."""
         if self.auto_archiver is not None:
             self.auto_archiver.stop()
         self.pool.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.writer.close(self.config.close_timeout)
+
+    def checkpoint_stats(self) -> dict | None:
+        """``Checkpointer.stats()`` (SQLite); None on PostgreSQL, whose WAL is the server's."""
+        return self.checkpointer.stats() if self.checkpointer is not None else None
 
 
 def _move_aside(path: Path, damage: BaseException) -> dict:
@@ -325,6 +373,8 @@ def _open_file(path: Path, config: DatabaseConfig) -> tuple[sqlite3.Connection, 
     try:
         version = apply_migrations(conn)
         interrupted = close_interrupted_sessions(conn)
+        # from here on the db-checkpoint thread checkpoints (the migrations kept SQLite's own)
+        checkpoint.hand_over(conn, config.wal_keep_bytes)
     except BaseException:
         conn.close()
         raise
@@ -332,6 +382,20 @@ def _open_file(path: Path, config: DatabaseConfig) -> tuple[sqlite3.Connection, 
         log.warning("%d UDP session(s) of an earlier run did not stop (a crash?): marked "
                     "interrupted", interrupted)
     return conn, version, interrupted
+
+
+def _and_then(first: Callable[[], None] | None,
+              then: Callable[[], None]) -> Callable[[], None]:
+    """One commit listener calling ``first`` (if any), then ``then``."""
+    if first is None:
+        return then
+
+    def both() -> None:
+        try:
+            first()
+        finally:
+            then()
+    return both
 
 
 def _migrate_central(conn) -> None:

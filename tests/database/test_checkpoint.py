@@ -1,0 +1,192 @@
+"""The WAL checkpointer (``checkpoint.py``) on real SQLite files with real threads: the writer
+never checkpoints, the ``db-checkpoint`` thread does, a reader on an old snapshot only delays it,
+the WAL file is bounded, and its statistics keep their keys."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from itertools import count
+
+import pytest
+
+from restrike.plugins.plugin_database.maintenance import vacuum
+from restrike.plugins.plugin_database.pool import read_snapshot
+from restrike.plugins.plugin_database.running import service_of
+from restrike.plugins.plugin_database.service import DB_FILE, DatabaseConfig, DatabaseService
+from tests.conftest import wait_for
+
+from .conftest import Feed, call, match_datagrams, read, store
+
+MiB = 1024 * 1024
+STATS_KEYS = {"interval_s", "runs", "frames_checkpointed", "busy", "errors", "last_at",
+              "pending_frames", "wal_bytes", "wal_warn_bytes", "wal_over_bound", "catch_ups"}
+
+_matches = count(100)
+
+
+def a_match() -> list:
+    """The events of one more whole match (its own session, so it is new rows everywhere)."""
+    number = next(_matches)
+    return Feed(f"session-{number}").events(match_datagrams(str(number)))
+
+
+def stats(service: DatabaseService) -> dict:
+    stats = service.checkpoint_stats()
+    assert stats is not None
+    return stats
+
+
+def wal_size(service: DatabaseService) -> int:
+    try:
+        return os.path.getsize(f"{service.path}-wal")
+    except FileNotFoundError:
+        return 0
+
+
+def events_stored(service: DatabaseService) -> int:
+    return read(service, "SELECT COUNT(*) FROM pss_events_v2")[0][0]
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL")
+def test_the_writer_never_checkpoints_the_checkpointer_does(open_db):
+    db = open_db(checkpoint_interval_s=0.05)
+    assert db.write(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+    assert db.write(lambda conn: conn.execute("PRAGMA journal_size_limit").fetchone()[0]) \
+        == 64 * MiB
+    submitted = 0
+
+    def one_more_batch_then_enough() -> bool:
+        nonlocal submitted
+        events = a_match()
+        store(db, events)
+        submitted += len(events)
+        return stats(db)["frames_checkpointed"] >= 1000  # SQLite's own threshold, passed
+
+    wait_for(one_more_batch_then_enough, timeout=60, interval=0,
+             message="1,000 WAL frames checkpointed by the checkpointer")
+    figures = stats(db)
+    assert figures["runs"] >= 1 and figures["errors"] == 0 and figures["last_at"].endswith("Z")
+    assert events_stored(db) == submitted
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL")
+def test_a_reader_on_an_old_snapshot_delays_checkpoints_without_blocking_anyone(open_db):
+    db = open_db(checkpoint_interval_s=0.05)
+    store(db, a_match())
+    with db.pool.connection() as reader, read_snapshot(reader):
+        seen = reader.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()[0]
+        busy = stats(db)["busy"]
+        for _ in range(5):
+            store(db, a_match())  # the writer is not blocked: each batch is committed
+        wait_for(lambda: stats(db)["busy"] > busy and stats(db)["pending_frames"] > 0,
+                 message="a checkpoint that could not copy every frame")
+        assert reader.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()[0] == seen
+    wait_for(lambda: stats(db)["pending_frames"] == 0,
+             message="a complete checkpoint once the reader ended")
+    figures = stats(db)
+    assert figures["errors"] == 0 and figures["wal_over_bound"] == 0
+    assert events_stored(db) == seen + 5 * len(a_match())
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+def test_the_wal_file_is_cut_back_after_a_burst(open_db, caplog):
+    db = open_db(checkpoint_interval_s=0.05, wal_keep_bytes=MiB, wal_warn_bytes=2 * MiB)
+    store(db, a_match())
+    with db.pool.connection() as reader, read_snapshot(reader):
+        reader.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()
+        # the burst: nothing can be checkpointed while the reader keeps its snapshot
+        wait_for(lambda: store(db, a_match()) or wal_size(db) > 3 * MiB, timeout=60,
+                 interval=0, message="a WAL of more than 3 MiB")
+        wait_for(lambda: stats(db)["wal_over_bound"] == 1, message="the bound counted")
+        busy = stats(db)["busy"]
+        wait_for(lambda: stats(db)["busy"] > busy + 1, message="more incomplete checkpoints")
+        assert stats(db)["wal_over_bound"] == 1  # once per episode
+    assert [r for r in caplog.records if r.levelno == logging.WARNING
+            and "more than 2 MiB" in r.getMessage()]
+    wait_for(lambda: stats(db)["pending_frames"] == 0, message="a complete checkpoint")
+    assert wal_size(db) > 3 * MiB  # the file stays until the WAL starts over
+    store(db, a_match())  # the writer starts the WAL over and cuts the file back
+    assert wal_size(db) <= MiB
+    assert stats(db)["errors"] == 0
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+def test_a_writer_that_never_pauses_still_gets_its_wal_cut_back(open_db):
+    """A backlog: the writer goes from COMMIT straight to the next BEGIN, so a checkpoint on
+    another thread never finds the WAL copied whole when a transaction begins; the writer's
+    catch-up lets it start over."""
+    db = open_db(checkpoint_interval_s=0.01, wal_keep_bytes=MiB, wal_warn_bytes=64 * MiB,
+                 batch_max_events=200)
+    store(db, a_match())
+    held, release = threading.Event(), threading.Event()
+
+    def hold(conn) -> None:  # the writer waits here while the backlog queues up
+        held.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=db.write, args=(hold,))
+    holder.start()
+    wait_for(held.is_set)
+    backlog = [a_match() for _ in range(400)]
+    for events in backlog:
+        assert db.writer.submit(events)
+    release.set()
+    wait_for(lambda: db.writer.stats()["pending"] == 0, timeout=120, message="the backlog")
+    holder.join()
+    assert db.writer.flush(10)
+    figures = stats(db)
+    assert figures["catch_ups"] >= 1 and figures["errors"] == 0
+    written = 1 + len(backlog)
+
+    def one_more_batch_then_cut_back() -> bool:  # the writer pauses now: the WAL starts over
+        nonlocal written
+        store(db, a_match())
+        written += 1
+        return wal_size(db) <= MiB
+
+    wait_for(one_more_batch_then_cut_back, message="the WAL cut back to wal_keep_bytes")
+    assert events_stored(db) == len(a_match()) * written
+
+
+def test_the_checkpoint_statistics_keep_their_keys_from_the_first_call(db_app, backend):
+    first = call(db_app, "get_database_pool_stats")
+    assert {"in_use", "max_connections", "last_cleanup"} <= set(first)  # the pool's, as before
+    if backend == "postgresql":
+        assert first["checkpoint"] is None  # the server's WAL is not ours
+        return
+    assert set(first["checkpoint"]) == STATS_KEYS
+    service = service_of(db_app)
+    runs = first["checkpoint"]["runs"]
+    store(service, a_match())
+    wait_for(lambda: call(db_app, "get_database_pool_stats")["checkpoint"]["runs"] > runs)
+    assert set(call(db_app, "get_database_pool_stats")["checkpoint"]) == STATS_KEYS
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+def test_closing_checkpoints_everything_and_removes_the_wal(tmp_path, backend):
+    path = tmp_path / DB_FILE
+    db = DatabaseService.open(path, DatabaseConfig(checkpoint_interval_s=0.05))
+    events = a_match()
+    store(db, events)
+    thread = db.checkpointer._thread  # the test sees the thread end
+    db.close()
+    assert thread is not None and not thread.is_alive()
+    assert not (tmp_path / f"{DB_FILE}-wal").exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()[0] == len(events)
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL")
+def test_the_writers_own_truncating_checkpoints_and_the_checkpointers_take_turns(open_db):
+    """A vacuum (``wal_checkpoint(TRUNCATE)`` on the writer) while the checkpointer runs every
+    10 ms: SQLite lets one checkpoint run at a time; neither side reports an error."""
+    db = open_db(checkpoint_interval_s=0.01)
+    for _ in range(5):
+        runs = stats(db)["runs"]
+        store(db, a_match())
+        assert db.write(lambda conn: vacuum(conn, str(db.path)))["ok"] is True
+        wait_for(lambda runs=runs: stats(db)["runs"] > runs)
+    assert stats(db)["errors"] == 0
