@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py                       # the full targets (about 2 minutes)
     .venv/bin/python bench/ingest.py --duration 5 --burst 10000 --latency-duration 5
+    .venv/bin/python bench/ingest.py --repo ../previous-release   # another checkout's app (A/B)
 
 The app runs as ``python -m restrike --headless`` on a temporary data dir (database and UDP plugins,
 as shipped). Senders run in a separate process: one UDP socket per simulated court, sending the
@@ -118,18 +119,18 @@ class App:
     """``python -m restrike --headless`` in a subprocess, driven through its HTTP command bridge."""
 
     def __init__(self, data_dir: Path, udp_port: int, http_port: int, token: str,
-                 extra: list[str] | None = None):
+                 extra: list[str] | None = None, repo: Path = REPO):
         self.data_dir, self.udp_port, self.token = data_dir, udp_port, token
         self.base = f"http://127.0.0.1:{http_port}"
         # A file, not a pipe: a pipe nobody reads would block the app once it is full.
         self.log_path = data_dir / "app.log"
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "restrike", "--headless", "--data-dir", str(data_dir),
+            [sys.executable, "-m", _app_module(repo), "--headless", "--data-dir", str(data_dir),
              "--udp-bind", "127.0.0.1", "--udp-port", str(udp_port),
              "--http-port", str(http_port), "--token", token, "--log-level", "WARNING",
              *(extra or [])],
-            cwd=REPO, env={**os.environ, "RESTRIKE_LOAD_PLUGINS": ""},
+            cwd=repo, env={**os.environ, "RESTRIKE_LOAD_PLUGINS": ""},
             stdout=self._log, stderr=subprocess.STDOUT, text=True)
         self.client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30)
         self._wait_ready()
@@ -188,6 +189,12 @@ class App:
         """The app's ERROR log lines (e.g. the database's dropped batches)."""
         return [line for line in self.log_path.read_text("utf-8").splitlines()
                 if " ERROR " in line]
+
+
+def _app_module(repo: Path) -> str:
+    """The module that runs the app of a checkout: ``restrike``, or ``host`` in releases from
+    before the ``restrike`` namespace (run from the checkout, the same database file and API)."""
+    return "restrike" if (repo / "restrike").is_dir() else "host"
 
 
 def _counters(app: App) -> dict:
@@ -370,17 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-datagrams", type=int, default=None,
                         help="datagrams of the unpaced ceiling/max runs (default 5 s of --rate)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="the checkout whose app is measured (default: this one), e.g. the "
+                             "previous release for an A/B comparison; same venv")
     args = parser.parse_args(argv)
 
     unpaced = args.max_datagrams or int(args.rate * 5)
     print(f"ingest bench: {args.senders} senders; sustained {args.rate:,.0f}/s for "
           f"{args.duration:g} s; burst {args.burst:,} in 1 s; latency at "
           f"{args.latency_rate:,.0f}/s for {args.latency_duration:g} s; "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; app from {args.repo}",
+          flush=True)
     ceiling_row = ceiling(args.senders, unpaced, args.seed)
     with tempfile.TemporaryDirectory(prefix="restrike-bench-") as tmp:
         udp_port, http_port = _free(socket.SOCK_DGRAM), _free(socket.SOCK_STREAM)
-        app = App(Path(tmp), udp_port, http_port, "bench-token")
+        app = App(Path(tmp), udp_port, http_port, "bench-token", repo=args.repo.resolve())
         try:
             rows = [
                 scenario(app, "latency", args.senders,

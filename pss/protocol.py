@@ -910,6 +910,13 @@ def _parse_lines(text: str, limits: Limits) -> list[PssEvent]:
     # Fast path for the usual single message ending in CRLF; the regex only for the rare rest.
     core = text[:-2] if text.endswith("\r\n") else text
     if "\n" not in core and "\r" not in core:
+        # The feed's usual datagram: one message seen before. The cache holds only lines that
+        # parse as one message (a glued line's parts are themselves unglued), so a hit is its
+        # event with no glue or limit checks, which the same limits passed when it was cached.
+        shared = _SHARED
+        hit = shared._events.get(core) if limits is shared._limits else None
+        if hit is not None:
+            return [hit]
         if core:
             _add_line(events, core, limits, message)
             if len(events) > limits.max_messages_per_datagram:  # a glued line of many parts

@@ -56,9 +56,11 @@ DEFAULT_TRIGGERS = (Trigger(code="ch1"), Trigger(code="ch2"))
 
 # The codes that start a new match or a new round of a court, for throttling.
 MAX_COURTS = 256
-"""Courts (sender addresses) whose match and round are followed for throttling."""
+"""Courts (sender addresses) whose match and round are followed for throttling (a court is
+followed from its first message that starts a match or round or names a row's code)."""
 _MATCH_CODES = frozenset({"mch", "pre"})
 _ROUND_CODES = frozenset({"rnd"})
+_FOLLOWED_CODES = _MATCH_CODES | _ROUND_CODES
 
 
 def load(data_dir: Path) -> list[Trigger]:
@@ -78,21 +80,33 @@ def is_request(event) -> bool:
 
 
 class Matcher:
-    """Matches events against the table, with throttling per court. Used by one thread."""
+    """Matches events against the table, with throttling per court. Used by one thread.
+
+    Called for every event of the feed, so it first asks the one question most events answer
+    "no" to: does any enabled row name this code, or does it move a court's match or round?
+    """
 
     def __init__(self, table: list[Trigger]):
-        self.table = list(table)
         self._where: dict[str, list[int]] = {}   # court -> [match number, round]
         self._fired: dict[tuple, tuple] = {}     # (court, row index) -> (match, round) fired
+        self.set_table(table)
 
     def set_table(self, table: list[Trigger]) -> None:
         self.table = list(table)
+        # code -> [(row index, row)] of the enabled rows, in table order
+        self._rows: dict[str, list[tuple[int, Trigger]]] = {}
+        for index, row in enumerate(self.table):
+            if row.enabled:
+                self._rows.setdefault(row.code, []).append((index, row))
         self._fired.clear()
 
     def match(self, ev, context: tuple) -> list[Trigger]:
         """The rows ``ev`` fires, given the tournament ``context`` (tournament id, day id)."""
         event = getattr(ev, "event", None)
         code = getattr(event, "code", "") or ""
+        rows = self._rows.get(code)
+        if rows is None and code not in _FOLLOWED_CODES:
+            return []
         court = f"{getattr(ev, 'source_ip', '')}:{getattr(ev, 'source_port', '')}"
         where = self._where.get(court)
         if where is None:
@@ -104,10 +118,10 @@ class Matcher:
             where[1] = 0
         elif code in _ROUND_CODES:
             where[1] = getattr(event, "round", None) or where[1] + 1
+        if rows is None or not is_request(event):
+            return []
         fired = []
-        for index, row in enumerate(self.table):
-            if not row.enabled or row.code != code or not is_request(event):
-                continue
+        for index, row in rows:
             if row.scope == "tournament" and not context[0]:
                 continue
             if row.scope == "day" and not context[1]:

@@ -64,42 +64,53 @@ class LiveFeed:
         return source, court
 
     def apply(self, events: list) -> tuple[str | None, list[tuple]]:
-        """Fold a batch in; returns (the court whose state changed last, the ring entries added)."""
+        """Fold a batch in; returns (the court whose state changed last, the ring entries added).
+
+        Runs for every event of the feed on the dispatch thread: the court lookup and the ring's
+        bounds are spelled out here, on local names. The ring drops its oldest entries beyond
+        ``ring_size`` events or ``ring_bytes`` bytes (an entry costs its raw text, its
+        ``raw_b64`` and ``RING_ENTRY_OVERHEAD``).
+        """
         changed = None
         added = []
+        names, courts, ring = self._names, self._courts, self._ring
+        ring_size, ring_max_bytes = self._ring_size, self._ring_max_bytes
         with self._lock:
-            for ev in events:
-                source, court = self._court(ev.source_ip, ev.source_port, ev.received_ns)
-                event = ev.event
-                kind = event.type
-                if kind == "fight_loaded":
-                    court[1] = court[2] = None
-                elif kind == "round":
-                    court[1] = event.round
-                elif kind == "clock":
-                    court[2] = event.clock
-                court[3] = ev.received_ns
-                if court[0].apply(event, ev.received_ns, ev.received_at):
-                    changed = source
-                entry = (ev, source, court[1], court[2])
-                self._keep(entry)
-                added.append(entry)
+            ring_bytes = self._ring_bytes
+            try:
+                for ev in events:
+                    received_ns = ev.received_ns
+                    source = names.get((ev.source_ip, ev.source_port))
+                    court = courts.get(source) if source is not None else None
+                    if court is None:
+                        source, court = self._court(ev.source_ip, ev.source_port, received_ns)
+                    event = ev.event
+                    kind = event.type
+                    if kind == "fight_loaded":
+                        court[1] = court[2] = None
+                    elif kind == "round":
+                        court[1] = event.round
+                    elif kind == "clock":
+                        court[2] = event.clock
+                    court[3] = received_ns
+                    if court[0].apply(event, received_ns, ev.received_at):
+                        changed = source
+                    entry = (ev, source, court[1], court[2])
+                    added.append(entry)
+                    raw_b64 = ev.raw_b64
+                    size = RING_ENTRY_OVERHEAD + len(ev.raw) + (len(raw_b64) if raw_b64 else 0)
+                    ring.append((entry, size))
+                    ring_bytes += size
+                    while len(ring) > ring_size:
+                        ring_bytes -= ring.popleft()[1]
+                    while ring_bytes > ring_max_bytes and len(ring) > 1:
+                        ring_bytes -= ring.popleft()[1]
+                        self.ring_dropped_for_bytes += 1
+            finally:
+                self._ring_bytes = ring_bytes
             if events:
                 self.active = source
         return changed, added
-
-    def _keep(self, entry: tuple) -> None:
-        """Add to the ring, dropping the oldest beyond its event and byte bounds (lock held)."""
-        ev = entry[0]
-        size = RING_ENTRY_OVERHEAD + len(ev.raw) + (len(ev.raw_b64) if ev.raw_b64 else 0)
-        ring = self._ring
-        ring.append((entry, size))
-        self._ring_bytes += size
-        while len(ring) > self._ring_size:
-            self._ring_bytes -= ring.popleft()[1]
-        while self._ring_bytes > self._ring_max_bytes and len(ring) > 1:
-            self._ring_bytes -= ring.popleft()[1]
-            self.ring_dropped_for_bytes += 1
 
     def snapshot(self, source: str | None = None) -> dict | None:
         """The match state of ``source`` (default: the most recently active court), or None."""
@@ -155,7 +166,9 @@ def ui_event(ev, source: str, round_: int | None, clock: str | None) -> dict:
         "raw_truncated": truncated,
         "description": text,
         "is_valid": kind not in ("invalid", "unknown"),
-        "error": getattr(event, "error", None),
+        # a field (only Invalid has one): getattr on a model without it raises and catches
+        # an AttributeError in pydantic's __getattr__, for every event rendered
+        "error": event.__dict__.get("error"),
         "seq": ev.seq,
         "index": ev.index,
         "source": source,
