@@ -184,7 +184,16 @@ class MatchTracker:
         self._close(undo)
 
     def _close(self, undo: _Undo) -> None:
-        del self._undos[self._undos.index(undo):]
+        at = self._undos.index(undo)
+        for closed in self._undos[at:]:
+            # A match keeps its last snapshot (``saved_for``) and the snapshot its matches: a
+            # reference cycle, garbage once the match is replaced, that only a full collection
+            # frees (rare: ``host.cli.tune_gc``), with a copy of every match it saved. Emptied
+            # here, a closed snapshot is a small object its matches point to, freed with them.
+            closed.copies.clear()
+            closed.current.clear()
+            closed.retired.clear()
+        del self._undos[at:]
         self._top = self._undos[-1] if self._undos else None
 
     def _save(self, state: TrackedMatch) -> None:

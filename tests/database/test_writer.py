@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gc
 import json
 import sqlite3
 import threading
@@ -710,3 +711,27 @@ def test_the_match_rows_say_what_the_live_scoreboard_says(db):
     assert [r[:2] for r in rounds] == list(zip(shown["round_scores"]["blue"],
                                                shown["round_scores"]["red"], strict=True))
     assert [r[2] or 0 for r in rounds] == shown["round_winners"][:len(rounds)]
+
+
+def test_the_writer_leaves_no_reference_cycles_behind(db, feed):
+    # The app runs the collector's full pass rarely (host.cli.tune_gc: after some 100 million
+    # allocations), so whatever the writer leaves in reference cycles stays in memory for hours:
+    # the match tracker's snapshot of each batch and the matches it saved pointed to each other,
+    # and every replaced match kept a copy of its whole state (the app grew by ~100 MB per
+    # million events). Two matches from one source, a batch per datagram, as a live feed comes.
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(2):
+            for datagram in match_datagrams():
+                store(db, feed.datagram(datagram))
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = sorted({type(o).__name__ for o in gc.garbage
+                       if type(o).__module__.startswith("restrike")})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+    assert read(db, "SELECT COUNT(*) FROM pss_matches") == [(2,)]
