@@ -37,7 +37,7 @@ from typing import Any
 from restrike.host.errors import Conflict, InvalidArgument
 from restrike.host.timeutil import TimeOutOfRange, parse_iso, to_iso, to_utc
 
-from .backend import IntegrityError, columns_of, is_postgres, references
+from .backend import columns_of, errors, is_postgres, references
 from .pool import read_snapshot
 
 log = logging.getLogger(__name__)
@@ -414,7 +414,7 @@ def _move_in_transaction(conn, op, src, dst, where, params, progress, chunk, eve
             _report(progress, op, done, total)
         conn.execute(f"DELETE FROM {_IDS}")
         conn.execute("COMMIT")
-    except IntegrityError as exc:
+    except errors.IntegrityError as exc:
         _rollback(conn)
         hint = ""
         if "FOREIGN KEY" in str(exc).upper():

@@ -1,10 +1,11 @@
 """Which storage backend runs: SQLite (embedded, the default) or PostgreSQL (a central server).
 
 The one place that knows both: the ``--database-url`` / ``database.url`` syntax
-(``DatabaseUrl``), the DB-API exception classes of both drivers (tuples, for ``except``), the
-few statements spelled differently (``SPELLINGS``) and the DDL translation of the migrations
-(``pg_ddl``). The PostgreSQL connection itself is ``pg.py``; everything else in the plugin
-writes plain SQL with ``?`` placeholders and runs on either.
+(``DatabaseUrl``), the DB-API exception classes of the drivers in use (``errors``, for
+``except``), the few statements spelled differently (``SPELLINGS``) and the DDL translation of
+the migrations (``pg_ddl``). The PostgreSQL connection itself is ``pg.py``, the only module that
+loads the driver (psycopg and libpq, ~19 MiB): an app on an SQLite file never imports it;
+everything else in the plugin writes plain SQL with ``?`` placeholders and runs on either.
 """
 
 from __future__ import annotations
@@ -13,49 +14,45 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import unquote, urlsplit
-
-import psycopg
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
-# DB-API exception classes of both drivers: ``except Error:`` catches either.
-Error = (sqlite3.Error, psycopg.Error)
-DatabaseError = (sqlite3.DatabaseError, psycopg.DatabaseError)
-OperationalError = (sqlite3.OperationalError, psycopg.OperationalError)
-IntegrityError = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
-# SQLSTATEs of a server that cannot serve us now but will again: the connection class (08), and
-# an administrator's or crash shutdown and a server still starting (57P01-57P03).
-_UNREACHABLE_STATES = frozenset(("57P01", "57P02", "57P03"))
-# What a server starting or stopping answers a connect with (57P03 and friends): its messages
-# in English, the server's default (lc_messages).
-_SERVER_NOT_READY = ("the database system is", "terminating connection due to")
+class DriverErrors:
+    """The DB-API exception classes of the drivers in use, as tuples for ``except``: SQLite's,
+    plus psycopg's once ``pg.py`` is imported (it ``add``s them): every connection the plugin
+    runs statements on comes from ``pg.py``, so no psycopg exception reaches a handler before
+    (``listen.py``'s own connection keeps its errors to itself).
+
+    Name them through the one shared ``errors`` object, ``except errors.OperationalError:``:
+    the attribute is read when the handler runs. ``from .backend import OperationalError``
+    would bind the tuple of the moment, SQLite's alone."""
+
+    def __init__(self) -> None:
+        self.Error: tuple[type[Exception], ...] = (sqlite3.Error,)
+        self.DatabaseError: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+        self.OperationalError: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+        self.IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
+    def add(self, driver: ModuleType) -> None:
+        """Catch ``driver``'s classes too (a DB-API module: ``psycopg``); once per driver."""
+        if driver.Error in self.Error:
+            return
+        self.Error += (driver.Error,)
+        self.DatabaseError += (driver.DatabaseError,)
+        self.OperationalError += (driver.OperationalError,)
+        self.IntegrityError += (driver.IntegrityError,)
+
+
+errors = DriverErrors()
+"""``except errors.Error:`` catches an error of either driver (``DriverErrors``)."""
 
 UNAVAILABLE = "central database unavailable"
 """The message of ``Unavailable`` when the central database cannot be reached (the writer's
 ``run`` calls and the reader pool say the same)."""
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the PostgreSQL server cannot be reached (cable pulled, server down
-    or restarting) - the case store-and-forward waits out - rather than that it answered and
-    refused (wrong password, no such database, a bad statement), which waiting does not mend.
-
-    On an open connection the server's SQLSTATE tells (class 08, 57P01-57P03; None: libpq's
-    own, the connection broke). A failed connect never has one (libpq keeps no result): there
-    the server's own refusal is its ``FATAL:`` line (no such role or database, wrong password),
-    except the lines of a server starting up or shutting down ("the database system is ...",
-    57P03), which waiting mends; anything else (refused, timed out, no route, unknown host)
-    never reached a server."""
-    if not isinstance(exc, psycopg.OperationalError):
-        return False
-    state = exc.sqlstate
-    if state is not None:
-        return state.startswith("08") or state in _UNREACHABLE_STATES
-    text = str(exc)
-    return "FATAL:" not in text or any(line in text for line in _SERVER_NOT_READY)
 
 _SCHEMES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL}
 
@@ -102,9 +99,11 @@ class DatabaseUrl:
         if not dbname or "/" in dbname:
             raise BadDatabaseUrl("a PostgreSQL URL names its database: "
                                  "postgresql://user:password@host:port/dbname")
+        from psycopg import ProgrammingError  # a PostgreSQL URL: its driver is needed anyway
+        from psycopg.conninfo import conninfo_to_dict
         try:
-            psycopg.conninfo.conninfo_to_dict(text)
-        except psycopg.ProgrammingError as exc:
+            conninfo_to_dict(text)
+        except ProgrammingError as exc:
             raise BadDatabaseUrl(f"not a valid PostgreSQL URL ({_no_secret(str(exc), text)})") \
                 from None
         user = f"{unquote(parts.username)}{':***' if parts.password else ''}@" \

@@ -47,10 +47,9 @@ from dataclasses import dataclass
 from restrike.host.timeutil import clock_ns, now_iso
 from restrike.pss.session import UdpSession
 
-from .backend import OperationalError, is_postgres
+from .backend import errors, is_postgres
 from .court import default_court
 from .listen import COURTS, notify
-from .pg import allocate_event_ids, update_by_id
 from .rows import (
     EVENT_INTO,
     PROTOCOL_VERSION,
@@ -163,6 +162,7 @@ class BatchStore:
         # 2. The events' ids: read once per batch (see the module docstring).
         #    On PostgreSQL, where several writers share the table, a block from its sequence.
         if self._postgres:
+            from .pg import allocate_event_ids  # PostgreSQL only (the driver)
             next_id = allocate_event_ids(cur, sum(
                 len(item.events) for item in items if isinstance(item, Events)))
         else:
@@ -239,6 +239,7 @@ class BatchStore:
         matches, rounds = self._tracker.dirty_rows(now)
         for template, rows in ((UPDATE_MATCHES, matches), (UPDATE_ROUNDS, rounds)):
             if rows and self._postgres:
+                from .pg import update_by_id  # PostgreSQL only (the driver)
                 update_by_id(cur, template, rows)
             elif rows:
                 many(template, len(rows[0])).run(cur, rows)
@@ -317,14 +318,14 @@ class BatchStore:
             one = Rows(now)
             self._prepare(cur, [ev], context, event_id, one)
             one.insert(cur)
-        except OperationalError:
+        except errors.OperationalError:
             raise
         except Exception as exc:  # noqa: BLE001 - stored bare below, with the reason
             cur.execute("ROLLBACK TO one_event")
             self._tracker.restore(snapshot)
             try:
                 self._store_bare(cur, ev, now, exc, event_id)
-            except OperationalError:
+            except errors.OperationalError:
                 raise
             except Exception as again:  # noqa: BLE001 - counted as lost, logged
                 cur.execute("ROLLBACK TO one_event")
@@ -367,7 +368,7 @@ class BatchStore:
         cur.execute("SAVEPOINT guarded")
         try:
             fn(*args)
-        except OperationalError:
+        except errors.OperationalError:
             raise
         except Exception as exc:
             cur.execute("ROLLBACK TO guarded")

@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from restrike.host.timeutil import now_iso
 
-from .backend import OperationalError
+from .backend import errors
 from .batch import BatchStore, Events
 from .spool import Spool, Spooled
 from .transactions import close_quietly
@@ -109,7 +109,7 @@ def kept_for_later(engine: Engine, forwarder: Forwarder | None, items: list, cou
         forwarder.went_down(exc)
         forwarder.to_spool(items, count, maybe_written=True)
         return True
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, errors.OperationalError):
         engine.hold(items, count, exc)
         return True
     return False
@@ -285,7 +285,7 @@ class Forwarder:
             try:
                 lost = store.write(spooled.items, safe=False)
             except Exception as exc:
-                if self.unreachable(exc) or isinstance(exc, OperationalError):
+                if self.unreachable(exc) or isinstance(exc, errors.OperationalError):
                     raise
                 log.exception("forwarding spooled batch %d failed; storing its events one by "
                               "one", spooled.id)

@@ -16,7 +16,9 @@ the screens' 5 s poll keeps them right, and ``get_courts`` says so. After every 
 the ``on_connect`` callback runs (reload the context, refresh the screens): notifications sent
 while nobody listened are gone, the database is not.
 
-On SQLite nothing of this runs: one instance writes the file, its own commits are every change.
+On SQLite nothing of this runs: one instance writes the file, its own commits are every change
+(and the driver, psycopg, is imported by the ``db-listen`` thread only: an SQLite app never
+loads it).
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-
-import psycopg
 
 from restrike.host.timeutil import now_iso
 
@@ -109,6 +109,8 @@ class Listener:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        import psycopg  # PostgreSQL only (see the module docstring); its errors stay in here
+
         delay = 0.0
         while not self._stopping.is_set():
             try:

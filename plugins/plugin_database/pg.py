@@ -13,6 +13,7 @@ uses, so every module runs its plain SQL on either backend.
 - ``ReadPool``: ``psycopg_pool.ConnectionPool`` itself, behind ``pool.ConnectionPool``'s
   interface (``connection()``, ``get_stats()`` with the same keys, ``cleanup()``, ``close()``);
   readers are read-only sessions, a snapshot is ``REPEATABLE READ READ ONLY``.
+- ``unreachable``: whether an error says the server cannot be reached (an outage to wait out).
 - ``allocate_event_ids``: a contiguous block of event ids from the table's sequence, safe with
   several writers on one server.
 """
@@ -33,10 +34,12 @@ from psycopg.adapt import Loader
 
 from restrike.host.timeutil import now_iso
 
-from .backend import POSTGRESQL, UNAVAILABLE, unreachable
+from .backend import POSTGRESQL, UNAVAILABLE, errors
 from .pool import _percentile, occupancy
 
 log = logging.getLogger(__name__)
+
+errors.add(psycopg)  # every ``except errors.X`` of the plugin catches psycopg's X from now on
 
 # PostgreSQL binds at most 65535 parameters per statement.
 _MAX_PARAMS = 65535
@@ -244,6 +247,34 @@ class Connection:
     @property
     def closed(self) -> bool:
         return self.raw.closed
+
+
+# SQLSTATEs of a server that cannot serve us now but will again: the connection class (08), and
+# an administrator's or crash shutdown and a server still starting (57P01-57P03).
+_UNREACHABLE_STATES = frozenset(("57P01", "57P02", "57P03"))
+# What a server starting or stopping answers a connect with (57P03 and friends): its messages
+# in English, the server's default (lc_messages).
+_SERVER_NOT_READY = ("the database system is", "terminating connection due to")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the PostgreSQL server cannot be reached (cable pulled, server down
+    or restarting) - the case store-and-forward waits out - rather than that it answered and
+    refused (wrong password, no such database, a bad statement), which waiting does not mend.
+
+    On an open connection the server's SQLSTATE tells (class 08, 57P01-57P03; None: libpq's
+    own, the connection broke). A failed connect never has one (libpq keeps no result): there
+    the server's own refusal is its ``FATAL:`` line (no such role or database, wrong password),
+    except the lines of a server starting up or shutting down ("the database system is ...",
+    57P03), which waiting mends; anything else (refused, timed out, no route, unknown host)
+    never reached a server."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    if state is not None:
+        return state.startswith("08") or state in _UNREACHABLE_STATES
+    text = str(exc)
+    return "FATAL:" not in text or any(line in text for line in _SERVER_NOT_READY)
 
 
 def connect(conninfo: str, *, read_only: bool = False, connect_timeout: float = 10.0) \

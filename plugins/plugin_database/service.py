@@ -19,9 +19,9 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import checkpoint, pg
+from . import checkpoint
 from .archive import AutoArchiver
-from .backend import POSTGRESQL, SQLITE, BadDatabaseUrl, DatabaseUrl, unreachable
+from .backend import POSTGRESQL, SQLITE, BadDatabaseUrl, DatabaseUrl
 from .checkpoint import Checkpointer
 from .clips import ClipStore
 from .court import court_name, default_court
@@ -187,7 +187,7 @@ class DatabaseService(ClipStore):
         (``courts.py``: the Courts screen's "something changed" signal); it must not block.
 
         ``data_dir`` (PostgreSQL only): where the store-and-forward spool lives
-        (``spool.SPOOL_FILE``). With it, a server that cannot be reached (``backend.unreachable``:
+        (``spool.SPOOL_FILE``). With it, a server that cannot be reached (``pg.unreachable``:
         down, restarting, cable pulled) does not stop the start, not even the first one: the
         writer spools and connects (and migrates) when the server answers; a server that
         answers and refuses (wrong password, no such database) still raises
@@ -237,6 +237,7 @@ class DatabaseService(ClipStore):
                        data_dir: Path | None) -> DatabaseService:
         """The central server. With ``data_dir``, store-and-forward: the spool there, and a
         server that cannot be reached does not stop the start (see ``_connect_postgres``)."""
+        from . import pg  # PostgreSQL only: an SQLite app never loads the driver
         spool = Spool(data_dir / SPOOL_FILE, config.spool_max_bytes) \
             if data_dir is not None else None
         try:
@@ -257,7 +258,7 @@ class DatabaseService(ClipStore):
             raise
         store_and_forward: dict[str, Any] = {} if spool is None else {
             "spool": spool, "connect": lambda: pg.connect_writer(url.conninfo),
-            "unreachable": unreachable, "prepare": _migrate_central,
+            "unreachable": pg.unreachable, "prepare": _migrate_central,
             "close_interrupted": (lambda c: close_interrupted_sessions(c, config.court))
             if close_later else None}
         return cls._start(conn, version, config, lambda: cast(ConnectionPool, pg.ReadPool(
@@ -409,6 +410,7 @@ def _connect_postgres(url: DatabaseUrl, spool: Spool | None) -> tuple[Any, int]:
     ``(None, the version this restrike migrates to)`` when the server cannot be reached and
     there is a ``spool`` to wait in. ``DatabaseOpenError`` (one line, the password masked)
     when it refuses us or cannot be reached without a spool."""
+    from . import pg  # PostgreSQL only, as in ``_open_postgres``
     conn = None
     try:
         conn = pg.connect_writer(url.conninfo)
@@ -416,7 +418,7 @@ def _connect_postgres(url: DatabaseUrl, spool: Spool | None) -> tuple[Any, int]:
     except pg.psycopg.Error as exc:
         if conn is not None:
             conn.close()
-        if spool is None or not unreachable(exc):
+        if spool is None or not pg.unreachable(exc):
             raise DatabaseOpenError(
                 f"cannot connect to the database {url.display}: {_one_line(exc)}") from exc
         log.error("the central database %s cannot be reached (%s): starting anyway; batches go "

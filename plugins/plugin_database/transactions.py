@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from .backend import Error
+from .backend import errors
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def rollback(conn) -> None:
     """``ROLLBACK``, quietly when no transaction is open (a failed COMMIT already ended it)."""
     try:
         conn.execute("ROLLBACK")
-    except Error:
+    except errors.Error:
         log.debug("rollback failed (no transaction open)", exc_info=True)
 
 

@@ -74,7 +74,7 @@ from restrike.host.errors import Unavailable
 from restrike.host.timeutil import now_iso
 from restrike.pss.session import UdpSession
 
-from .backend import UNAVAILABLE, Error
+from .backend import UNAVAILABLE, errors
 from .batch import BatchStore, Events, Session
 from .forward import Forwarder, kept_for_later
 from .maintenance import storage_full
@@ -685,7 +685,7 @@ class Writer:
         if self._conn is not None:
             try:
                 self._conn.execute("PRAGMA optimize")  # SQLite's advice for closing a connection
-            except Error:
+            except errors.Error:
                 log.debug("PRAGMA optimize at close failed", exc_info=True)
             close_quietly(self._conn)
         if self._forwarder is not None:
