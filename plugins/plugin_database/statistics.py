@@ -61,6 +61,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -355,15 +356,17 @@ _ID, _MATCH_ID, _ROUND_ID, _TIME, _RAW, _PARSED, _TYPE = (EventRow._fields.index
     "id", "match_id", "round_id", "timestamp", "raw_data", "parsed_data", "event_type_id"))
 _MATCH_AND_ROUND = operator.itemgetter(_MATCH_ID, _ROUND_ID)
 _TIME_OF = operator.itemgetter(_TIME)
+_TYPE_OF = operator.itemgetter(_TYPE)
 
 
 def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
     """What ``_read_tables`` would read back, from the batch's ``rows.EventRow`` list just
     inserted (0 stands for NULL there): the same rows, without a query. Counted by
     ``Counter`` and filtered by comprehensions, no Python statement per event (most are clock
-    ticks that are only counted)."""
-    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED], e[_RAW]) for e in events
-            if e[_TYPE] in kinds and e[_MATCH_ID]]
+    ticks that are only counted: the events to fold are picked by ``compress``)."""
+    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED], e[_RAW])
+            for e in compress(events, map(kinds.__contains__, map(_TYPE_OF, events)))
+            if e[_MATCH_ID]]
     first, last = min(map(_TIME_OF, events))[:16], max(map(_TIME_OF, events))[:16]
     if first == last:  # one minute (a batch is a fraction of a second): ISO text sorts by time
         counts = Counter(map(_MATCH_AND_ROUND, events))
