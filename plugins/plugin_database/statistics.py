@@ -25,7 +25,8 @@ Kept in the writer's transaction
     is its category's role (``_ROLES``): clock ticks, most of the feed, only count; a repeated
     snapshot (most ``s1n`` score messages) is not even parsed. A match's facts from the tracking
     tables (athletes, round winners, winner, status) are read again only after its "result"
-    events. The matches being fought stay in a small cache (``_Cache``) between batches, so a
+    events, and turned then, once, into what each write of it needs (``_facts``). The matches
+    being fought stay in a small cache (``_Cache``) between batches, so a
     batch does not read back what the previous one wrote; ``stat_state.generation`` says whether
     the cache is still the database's (a rolled-back batch or a rebuild changes it, and the
     cache is dropped).
