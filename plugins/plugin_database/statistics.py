@@ -25,7 +25,8 @@ Kept in the writer's transaction
     is its category's role (``_ROLES``): clock ticks, most of the feed, only count; a repeated
     snapshot (most ``s1n`` score messages) is not even parsed. A match's facts from the tracking
     tables (athletes, round winners, winner, status) are read again only after its "result"
-    events. The matches being fought stay in a small cache (``_Cache``) between batches, so a
+    events, and turned then, once, into what each write of it needs (``_facts``). The matches
+    being fought stay in a small cache (``_Cache``) between batches, so a
     batch does not read back what the previous one wrote; ``stat_state.generation`` says whether
     the cache is still the database's (a rolled-back batch or a rebuild changes it, and the
     cache is dropped).
@@ -61,6 +62,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -223,7 +225,7 @@ class _Match:
         self.timeline: list[tuple] = []
         self.dirty: set[tuple[int, int]] = set()  # rounds changed since written
         self.snapshots: dict[str, str] = {}  # category -> the text of its last folded snapshot
-        self.info: dict | None = None  # _match_info's (None: to read)
+        self.info: tuple | None = None  # _facts of its _match_info (None: to read)
 
     def round(self, number: int, athlete: int) -> list:
         """The row of a round and athlete, to change (it is written with the batch)."""
@@ -355,15 +357,17 @@ _ID, _MATCH_ID, _ROUND_ID, _TIME, _RAW, _PARSED, _TYPE = (EventRow._fields.index
     "id", "match_id", "round_id", "timestamp", "raw_data", "parsed_data", "event_type_id"))
 _MATCH_AND_ROUND = operator.itemgetter(_MATCH_ID, _ROUND_ID)
 _TIME_OF = operator.itemgetter(_TIME)
+_TYPE_OF = operator.itemgetter(_TYPE)
 
 
 def _read_batch(events: list, kinds: dict[int, str]) -> tuple[list, list]:
     """What ``_read_tables`` would read back, from the batch's ``rows.EventRow`` list just
     inserted (0 stands for NULL there): the same rows, without a query. Counted by
     ``Counter`` and filtered by comprehensions, no Python statement per event (most are clock
-    ticks that are only counted)."""
-    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED], e[_RAW]) for e in events
-            if e[_TYPE] in kinds and e[_MATCH_ID]]
+    ticks that are only counted: the events to fold are picked by ``compress``)."""
+    rows = [(e[_ID], e[_MATCH_ID], kinds[e[_TYPE]], e[_PARSED], e[_RAW])
+            for e in compress(events, map(kinds.__contains__, map(_TYPE_OF, events)))
+            if e[_MATCH_ID]]
     first, last = min(map(_TIME_OF, events))[:16], max(map(_TIME_OF, events))[:16]
     if first == last:  # one minute (a batch is a fraction of a second): ISO text sorts by time
         counts = Counter(map(_MATCH_AND_ROUND, events))
@@ -464,8 +468,9 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         timeline += m.timeline
         sides = _lean_sides(m.rounds)
         if m.info is None:
-            m.info = info.get(match_id, _NO_INFO)
-        new = _contribution(sides, m.info)
+            m.info = _facts(info.get(match_id, _NO_INFO))
+        key, duration, fixed = m.info
+        new = _contribution(sides, fixed)
         if new != m.contribution:
             athlete_changes.append((m.contribution, new))
             m.contribution = new
@@ -473,8 +478,8 @@ def _write(cur, matches: dict[int, _Match]) -> None:
         m.timeline = []
         m.dirty = set()
         blue, red = sides[1], sides[2]
-        key, duration = _group_of(m.info)
-        sums = (blue[_G] + red[_G], *(blue[i] + red[i] for i in range(5)))
+        sums = (blue[_G] + red[_G], blue[0] + red[0], blue[1] + red[1], blue[2] + red[2],
+                blue[3] + red[3], blue[4] + red[4])  # penalties, then the five point types
         group = (key, duration, sums)
         if group != m.group:
             _move_group(groups, m.group, group)
@@ -557,31 +562,44 @@ def _match_info(cur, ids: list[int]) -> dict[int, dict]:
     return info
 
 
-def _contribution(sides: dict, info: dict) -> dict:
-    """What a match adds to its athletes: ``{athlete_id: {"v": [...], "wt": {type: [w, l]}}}``
-    (``v`` in ``_ATHLETE_COLUMNS`` order); ``sides`` from ``_lean_sides``."""
-    out: dict[str, dict] = {}
+def _facts(info: dict) -> tuple:
+    """What ``_write`` takes from a match's ``_match_info``, computed once per read: its
+    tournament group key and duration (``_group_of``) and, per side with an athlete, what its
+    contribution has that the rounds do not change: ``(athlete key, position, head, kind,
+    won, lost)``, ``head`` the first ``_ATHLETE_COLUMNS`` (matches, wins, losses, rounds won
+    and lost), ``kind`` its win type when it won or lost (else None)."""
     winner = info["winner"]
     kind = win_type(info["classification"]) if winner else None
     rounds_won = list(info["round_winners"].values())
+    fixed = []
     for position, side in SIDE_PAIRS:
         athlete_id = info["athletes"].get(position)
         if athlete_id is None:
             continue
         other = 3 - position
-        me, them = sides[position], sides[other]
         won, lost = int(winner == side), int(winner == SIDES[other])
-        vector = [
-            1, won, lost, rounds_won.count(position), rounds_won.count(other),
-            *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC], me[_HS], me[_HM],
-        ]
-        entry = out.get(key := str(athlete_id))
+        fixed.append((str(athlete_id), position,
+                      (1, won, lost, rounds_won.count(position), rounds_won.count(other)),
+                      kind if won or lost else None, won, lost))
+    return (*_group_of(info), tuple(fixed))
+
+
+def _contribution(sides: dict, fixed: tuple) -> dict:
+    """What a match adds to its athletes: ``{athlete_id: {"v": [...], "wt": {type: [w, l]}}}``
+    (``v`` in ``_ATHLETE_COLUMNS`` order); ``sides`` from ``_lean_sides``, ``fixed`` the
+    match's ``_facts``."""
+    out: dict[str, dict] = {}
+    for key, position, head, kind, won, lost in fixed:
+        me, them = sides[position], sides[3 - position]
+        vector = [*head, *me[:5], *them[:5], me[_P], them[_P], me[_G], them[_G], me[_HC],
+                  me[_HS], me[_HM]]
+        entry = out.get(key)
         if entry is None:
             entry = out[key] = {"v": vector, "wt": {}}
         else:  # the same athlete on both sides: one match, both sides' numbers
             entry["v"] = [a + b for a, b in zip(entry["v"][:-1], vector[:-1], strict=True)] + [
                 max(entry["v"][-1], vector[-1])]
-        if kind and (won or lost):
+        if kind:
             counts = entry["wt"].setdefault(kind, [0, 0])
             counts[0] += won
             counts[1] += lost
@@ -604,15 +622,19 @@ def _apply_athletes(cur, changes: list[tuple[dict, dict]]) -> None:
             after = new.get(key, _NO_CONTRIBUTION)
             if before == after:
                 continue
-            delta = [a - b for a, b in zip(after["v"], before["v"], strict=False)]
-            delta[_HL_MAX_AT] = after["v"][_HL_MAX_AT]
-            if after["v"][_HL_MAX_AT] < before["v"][_HL_MAX_AT]:
+            v1, v0 = after["v"], before["v"]
+            delta = list(map(operator.sub, v1, v0))
+            delta[_HL_MAX_AT] = v1[_HL_MAX_AT]
+            if v1[_HL_MAX_AT] < v0[_HL_MAX_AT]:
                 recompute_max.add(athlete_id)  # a max cannot be taken away: recount it
             if any(delta):
                 athletes.append((athlete_id, *delta))
-            for kind in before["wt"].keys() | after["wt"].keys():
-                w0, l0 = before["wt"].get(kind, (0, 0))
-                w1, l1 = after["wt"].get(kind, (0, 0))
+            wt0, wt1 = before["wt"], after["wt"]
+            if wt0 == wt1:  # most changes: points in a match being fought
+                continue
+            for kind in wt0.keys() | wt1.keys():
+                w0, l0 = wt0.get(kind, (0, 0))
+                w1, l1 = wt1.get(kind, (0, 0))
                 if (w1 - w0, l1 - l0) != (0, 0):
                     win_types.append((athlete_id, kind, w1 - w0, l1 - l0))
     write_rows(cur, _UPSERT_ATHLETE, athletes)
@@ -736,22 +758,28 @@ _P, _G, _HC, _HS, _HM = 5, 6, 7, 8, 9
 
 def _lean_sides(rounds: dict[tuple[int, int], list]) -> dict[int, list]:
     """Per athlete (1, 2): totals over a match's round rows, as ``_side_totals`` counts them
-    (a round where only the opponent has a row still gives this side its gam-jeom points)."""
+    (a round where only the opponent has a row still gives this side its gam-jeom points).
+    One pass over the rows, the opponent's row looked up (called per changed match and batch)."""
     out = {1: [0] * 10, 2: [0] * 10}
-    empty = _new_round()
-    for number in {number for number, _ in rounds}:
-        pair = (rounds.get((number, 1)) or empty, rounds.get((number, 2)) or empty)
-        for athlete in (1, 2):
-            me, them = pair[athlete - 1], pair[2 - athlete]
-            o = out[athlete]
-            for i in range(5):
-                o[i] += me[1 + i]
-            o[_P] += round_points(me[_REPORTED], me[_SCORED], them[_GAM_JEOM])
-            o[_G] += me[_GAM_JEOM]
-            o[_HC] += me[_HL_COUNT]
-            o[_HS] += me[_HL_SUM]
-            if me[_HL_MAX] > o[_HM]:
-                o[_HM] = me[_HL_MAX]
+    get = rounds.get
+    for (number, athlete), me in rounds.items():
+        o = out.get(athlete)
+        if o is None:
+            continue
+        them = get((number, 3 - athlete))
+        if them is None:  # the opponent has no row: it still gets this side's gam-jeom points
+            out[3 - athlete][_P] += round_points(None, 0, me[_GAM_JEOM])
+        o[0] += me[1]
+        o[1] += me[2]
+        o[2] += me[3]
+        o[3] += me[4]
+        o[4] += me[5]
+        o[_P] += round_points(me[_REPORTED], me[_SCORED], them[_GAM_JEOM] if them else 0)
+        o[_G] += me[_GAM_JEOM]
+        o[_HC] += me[_HL_COUNT]
+        o[_HS] += me[_HL_SUM]
+        if me[_HL_MAX] > o[_HM]:
+            o[_HM] = me[_HL_MAX]
     return out
 
 
