@@ -17,9 +17,6 @@ Rows:
   CPU second);
 - both with the garbage collector tuned as the app tunes it at start-up (``host.cli.tune_gc``):
   with Python's default thresholds the writer would pay for collections the app never runs;
-- checkpointer CPU per event: the ``db-checkpoint`` thread's (SQLite's WAL checkpoints, off the
-  writer thread) over the same rounds, from the first ``submit()`` until it has caught up after
-  the ``flush()`` (median), so writer + checkpointer is the whole cost of storing;
 - ``pss_get_events_for_match`` p50/p99 over ``--queries`` random matches once ``--events``
   events are stored (target p99 < 5 ms), through the real command (pool checkout included).
   To get there fast, the measured 12-court block is cloned with ``INSERT ... SELECT`` (same rows,
@@ -82,17 +79,11 @@ def thread_cpu(thread) -> float | None:
         return None
 
 
-def measure_inserts(service: DatabaseService, events: list, batch: int,
-                    checkpointer_cpu: list[float] | None = None) -> tuple[float, float]:
+def measure_inserts(service: DatabaseService, events: list, batch: int) -> tuple[float, float]:
     """(events/s of wall time, writer-thread CPU seconds per event or nan) from the first
-    ``submit()`` to the ``flush()`` that says all is committed. With ``checkpointer_cpu``, the
-    checkpointer thread's CPU seconds per event (nan without one: PostgreSQL) until it has
-    caught up after that are appended to it."""
+    ``submit()`` to the ``flush()`` that says all is committed."""
     writer = service.writer
     stored0 = writer.stats()["stored"]
-    checkpointer = getattr(service, "checkpointer", None)
-    ckpt_thread = checkpointer._thread if checkpointer is not None else None
-    ckpt0 = thread_cpu(ckpt_thread) if ckpt_thread is not None else None
     cpu0 = thread_cpu(writer._thread)  # the bench reads the thread's clock
     started = time.perf_counter()
     for i in range(0, len(events), batch):
@@ -106,19 +97,6 @@ def measure_inserts(service: DatabaseService, events: list, batch: int,
     if stats["stored"] - stored0 != len(events) or stats["lost"] or stats["dropped"]:
         raise RuntimeError(f"the writer did not store every event: {stats}")
     cpu = (cpu1 - cpu0) / len(events) if cpu0 is not None and cpu1 is not None else float("nan")
-    ckpt = float("nan")
-    if checkpointer_cpu is not None and checkpointer is not None and ckpt0 is not None:
-        runs = checkpointer.stats()["runs"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # a run after the flush that left nothing behind
-            figures = checkpointer.stats()
-            if figures["runs"] > runs and figures["pending_frames"] == 0:
-                break
-            time.sleep(0.01)
-        ckpt1 = thread_cpu(ckpt_thread)
-        ckpt = (ckpt1 - ckpt0) / len(events) if ckpt1 is not None else ckpt
-    if checkpointer_cpu is not None:
-        checkpointer_cpu.append(ckpt)
     return len(events) / wall, cpu
 
 
@@ -237,12 +215,10 @@ def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:
                     conn.execute("SELECT COUNT(*) FROM pss_matches").fetchone()[0])
 
     before = counts()
-    ckpts: list[float] = []
-    measured = [measure_inserts(service, feed, args.batch, ckpts) for feed in feeds]
+    measured = [measure_inserts(service, feed, args.batch) for feed in feeds]
     rates = sorted(rate for rate, _ in measured)
     cpus = sorted(cpu for _, cpu in measured)
-    ckpts.sort()
-    rate, cpu, ckpt = rates[len(rates) // 2], cpus[len(cpus) // 2], ckpts[len(ckpts) // 2]
+    rate, cpu = rates[len(rates) // 2], cpus[len(cpus) // 2]
     details, matches = (after - first for after, first in zip(counts(), before, strict=True))
     stored = sum(len(feed) for feed in feeds)
     cpu_rate = 1.0 / cpu if cpu == cpu and cpu > 0 else float("nan")
@@ -257,10 +233,6 @@ def run(service: DatabaseService, args) -> list[tuple[str, str, str]]:
          (f"{cpu_rate:,.0f} events/CPU-s; >= {CPU_RATE_TARGET:,}: "
           f"{'ok' if cpu_rate >= CPU_RATE_TARGET else 'MISSED'} (rounds "
           f"{cpus[0] * 1e6:.1f}-{cpus[-1] * 1e6:.1f} us)")),
-        ("checkpointer CPU per event (db-checkpoint)",
-         f"{ckpt * 1e6:.1f} us" if ckpt == ckpt else "-",
-         (f"SQLite's WAL checkpoints, off the writer thread (rounds {ckpts[0] * 1e6:.1f}-"
-          f"{ckpts[-1] * 1e6:.1f} us)" if ckpt == ckpt else "no checkpointer (PostgreSQL)")),
     ]
 
     with service.pool.connection() as conn:  # more than the rounds' when --keep reuses a file

@@ -111,9 +111,10 @@ class DatabaseConfig(BaseModel):
     server cannot be reached (``spool.py``); beyond it new batches are dropped and counted."""
 
     checkpoint_interval_s: float = Field(checkpoint.DEFAULT_INTERVAL_S, ge=0.01, le=60)
-    """SQLite: at most this often the ``db-checkpoint`` thread copies the WAL back into the
-    file (``checkpoint.py``); the writer never checkpoints. A power cut with ``synchronous``
-    NORMAL can roll back what was committed since the last checkpoint."""
+    """SQLite: at most this often the writer copies the WAL back into the file, between two
+    batches (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages. A
+    power cut with ``synchronous`` NORMAL can roll back what was committed since the last
+    checkpoint."""
     wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
     """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
     holding an old snapshot) is cut back to it when it starts over after a checkpoint."""
@@ -220,8 +221,8 @@ class DatabaseService(ClipStore):
             raise open_error(path, exc) from exc
         checkpointer = Checkpointer(str(path), interval=config.checkpoint_interval_s,
                                     keep_bytes=config.wal_keep_bytes,
-                                    warn_bytes=config.wal_warn_bytes,
-                                    synchronous=config.synchronous)
+                                    warn_bytes=config.wal_warn_bytes)
+        checkpointer.attach(conn)
         return cls._start(conn, version, config, lambda: ConnectionPool(
             str(path), min_size=config.pool_min_size,
             max_size=config.pool_max_size, timeout=config.pool_timeout,
@@ -374,7 +375,7 @@ def _open_file(path: Path, config: DatabaseConfig) -> tuple[sqlite3.Connection, 
     try:
         version = apply_migrations(conn)
         interrupted = close_interrupted_sessions(conn)
-        # from here on the db-checkpoint thread checkpoints (the migrations kept SQLite's own)
+        # from here on the writer checkpoints once a second (checkpoint.py), not SQLite
         checkpoint.hand_over(conn, config.wal_keep_bytes)
     except BaseException:
         conn.close()

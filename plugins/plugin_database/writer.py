@@ -19,8 +19,9 @@ What a power cut costs (``PRAGMA synchronous``, WAL journal)
       ms on a hard disk or a USB stick).
     - ``NORMAL`` (default): the WAL is synced only at checkpoints. A crash of the app loses
       nothing committed; a power cut or OS crash can roll back the transactions committed since
-      the last checkpoint (``checkpoint.py``'s thread, not this one, checkpoints at most every
-      ``checkpoint_interval_s``: about the last second of feed). The file stays consistent.
+      the last checkpoint (this thread checkpoints between two batches at most every
+      ``checkpoint_interval_s``, ``checkpoint.py``: about the last second of feed). The file
+      stays consistent.
     - ``OFF``: never synced. A crash of the app still loses nothing committed (the OS has the
       data); a power cut or OS crash can lose recent transactions and can corrupt the file.
 
