@@ -1,12 +1,10 @@
-"""SQLite's WAL checkpoints, run by the writer itself once the WAL holds ``min_frames`` pages (as
-SQLite's automatic one, 1,000) but at most every ``interval`` seconds.
+"""SQLite's WAL checkpoints, run by the writer itself at most every ``interval`` seconds instead
+of SQLite's automatic one every 1,000 pages.
 
 Why: SQLite's automatic checkpoint runs inside the COMMIT of whichever batch makes the WAL pass
 1,000 pages, with its fsyncs: about a tenth of the writer's CPU. And every batch rewrites the
 same hot pages (the last leaf of each index, the counters), so checkpointing every few batches
-copies the same pages again and again; once a second copies each only once. A slow feed keeps
-SQLite's own pace (a checkpoint, with its fsyncs, per 1,000 pages: one stall of the writer every
-few seconds at 1,000 datagrams/s, not every second).
+copies the same pages again and again; once a second copies each only once.
 
 Why on the writer's own connection, between its COMMIT and its next BEGIN, and not on a thread
 of its own: SQLite before 3.51.3 (Debian 12 ships 3.40) has the "WAL-reset bug"
@@ -19,9 +17,8 @@ so a writer that never pauses keeps a bounded WAL.
 How: the writer's connection gets ``wal_autocheckpoint=0`` and ``journal_size_limit``
 (``hand_over``, which also gives it to the checkpointer); ``notify()``, called on the writer
 thread after every committed batch and every ``DatabaseService.write``, runs
-``PRAGMA wal_checkpoint(PASSIVE)`` when ``interval`` has passed since the last one and the WAL
-holds ``min_frames`` pages not yet copied (read from the ``-shm`` file). PASSIVE never waits for
-a reader.
+``PRAGMA wal_checkpoint(PASSIVE)`` when ``interval`` has passed since the last one. PASSIVE never
+waits for a reader.
 
 What happens when it cannot keep up: a checkpoint that cannot copy every frame (a reader still
 reads an older snapshot, e.g. a long export) is counted in ``busy`` and tried again after the
@@ -38,7 +35,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import sys
 import threading
 import time
 
@@ -47,7 +43,6 @@ from restrike.host.timeutil import now_iso
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 1.0
-DEFAULT_MIN_FRAMES = 1000  # SQLite's own wal_autocheckpoint
 DEFAULT_KEEP_BYTES = 64 * 1024 * 1024
 DEFAULT_WARN_BYTES = 256 * 1024 * 1024
 
@@ -74,12 +69,9 @@ class Checkpointer:
 
     def __init__(self, path: str, *, interval: float = DEFAULT_INTERVAL_S,
                  keep_bytes: int = DEFAULT_KEEP_BYTES,
-                 warn_bytes: int = DEFAULT_WARN_BYTES,
-                 min_frames: int = DEFAULT_MIN_FRAMES) -> None:
+                 warn_bytes: int = DEFAULT_WARN_BYTES) -> None:
         self._path = str(path)
         self._wal = self._path + "-wal"
-        self._shm = self._path + "-shm"
-        self._min_frames = min_frames
         self._interval = interval
         self._keep_bytes = keep_bytes
         self._warn_bytes = warn_bytes
@@ -111,27 +103,12 @@ class Checkpointer:
         if conn is None or self._stopped:
             return
         now = time.monotonic()
-        if now < self._due or conn.in_transaction:  # (a run() function left one open)
+        if now < self._due:
             return
-        pending = self._pending_frames()
-        if pending is not None and pending < self._min_frames:
-            return  # a slow feed: as SQLite's own, once the WAL holds min_frames pages
         self._due = now + self._interval
+        if conn.in_transaction:  # a run() function left one open: not between transactions
+            return
         self._checkpoint(conn)
-
-    def _pending_frames(self) -> int | None:
-        """Frames in the WAL not yet copied, from the wal-index header in the ``-shm`` file
-        (https://www.sqlite.org/walformat.html: ``mxFrame`` at byte 16, ``nBackfill`` at byte
-        96, native byte order); None when it cannot be read (then the interval alone decides)."""
-        try:
-            with open(self._shm, "rb") as shm:
-                header = shm.read(100)
-        except OSError:
-            return None
-        if len(header) < 100:
-            return None
-        return max(int.from_bytes(header[16:20], sys.byteorder)
-                   - int.from_bytes(header[96:100], sys.byteorder), 0)
 
     def stop(self) -> None:
         """No checkpoint after this (the writer's close checkpoints everything)."""

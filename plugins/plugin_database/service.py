@@ -115,9 +115,6 @@ class DatabaseConfig(BaseModel):
     batches (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages. A
     power cut with ``synchronous`` NORMAL can roll back what was committed since the last
     checkpoint."""
-    checkpoint_min_frames: int = Field(checkpoint.DEFAULT_MIN_FRAMES, ge=1, le=1_000_000)
-    """SQLite: the writer checkpoints only once the WAL holds this many pages not yet copied
-    (SQLite's own ``wal_autocheckpoint``), so a slow feed is not stalled by one every second."""
     wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
     """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
     holding an old snapshot) is cut back to it when it starts over after a checkpoint."""
@@ -224,8 +221,7 @@ class DatabaseService(ClipStore):
             raise open_error(path, exc) from exc
         checkpointer = Checkpointer(str(path), interval=config.checkpoint_interval_s,
                                     keep_bytes=config.wal_keep_bytes,
-                                    warn_bytes=config.wal_warn_bytes,
-                                    min_frames=config.checkpoint_min_frames)
+                                    warn_bytes=config.wal_warn_bytes)
         checkpointer.attach(conn)
         return cls._start(conn, version, config, lambda: ConnectionPool(
             str(path), min_size=config.pool_min_size,

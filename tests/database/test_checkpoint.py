@@ -1,7 +1,6 @@
 """The WAL checkpoints (``checkpoint.py``) on real SQLite files: not SQLite's automatic ones but
-the writer's, between two batches, at most every interval and once 1,000 pages wait (the
-default); a reader on an old snapshot only delays them, the WAL file is bounded, and their
-statistics keep their keys."""
+the writer's, between two batches, at most every interval; a reader on an old snapshot only
+delays them, the WAL file is bounded, and their statistics keep their keys."""
 
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def events_stored(service: DatabaseService) -> int:
 
 @pytest.mark.sqlite_only(reason="SQLite's WAL")
 def test_sqlite_never_checkpoints_on_its_own_the_writer_does_once_an_interval(open_db):
-    # (checkpoint_min_frames=1: every interval; the default waits for 1,000 pages, as SQLite)
-    db = open_db(checkpoint_interval_s=0.05, checkpoint_min_frames=1)
+    db = open_db(checkpoint_interval_s=0.05)
     assert db.write(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
     assert db.write(lambda conn: conn.execute("PRAGMA journal_size_limit").fetchone()[0]) \
         == 64 * MiB
@@ -76,7 +74,7 @@ def test_sqlite_never_checkpoints_on_its_own_the_writer_does_once_an_interval(op
 
 @pytest.mark.sqlite_only(reason="SQLite's WAL")
 def test_a_reader_on_an_old_snapshot_delays_checkpoints_without_blocking_anyone(open_db):
-    db = open_db(checkpoint_interval_s=0.05, checkpoint_min_frames=1)
+    db = open_db(checkpoint_interval_s=0.05)
     store(db, a_match())
     with db.pool.connection() as reader, read_snapshot(reader):
         seen = reader.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()[0]
@@ -101,8 +99,7 @@ def test_a_reader_on_an_old_snapshot_delays_checkpoints_without_blocking_anyone(
 
 @pytest.mark.sqlite_only(reason="SQLite's WAL file")
 def test_the_wal_file_is_cut_back_after_a_burst(open_db, caplog):
-    db = open_db(checkpoint_interval_s=0.05, checkpoint_min_frames=1, wal_keep_bytes=MiB,
-                 wal_warn_bytes=2 * MiB)
+    db = open_db(checkpoint_interval_s=0.05, wal_keep_bytes=MiB, wal_warn_bytes=2 * MiB)
     store(db, a_match())
     with db.pool.connection() as reader, read_snapshot(reader):
         reader.execute("SELECT COUNT(*) FROM pss_events_v2").fetchone()
@@ -162,8 +159,8 @@ def test_the_checkpoint_statistics_keep_their_keys_from_the_first_call(db_app, b
     assert set(first["checkpoint"]) == STATS_KEYS
     service = service_of(db_app)
     runs = first["checkpoint"]["runs"]
-    wait_for(lambda: store(service, a_match())  # a checkpoint once 1,000 pages wait
-             or call(db_app, "get_database_pool_stats")["checkpoint"]["runs"] > runs)
+    store(service, a_match())
+    wait_for(lambda: call(db_app, "get_database_pool_stats")["checkpoint"]["runs"] > runs)
     assert set(call(db_app, "get_database_pool_stats")["checkpoint"]) == STATS_KEYS
 
 
@@ -183,7 +180,7 @@ def test_closing_checkpoints_everything_and_removes_the_wal(tmp_path, backend):
 def test_a_vacuums_truncating_checkpoint_and_the_writers_own_ones_take_turns(open_db):
     """A vacuum (``wal_checkpoint(TRUNCATE)`` on the writer) between batches whose commits run
     a checkpoint every 10 ms: one connection, one after the other; no error."""
-    db = open_db(checkpoint_interval_s=0.01, checkpoint_min_frames=1)
+    db = open_db(checkpoint_interval_s=0.01)
     for _ in range(5):
         runs = stats(db)["runs"]
         store(db, a_match())
