@@ -115,6 +115,10 @@ class DatabaseConfig(BaseModel):
     batches (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages. A
     power cut with ``synchronous`` NORMAL can roll back what was committed since the last
     checkpoint."""
+    wal_flush_interval_s: float = Field(checkpoint.DEFAULT_FLUSH_INTERVAL_S, ge=0, le=60)
+    """SQLite: this often after a commit a thread of its own fsyncs the WAL file, so that a
+    checkpoint's fsync, which the writer waits for, finds little left to write
+    (``checkpoint.py``); 0: no such thread."""
     wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
     """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
     holding an old snapshot) is cut back to it when it starts over after a checkpoint."""
@@ -220,6 +224,7 @@ class DatabaseService(ClipStore):
         except (OSError, SchemaTooNew) as exc:
             raise open_error(path, exc) from exc
         checkpointer = Checkpointer(str(path), interval=config.checkpoint_interval_s,
+                                    flush_interval=config.wal_flush_interval_s,
                                     keep_bytes=config.wal_keep_bytes,
                                     warn_bytes=config.wal_warn_bytes)
         checkpointer.attach(conn)

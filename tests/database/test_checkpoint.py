@@ -22,7 +22,8 @@ from .conftest import Feed, call, match_datagrams, read, store
 
 MiB = 1024 * 1024
 STATS_KEYS = {"interval_s", "runs", "frames_checkpointed", "busy", "errors", "last_at",
-              "pending_frames", "wal_bytes", "wal_warn_bytes", "wal_over_bound"}
+              "pending_frames", "wal_bytes", "wal_warn_bytes", "wal_over_bound",
+              "flush_interval_s", "wal_flushes", "wal_flush_errors"}
 
 _matches = count(100)
 
@@ -148,6 +149,38 @@ def test_a_writer_that_never_pauses_keeps_its_wal_bounded(open_db):
     assert figures["errors"] == 0 and figures["wal_over_bound"] == 0
     assert wal_size(db) <= 16 * MiB
     assert events_stored(db) == len(a_match()) * (1 + len(backlog))
+
+
+def flushers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "db-wal-flush"]
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+@pytest.mark.skipif(not hasattr(os, "fdatasync"), reason="no fdatasync here: no flusher")
+def test_the_wal_is_flushed_ahead_of_the_checkpoints_by_a_thread_that_stops_with_them(
+        tmp_path, open_db):
+    """After a commit, the flusher fsyncs the WAL file long before the next checkpoint (a minute
+    away here), so the checkpoint's own fsync, which the writer waits for, finds little to do.
+    The thread ends when the database closes; ``wal_flush_interval_s`` 0: no thread."""
+    db = DatabaseService.open(tmp_path / DB_FILE, DatabaseConfig(
+        checkpoint_interval_s=60, wal_flush_interval_s=0.01))
+    try:
+        assert len(flushers()) == 1
+        store(db, a_match())  # the first commit: the first checkpoint (then none for a minute)
+        flushes = stats(db)["wal_flushes"]
+        store(db, a_match())
+        wait_for(lambda: stats(db)["wal_flushes"] > flushes, message="the WAL flushed")
+        figures = stats(db)
+        assert figures["runs"] == 1 and figures["flush_interval_s"] == 0.01
+        assert figures["wal_flush_errors"] == 0
+    finally:
+        db.close()
+    assert flushers() == []
+    assert stats(db)["wal_flushes"] == figures["wal_flushes"]  # none after the close
+
+    without = open_db(tmp_path / "without.db", wal_flush_interval_s=0)
+    store(without, a_match())
+    assert flushers() == [] and stats(without)["flush_interval_s"] == 0
 
 
 def test_the_checkpoint_statistics_keep_their_keys_from_the_first_call(db_app, backend):
