@@ -4,7 +4,10 @@ of SQLite's automatic one every 1,000 pages.
 Why: SQLite's automatic checkpoint runs inside the COMMIT of whichever batch makes the WAL pass
 1,000 pages, with its fsyncs: about a tenth of the writer's CPU. And every batch rewrites the
 same hot pages (the last leaf of each index, the counters), so checkpointing every few batches
-copies the same pages again and again; once a second copies each only once.
+copies the same pages again and again; once every two seconds copies each only once. And each
+checkpoint stops the writer for a few ms (copying the pages, fsyncing the file): at a live
+feed's pace, the fewer stops, the fewer events wait for one (1,000/s: ~5 ms each, ~5 events
+delayed). The interval no longer bounds what a power cut loses: the flusher (below) does.
 
 Why on the writer's own connection, between its COMMIT and its next BEGIN, and not on a thread
 of its own: SQLite before 3.51.3 (Debian 12 ships 3.40) has the "WAL-reset bug"
@@ -32,15 +35,17 @@ the WAL, as SQLite always does.
 Why the WAL is flushed ahead, on a thread of its own (``db-wal-flush``): a checkpoint fsyncs the
 WAL before it copies it, and the writer waits for that. At a live feed's pace (a commit every
 event or two, ~20 KiB of WAL each) a second of WAL is ~20 MiB, and its fsync stopped the writer
-for ~15 ms once a second: the events that arrived meanwhile were the 1,000/s benchmark's p99.
-The flusher ``fdatasync``s the WAL file every ``flush_interval`` (0.1 s) after a commit, so the
-checkpoint's own fsync finds only the last tenth of a second still to write (PostgreSQL's WAL
-writer and ``checkpoint_flush_after`` do the same). An fsync changes no byte and takes no SQLite
-lock, so it cannot race the writer as a second checkpointing connection would. It opens the
-``-wal`` file only, never the database or the ``-shm`` file: closing any descriptor of a file
-drops every POSIX lock this process holds on it, SQLite's own included (SQLite locks those two
-files, never the WAL). Where the platform has no ``fdatasync`` (macOS, Windows) there is no
-flusher and the checkpoint's fsync writes everything, as before.
+for ~15 ms each time: the events that arrived meanwhile were the 1,000/s benchmark's p99. The
+flusher ``fdatasync``s the WAL file every ``flush_interval`` (30 ms) after a commit, so the
+checkpoint's own fsync finds only the last few ms still to write (PostgreSQL's WAL writer and
+``checkpoint_flush_after`` do the same). With ``synchronous`` NORMAL it also bounds what a power
+cut can roll back: SQLite's recovery replays every committed frame on disk, so about the last
+``flush_interval`` of feed, not everything since the last checkpoint. An fsync changes no byte
+and takes no SQLite lock, so it cannot race the writer as a second checkpointing connection
+would. It opens the ``-wal`` file only, never the database or the ``-shm`` file: closing any
+descriptor of a file drops every POSIX lock this process holds on it, SQLite's own included
+(SQLite locks those two files, never the WAL). Where the platform has no ``fdatasync`` (macOS,
+Windows) there is no flusher and the checkpoint's fsync writes everything, as before.
 """
 
 from __future__ import annotations
@@ -55,8 +60,8 @@ from restrike.host.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 1.0
-DEFAULT_FLUSH_INTERVAL_S = 0.1
+DEFAULT_INTERVAL_S = 2.0
+DEFAULT_FLUSH_INTERVAL_S = 0.03
 DEFAULT_KEEP_BYTES = 64 * 1024 * 1024
 DEFAULT_WARN_BYTES = 256 * 1024 * 1024
 
@@ -198,9 +203,9 @@ class Checkpointer:
             finally:
                 os.close(fd)
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> bool:
-        """One PASSIVE checkpoint; True when it copied every frame (or failed for a reason a
-        retry does not mend before the next commit)."""
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint, counted: complete, busy (frames left for a reader on an older
+        snapshot), or failed."""
         before = self._header()
         try:
             busy, frames, backfilled = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -211,13 +216,13 @@ class Checkpointer:
                 self._last_at = now_iso()
                 if code & 0xFF in _BUSY_CODES:  # try later, as the busy flag below
                     self._busy += 1
-                    return False
+                    return
                 self._errors += 1
             log.log(logging.DEBUG if self._failing else logging.ERROR,
                     "a WAL checkpoint of %s failed (%s): tried again after the next commit",
                     self._path, exc)
             self._failing = True
-            return True
+            return
         self._failing = False
         sequence = self._header()
         frames, backfilled = max(frames, 0), max(backfilled, 0)
@@ -239,7 +244,6 @@ class Checkpointer:
                         "up (a reader on an older snapshot, a long export or query?); ingest "
                         "goes on, the WAL is cut back once they can",
                         self._path, size >> 20, self._warn_bytes >> 20)
-        return complete
 
     def _copied(self, before: bytes | None, after: bytes | None, backfilled: int) -> int:
         """Frames a checkpoint copied: ``backfilled`` (SQLite's count of the current WAL's

@@ -112,13 +112,13 @@ class DatabaseConfig(BaseModel):
 
     checkpoint_interval_s: float = Field(checkpoint.DEFAULT_INTERVAL_S, ge=0.01, le=60)
     """SQLite: at most this often the writer copies the WAL back into the file, between two
-    batches (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages. A
-    power cut with ``synchronous`` NORMAL can roll back what was committed since the last
-    checkpoint."""
+    batches (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages."""
     wal_flush_interval_s: float = Field(checkpoint.DEFAULT_FLUSH_INTERVAL_S, ge=0, le=60)
     """SQLite: this often after a commit a thread of its own fsyncs the WAL file, so that a
-    checkpoint's fsync, which the writer waits for, finds little left to write
-    (``checkpoint.py``); 0: no such thread."""
+    checkpoint's fsync, which the writer waits for, finds little left to write, and a power cut
+    with ``synchronous`` NORMAL rolls back at most about this much feed (``checkpoint.py``);
+    0: no such thread (a power cut can then roll back what was committed since the last
+    checkpoint)."""
     wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
     """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
     holding an old snapshot) is cut back to it when it starts over after a checkpoint."""
@@ -380,7 +380,7 @@ def _open_file(path: Path, config: DatabaseConfig) -> tuple[sqlite3.Connection, 
     try:
         version = apply_migrations(conn)
         interrupted = close_interrupted_sessions(conn)
-        # from here on the writer checkpoints once a second (checkpoint.py), not SQLite
+        # from here on the writer checkpoints every 2 s (checkpoint.py), not SQLite
         checkpoint.hand_over(conn, config.wal_keep_bytes)
     except BaseException:
         conn.close()

@@ -17,10 +17,10 @@ What a power cut costs (``PRAGMA synchronous``, WAL journal)
     - ``FULL``: the WAL is synced to disk at every commit. A power cut or OS crash loses nothing
       that was committed; each batch pays one fsync (sub-millisecond on an SSD, up to tens of
       ms on a hard disk or a USB stick).
-    - ``NORMAL`` (default): the WAL is synced only at checkpoints. A crash of the app loses
-      nothing committed; a power cut or OS crash can roll back the transactions committed since
-      the last checkpoint (this thread checkpoints between two batches at most every
-      ``checkpoint_interval_s``, ``checkpoint.py``: about the last second of feed). The file
+    - ``NORMAL`` (default): the WAL is synced at checkpoints and, on SQLite, by the flusher
+      thread every ``wal_flush_interval_s`` (30 ms) after a commit (``checkpoint.py``). A crash
+      of the app loses nothing committed; a power cut or OS crash can roll back the
+      transactions committed since the WAL's last sync: about the last 30 ms of feed. The file
       stays consistent.
     - ``OFF``: never synced. A crash of the app still loses nothing committed (the OS has the
       data); a power cut or OS crash can lose recent transactions and can corrupt the file.
