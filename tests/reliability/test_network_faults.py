@@ -112,8 +112,12 @@ def test_senders_that_vanish_mid_match_do_not_stop_the_listener(make_app):
             staying.sendto(d, ("127.0.0.1", port))
 
     def all_in(st):
+        # get_udp_stats reads storage, then the counters, then the clients, and a client's
+        # packets are counted before the session's datagrams: only when the datagrams read
+        # earlier are every client's packets read later were all of them parsed and stored.
         packets = {c["port"]: c["packets"] for c in st["clients"]}
         return (packets.get(quitter) == len(half) and packets.get(stayer) == len(full)
+                and st["datagrams"] == sum(packets.values())
                 and st["dispatched_datagrams"] == st["datagrams"]
                 and st["storage"]["stored"] == st["events"])
 
