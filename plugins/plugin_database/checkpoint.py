@@ -20,8 +20,11 @@ so a writer that never pauses keeps a bounded WAL.
 How: the writer's connection gets ``wal_autocheckpoint=0`` and ``journal_size_limit``
 (``hand_over``, which also gives it to the checkpointer); ``notify()``, called on the writer
 thread after every committed batch and every ``DatabaseService.write``, runs
-``PRAGMA wal_checkpoint(PASSIVE)`` when ``interval`` has passed since the last one. PASSIVE never
-waits for a reader.
+``PRAGMA wal_checkpoint(PASSIVE)`` when ``interval`` has passed since the last one, or earlier
+when the flusher (below) finds the WAL file larger than ``keep_bytes``: a feed that writes that
+much within an interval (~25,000 events/s) gets shorter checkpoints, more often, and its WAL
+file stays within the bound instead of being cut back and grown again. PASSIVE never waits for
+a reader.
 
 What happens when it cannot keep up: a checkpoint that cannot copy every frame (a reader still
 reads an older snapshot, e.g. a long export) is counted in ``busy`` and tried again after the
@@ -100,6 +103,8 @@ class Checkpointer:
         self._flusher: threading.Thread | None = None
         self._quit = threading.Event()
         self._committed = False  # a commit since the flusher's last look
+        self._early = False  # the flusher saw the WAL past keep_bytes: checkpoint at once
+        self._complete = False  # the last checkpoint copied every frame
         self._flushes = self._flush_errors = 0
         self._keep_bytes = keep_bytes
         self._warn_bytes = warn_bytes
@@ -131,18 +136,19 @@ class Checkpointer:
 
     def notify(self) -> None:
         """A batch was committed (the writer thread, between its COMMIT and its next BEGIN):
-        one ``PASSIVE`` checkpoint when ``interval`` has passed since the last one."""
+        one ``PASSIVE`` checkpoint when ``interval`` has passed since the last one, or earlier
+        when the flusher saw the WAL file pass ``keep_bytes``."""
         conn = self._conn
         if conn is None or self._stopped:
             return
         self._committed = True
         now = time.monotonic()
-        if now < self._due:
+        if now < self._due and not self._early:
             return
         self._due = now + self._interval
-        if conn.in_transaction:  # a run() function left one open: not between transactions
-            return
-        self._checkpoint(conn)
+        if not conn.in_transaction:  # a run() function left one open: not between transactions
+            self._checkpoint(conn)
+        self._early = False  # after: what the flusher saw while this one ran is copied now
 
     def stop(self) -> None:
         """No checkpoint nor flush after this (the writer's close checkpoints and syncs
@@ -189,6 +195,16 @@ class Checkpointer:
                 continue
             try:
                 sync(fd)
+                # A feed fast enough to pass keep_bytes within an interval (~25,000 events/s)
+                # gets its checkpoint now: shorter stops, and no WAL cut back and grown again.
+                # Only once the WAL started over since the last checkpoint (its header's
+                # sequence changed): until then the file keeps its size (it is cut back at the
+                # commit after a checkpoint). Not after an incomplete one: a reader's snapshot,
+                # not the size, holds the WAL then, and the interval paces the retries.
+                if (self._complete and os.fstat(fd).st_size > self._keep_bytes
+                        and os.pread(fd, _HEADER_SEQUENCE.stop, 0)[_HEADER_SEQUENCE]
+                        != self._sequence):
+                    self._early = True
             except OSError as exc:
                 with self._lock:
                     self._flush_errors += 1
@@ -211,6 +227,7 @@ class Checkpointer:
             busy, frames, backfilled = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", 0) or 0
+            self._complete = False
             with self._lock:
                 self._runs += 1
                 self._last_at = now_iso()
@@ -239,6 +256,7 @@ class Checkpointer:
             if warn:
                 self._over_bound += 1
             self._over = (self._over or warn) and not complete
+        self._complete = complete  # after _sequence: the flusher compares the WAL's with it
         if warn:
             log.warning("the WAL of %s is %d MiB, more than %d MiB: checkpoints cannot keep "
                         "up (a reader on an older snapshot, a long export or query?); ingest "

@@ -183,6 +183,22 @@ def test_the_wal_is_flushed_ahead_of_the_checkpoints_by_a_thread_that_stops_with
     assert flushers() == [] and stats(without)["flush_interval_s"] == 0
 
 
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+@pytest.mark.skipif(not hasattr(os, "fdatasync"), reason="no fdatasync here: no flusher")
+def test_a_wal_past_its_bound_is_checkpointed_before_the_interval(open_db):
+    """A feed that writes more than ``wal_keep_bytes`` of WAL within an interval (a minute
+    here) gets its checkpoints as soon as the flusher sees the file past the bound, so they
+    stay short and the file is not cut back and grown again every interval."""
+    db = open_db(checkpoint_interval_s=60, wal_flush_interval_s=0.01, wal_keep_bytes=MiB,
+                 wal_warn_bytes=64 * MiB)
+    store(db, a_match())  # the first commit: the first checkpoint (the next due in a minute)
+    wait_for(lambda: store(db, a_match()) or stats(db)["runs"] >= 3, timeout=60,
+             message="checkpoints within the interval, for the WAL's size")
+    figures = stats(db)
+    assert figures["busy"] == 0 and figures["errors"] == 0 and figures["wal_over_bound"] == 0
+    assert wal_size(db) <= 8 * MiB
+
+
 def test_the_checkpoint_statistics_keep_their_keys_from_the_first_call(db_app, backend):
     first = call(db_app, "get_database_pool_stats")
     assert {"in_use", "max_connections", "last_cleanup"} <= set(first)  # the pool's, as before
