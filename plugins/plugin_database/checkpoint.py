@@ -23,8 +23,8 @@ thread after every committed batch and every ``DatabaseService.write``, runs
 ``PRAGMA wal_checkpoint(PASSIVE)`` when ``interval`` has passed since the last one, or earlier
 when the flusher (below) finds the WAL file larger than ``keep_bytes``: a feed that writes that
 much within an interval (~25,000 events/s) gets shorter checkpoints, more often, and its WAL
-file stays within the bound instead of being cut back and grown again. PASSIVE never waits for
-a reader.
+file stays near the bound instead of growing to twice it and being cut back every interval.
+PASSIVE never waits for a reader.
 
 What happens when it cannot keep up: a checkpoint that cannot copy every frame (a reader still
 reads an older snapshot, e.g. a long export) is counted in ``busy`` and tried again after the
@@ -196,7 +196,7 @@ class Checkpointer:
             try:
                 sync(fd)
                 # A feed fast enough to pass keep_bytes within an interval (~25,000 events/s)
-                # gets its checkpoint now: shorter stops, and no WAL cut back and grown again.
+                # gets its checkpoint now: shorter stops, and a file near keep_bytes, not twice it.
                 # Only once the WAL started over since the last checkpoint (its header's
                 # sequence changed): until then the file keeps its size (it is cut back at the
                 # commit after a checkpoint). Not after an incomplete one: a reader's snapshot,

@@ -111,8 +111,9 @@ class DatabaseConfig(BaseModel):
     server cannot be reached (``spool.py``); beyond it new batches are dropped and counted."""
 
     checkpoint_interval_s: float = Field(checkpoint.DEFAULT_INTERVAL_S, ge=0.01, le=60)
-    """SQLite: at most this often the writer copies the WAL back into the file, between two
-    batches (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages."""
+    """SQLite: this often the writer copies the WAL back into the file, between two batches
+    (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages; sooner
+    when the WAL file passes ``wal_keep_bytes`` before."""
     wal_flush_interval_s: float = Field(checkpoint.DEFAULT_FLUSH_INTERVAL_S, ge=0, le=60)
     """SQLite: this often after a commit a thread of its own fsyncs the WAL file, so that a
     checkpoint's fsync, which the writer waits for, finds little left to write, and a power cut
@@ -121,7 +122,8 @@ class DatabaseConfig(BaseModel):
     checkpoint)."""
     wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
     """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
-    holding an old snapshot) is cut back to it when it starts over after a checkpoint."""
+    holding an old snapshot) is cut back to it when it starts over after a checkpoint; a WAL
+    that passes it within ``checkpoint_interval_s`` is checkpointed at once."""
     wal_warn_bytes: int = Field(checkpoint.DEFAULT_WARN_BYTES, ge=1024 * 1024, le=1024 ** 4)
     """SQLite: a WAL larger than this (checkpoints cannot finish while a reader keeps an older
     snapshot) is logged once per episode and counted (``checkpoint.wal_over_bound``); ingest
