@@ -188,7 +188,7 @@ def test_the_wal_is_flushed_ahead_of_the_checkpoints_by_a_thread_that_stops_with
 def test_a_wal_past_its_bound_is_checkpointed_before_the_interval(open_db):
     """A feed that writes more than ``wal_keep_bytes`` of WAL within an interval (a minute
     here) gets its checkpoints as soon as the flusher sees the file past the bound, so they
-    stay short and the file is not cut back and grown again every interval."""
+    stay short and the file stays near the bound instead of growing for a whole interval."""
     db = open_db(checkpoint_interval_s=60, wal_flush_interval_s=0.01, wal_keep_bytes=MiB,
                  wal_warn_bytes=64 * MiB)
     store(db, a_match())  # the first commit: the first checkpoint (the next due in a minute)
