@@ -33,14 +33,34 @@ const POOL_FIELDS = [
   ['last_cleanup', 'Last cleanup'],
 ];
 
+// SQLite's WAL checkpoints and flushes (get_database_pool_stats().checkpoint; null on
+// PostgreSQL, whose WAL is the server's): what an operator checks when the disk fills or slows.
+const CHECKPOINT_FIELDS = [
+  ['runs', 'Checkpoints'], ['busy', 'Checkpoints held by readers'],
+  ['errors', 'Checkpoint errors'], ['wal_flush_errors', 'WAL flush errors'],
+  ['wal_over_bound', 'WAL over its bound'],
+];
+
+function checkpointEntries(c) {
+  if (!c) return [];
+  return [
+    ...CHECKPOINT_FIELDS.map(([k, label]) => [label, fmtNumber(c[k]), `checkpoint.${k}`]),
+    ['Write-ahead log now', fmtBytes(c.wal_bytes), 'checkpoint.wal_bytes'],
+    ['Last checkpoint', fmtDateTime(c.last_at), 'checkpoint.last_at'],
+  ];
+}
+
 async function refreshPool() {
   let s;
   try { s = await ctx.invoke('get_database_pool_stats'); } catch (err) { setText($('#pool-meter-text'), describe(err)); return; }
   const pct = Number(s.pool_utilization) || 0;
   $('#pool-meter').value = pct;
   setText($('#pool-meter-text'), `${pct.toFixed(0)} % in use`);
-  fillDl($('#pool-stats'), POOL_FIELDS.filter(([k]) => k in s).map(([k, label]) => [
-    label, k === 'last_cleanup' ? fmtDateTime(s[k]) : fmtNumber(s[k]), k]));
+  fillDl($('#pool-stats'), [
+    ...POOL_FIELDS.filter(([k]) => k in s).map(([k, label]) => [
+      label, k === 'last_cleanup' ? fmtDateTime(s[k]) : fmtNumber(s[k]), k]),
+    ...checkpointEntries(s.checkpoint),
+  ]);
 }
 
 async function refreshArchive() {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -122,6 +123,11 @@ def test_info_integrity_and_export(app, db, tmp_path):
     goto_tab(page, "database")
     page.click("#db-info-refresh")
     expect(dd(page, "#db-info", "path")).to_contain_text("restrike_vta.db", timeout=TIMEOUT)
+    # The WAL's checkpoints beside the pool: the commits above ran at least one, none failed.
+    expect(dd(page, "#pool-stats", "checkpoint.runs")).to_have_text(re.compile(r"^[1-9][\d,]*$"),
+                                                                    timeout=TIMEOUT)
+    expect(dd(page, "#pool-stats", "checkpoint.errors")).to_have_text("0")
+    expect(dd(page, "#pool-stats", "checkpoint.wal_flush_errors")).to_have_text("0")
     page.click("#db-integrity")
     expect(page.locator("#db-integrity-result")).to_contain_text("Integrity check passed",
                                                                 timeout=TIMEOUT)
