@@ -4,10 +4,11 @@ of SQLite's automatic one every 1,000 pages.
 Why: SQLite's automatic checkpoint runs inside the COMMIT of whichever batch makes the WAL pass
 1,000 pages, with its fsyncs: about a tenth of the writer's CPU. And every batch rewrites the
 same hot pages (the last leaf of each index, the counters), so checkpointing every few batches
-copies the same pages again and again; once every two seconds copies each only once. And each
-checkpoint stops the writer for a few ms (copying the pages, fsyncing the file): at a live
-feed's pace, the fewer stops, the fewer events wait for one (1,000/s: ~5 ms each, ~5 events
-delayed). The interval no longer bounds what a power cut loses: the flusher (below) does.
+copies the same pages again and again. Why every two seconds: each checkpoint stops the writer
+for a few ms (copying the pages, fsyncing the file), and at a live feed's pace the fewer stops,
+the fewer events wait for one (1,000/s: ~5 ms each, ~5 events delayed; the writer's CPU hardly
+changes between 0.1 and 2 s). The interval no longer bounds what a power cut loses: the
+flusher (below) does.
 
 Why on the writer's own connection, between its COMMIT and its next BEGIN, and not on a thread
 of its own: SQLite before 3.51.3 (Debian 12 ships 3.40) has the "WAL-reset bug"
@@ -43,7 +44,9 @@ flusher ``fdatasync``s the WAL file every ``flush_interval`` (30 ms) after a com
 checkpoint's own fsync finds only the last few ms still to write (PostgreSQL's WAL writer and
 ``checkpoint_flush_after`` do the same). With ``synchronous`` NORMAL it also bounds what a power
 cut can roll back: SQLite's recovery replays every committed frame on disk, so about the last
-``flush_interval`` of feed, not everything since the last checkpoint. An fsync changes no byte
+``flush_interval`` of feed, not everything since the last checkpoint. It runs with
+``synchronous`` NORMAL only: FULL syncs every commit already, OFF asks for no sync at all
+(the service passes ``flush_interval`` 0 then). An fsync changes no byte
 and takes no SQLite lock, so it cannot race the writer as a second checkpointing connection
 would. It opens the ``-wal`` file only, never the database or the ``-shm`` file: closing any
 descriptor of a file drops every POSIX lock this process holds on it, SQLite's own included
@@ -65,6 +68,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 2.0
 DEFAULT_FLUSH_INTERVAL_S = 0.03
+MIN_FLUSH_INTERVAL_S = 0.005
 DEFAULT_KEEP_BYTES = 64 * 1024 * 1024
 DEFAULT_WARN_BYTES = 256 * 1024 * 1024
 

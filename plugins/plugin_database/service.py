@@ -115,11 +115,11 @@ class DatabaseConfig(BaseModel):
     (``checkpoint.py``), instead of SQLite's automatic checkpoint every 1,000 pages; sooner
     when the WAL file passes ``wal_keep_bytes`` before."""
     wal_flush_interval_s: float = Field(checkpoint.DEFAULT_FLUSH_INTERVAL_S, ge=0, le=60)
-    """SQLite: this often after a commit a thread of its own fsyncs the WAL file, so that a
-    checkpoint's fsync, which the writer waits for, finds little left to write, and a power cut
-    with ``synchronous`` NORMAL rolls back at most about this much feed (``checkpoint.py``);
-    0: no such thread (a power cut can then roll back what was committed since the last
-    checkpoint)."""
+    """SQLite with ``synchronous`` NORMAL: this often after a commit a thread of its own fsyncs
+    the WAL file, so that a checkpoint's fsync, which the writer waits for, finds little left
+    to write, and a power cut rolls back at most about this much feed (``checkpoint.py``); 0 or
+    at least 0.005 s. 0: no such thread (a power cut can then roll back what was committed
+    since the last checkpoint). FULL syncs every commit and OFF none: no thread either."""
     wal_keep_bytes: int = Field(checkpoint.DEFAULT_KEEP_BYTES, ge=1024 * 1024, le=16 * 1024 ** 3)
     """SQLite (``PRAGMA journal_size_limit``): a WAL that grew beyond this (a burst, a reader
     holding an old snapshot) is cut back to it when it starts over after a checkpoint; a WAL
@@ -128,6 +128,13 @@ class DatabaseConfig(BaseModel):
     """SQLite: a WAL larger than this (checkpoints cannot finish while a reader keeps an older
     snapshot) is logged once per episode and counted (``checkpoint.wal_over_bound``); ingest
     goes on."""
+
+    @field_validator("wal_flush_interval_s")
+    @classmethod
+    def _flush_off_or_paced(cls, value: float) -> float:
+        if 0 < value < checkpoint.MIN_FLUSH_INTERVAL_S:  # a thread fsyncing without a pause
+            raise ValueError(f"0 (no flusher) or at least {checkpoint.MIN_FLUSH_INTERVAL_S} s")
+        return value
 
     @field_validator("court", mode="before")
     @classmethod
@@ -226,7 +233,8 @@ class DatabaseService(ClipStore):
         except (OSError, SchemaTooNew) as exc:
             raise open_error(path, exc) from exc
         checkpointer = Checkpointer(str(path), interval=config.checkpoint_interval_s,
-                                    flush_interval=config.wal_flush_interval_s,
+                                    flush_interval=config.wal_flush_interval_s
+                                    if config.synchronous == "NORMAL" else 0,
                                     keep_bytes=config.wal_keep_bytes,
                                     warn_bytes=config.wal_warn_bytes)
         checkpointer.attach(conn)

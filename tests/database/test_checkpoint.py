@@ -11,6 +11,7 @@ import threading
 from itertools import count
 
 import pytest
+from pydantic import ValidationError
 
 from restrike.plugins.plugin_database.maintenance import vacuum
 from restrike.plugins.plugin_database.pool import read_snapshot
@@ -181,6 +182,21 @@ def test_the_wal_is_flushed_ahead_of_the_checkpoints_by_a_thread_that_stops_with
     without = open_db(tmp_path / "without.db", wal_flush_interval_s=0)
     store(without, a_match())
     assert flushers() == [] and stats(without)["flush_interval_s"] == 0
+
+
+@pytest.mark.sqlite_only(reason="SQLite's WAL file")
+@pytest.mark.parametrize("synchronous", ["FULL", "OFF"])
+def test_no_flusher_where_synchronous_syncs_every_commit_or_never(open_db, synchronous):
+    """FULL syncs the WAL at every commit already; OFF asks for no sync at all."""
+    db = open_db(synchronous=synchronous, wal_flush_interval_s=0.01)
+    store(db, a_match())
+    assert flushers() == [] and stats(db)["flush_interval_s"] == 0
+
+
+def test_a_flush_interval_is_off_or_a_real_pause():
+    with pytest.raises(ValidationError, match="wal_flush_interval_s"):
+        DatabaseConfig(wal_flush_interval_s=0.0001)
+    assert DatabaseConfig(wal_flush_interval_s=0).wal_flush_interval_s == 0
 
 
 @pytest.mark.sqlite_only(reason="SQLite's WAL file")
